@@ -1,0 +1,3 @@
+from kavi.cli.main import main
+
+main()

@@ -1,0 +1,39 @@
+"""The contract between the build step and a code-writing backend.
+
+A backend receives a sandbox directory (the build worktree with its ``.git`` link
+hidden), the frozen build packet, the two paths it is asked to write, a scrubbed
+environment and a deadline. It may leave any files in the sandbox: Kavi, not the
+backend, commits the sandbox and the gate judges the result. A backend reports
+whether *it* considers the run successful and returns a transcript for the build
+log; it never raises for model misbehaviour (only :class:`kavi.errors.BackendError`
+when it cannot run at all, e.g. its executable is missing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class BackendRequest:
+    sandbox: Path
+    packet_text: str
+    allowed_paths: tuple[str, ...]
+    env: dict[str, str]
+    timeout_seconds: float
+
+
+@dataclass
+class BackendResult:
+    ok: bool
+    reason: str = ""
+    transcript: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    name: str
+
+    def run(self, request: BackendRequest) -> BackendResult: ...

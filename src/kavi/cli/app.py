@@ -1,0 +1,44 @@
+"""The Typer application. Command modules import nothing heavy at import time:
+``git kavi --help`` and ``--version`` load neither pygit2, httpx nor pydantic."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+
+def _version(value: bool) -> None:
+    if value:
+        from kavi import __version__
+
+        typer.echo(f"kavi {__version__}")
+        raise typer.Exit()
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(
+        name="kavi",
+        help="Kavi — a git-native governed skill forge.\n\n"
+        "Skills written by a coding LLM are proposed, built in a sandbox, verified by "
+        "independent gates and promoted by a signed human decision.",
+        no_args_is_help=True,
+        add_completion=False,
+        rich_markup_mode=None,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+    @app.callback()
+    def _root(
+        version: Annotated[
+            Optional[bool],  # noqa: UP045 - typer needs the Optional spelling at runtime
+            typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+        ] = None,
+    ) -> None:
+        """Kavi — a git-native governed skill forge."""
+
+    from kavi.cli import cmd_forge
+
+    cmd_forge.register(app)
+    return app

@@ -1,0 +1,58 @@
+"""Console entry point (``kavi`` and ``git-kavi``) and the one top-level error handler."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> None:
+    from kavi.errors import EXIT_INTERNAL, KaviError
+
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        from kavi.cli.app import build_app
+
+        app = build_app()
+        app(args=args, prog_name=_prog_name(), standalone_mode=True)
+    except KaviError as err:
+        _report(err)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # a bug: say so plainly, keep the traceback for KAVI_DEBUG
+        if os.environ.get("KAVI_DEBUG"):
+            raise
+        from kavi.errors import InternalError
+
+        _report(
+            InternalError(
+                f"internal error: {type(exc).__name__}: {exc}",
+                why="this is a bug in Kavi",
+                remedy="re-run with KAVI_DEBUG=1 for a traceback and report it",
+            )
+        )
+        sys.exit(EXIT_INTERNAL)
+
+
+def _prog_name() -> str:
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "kavi"
+    return "git kavi" if name == "git-kavi" else "kavi"
+
+
+def _report(err: object) -> None:
+    import json
+
+    from kavi.cli.output import is_json
+    from kavi.errors import KaviError
+
+    if not isinstance(err, KaviError):
+        return
+    if is_json():
+        sys.stdout.write(json.dumps(err.to_dict(), indent=2, default=str) + "\n")
+        sys.stdout.flush()
+    else:
+        sys.stderr.write(err.render() + "\n")

@@ -1,0 +1,58 @@
+"""How commands talk: text for people, exactly one JSON object with ``--format json``.
+
+Each command calls :func:`use` with its ``--format`` first; the top-level error
+handler then knows whether to print an error as text or as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from typing import Any
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+_current = [Format.text]
+
+
+def use(fmt: Format) -> None:
+    _current[0] = fmt
+
+
+def current() -> Format:
+    return _current[0]
+
+
+def is_json() -> bool:
+    return _current[0] is Format.json
+
+
+def emit(payload: dict[str, Any], text: str) -> None:
+    """Print the command's result: ``payload`` as JSON, or ``text``."""
+    if is_json():
+        sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    else:
+        sys.stdout.write(text.rstrip("\n") + "\n")
+    sys.stdout.flush()
+
+
+def progress(message: str) -> None:
+    """Progress lines go to stderr, and only in text mode."""
+    if not is_json():
+        sys.stderr.write(f"» {message}\n")
+        sys.stderr.flush()
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    if not rows:
+        return ""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*headers), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*r) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)

@@ -1,0 +1,138 @@
+"""Forge configuration: the typed form of ``.kavi/config.yaml`` and the files next to it.
+
+The governance directory ``.kavi/`` is committed in the forge repository:
+
+* ``config.yaml`` — paths, branches, backends (this module);
+* ``policy.yaml`` — scanner and runtime rules (:mod:`kavi.policy.model`);
+* ``allowed_signers`` — ssh-keygen allowed-signers file of keys that may promote.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from kavi.errors import ConfigError
+
+KAVI_DIR = ".kavi"
+CONFIG_FILE = f"{KAVI_DIR}/config.yaml"
+POLICY_FILE = f"{KAVI_DIR}/policy.yaml"
+SIGNERS_FILE = f"{KAVI_DIR}/allowed_signers"
+GOVERNANCE_FILES = (CONFIG_FILE, POLICY_FILE, SIGNERS_FILE)
+
+SECRET_ENV_PREFIX = "KAVI_SECRET_"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _relative_dir(value: str) -> str:
+    p = PurePosixPath(value.strip().rstrip("/") or ".")
+    if p.is_absolute() or ".." in p.parts or "\\" in value:
+        raise ValueError(f"must be a relative path inside the repository, got {value!r}")
+    return p.as_posix()
+
+
+class ClaudeBackendConfig(_Strict):
+    command: str = "claude"
+    credential_env: list[str] = Field(
+        default_factory=lambda: ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"]
+    )
+    model: str | None = None
+    max_turns: int = Field(default=40, ge=1, le=500)
+    max_budget_usd: float = Field(default=2.0, gt=0)
+    timeout_seconds: float = Field(default=900.0, gt=0)
+    extra_args: list[str] = Field(default_factory=list)
+
+
+class OpenAIBackendConfig(_Strict):
+    base_url: str = "http://localhost:8000/v1"
+    model: str = "default"
+    api_key_env: str | None = "OPENAI_API_KEY"
+    timeout_seconds: float = Field(default=300.0, gt=0)
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_tokens: int = Field(default=8192, ge=256)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+
+
+class FilesBackendConfig(_Strict):
+    timeout_seconds: float = Field(default=60.0, gt=0)
+
+
+class BackendsConfig(_Strict):
+    default: Literal["claude", "openai", "files"] = "claude"
+    claude: ClaudeBackendConfig = Field(default_factory=ClaudeBackendConfig)
+    openai: OpenAIBackendConfig = Field(default_factory=OpenAIBackendConfig)
+    files: FilesBackendConfig = Field(default_factory=FilesBackendConfig)
+
+    def credential_names(self) -> set[str]:
+        names = set(self.claude.credential_env)
+        if self.openai.api_key_env:
+            names.add(self.openai.api_key_env)
+        return names
+
+
+class ForgeConfig(_Strict):
+    """``.kavi/config.yaml``."""
+
+    version: Literal[1] = 1
+    skills_dir: str = "skills"
+    tests_dir: str = "tests"
+    skill_package: str = "skills"
+    vault_dir: str = "vault_out"
+    target_branch: str = "main"
+    protected_branches: list[str] = Field(default_factory=list)
+    sandbox_root: str | None = None
+    verify_timeout_seconds: float = Field(default=300.0, gt=0)
+    backends: BackendsConfig = Field(default_factory=BackendsConfig)
+
+    @field_validator("skills_dir", "tests_dir", "vault_dir")
+    @classmethod
+    def _dirs(cls, v: str) -> str:
+        return _relative_dir(v)
+
+    @field_validator("skill_package")
+    @classmethod
+    def _package(cls, v: str) -> str:
+        parts = v.split(".") if v else []
+        if not parts or not all(p.isidentifier() and not keyword.iskeyword(p) for p in parts):
+            raise ValueError(f"must be a dotted Python package name, got {v!r}")
+        return v
+
+    @field_validator("target_branch")
+    @classmethod
+    def _branch(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._/-]+", v) or ".." in v or v.startswith(("/", "-")):
+            raise ValueError(f"not a valid branch name: {v!r}")
+        return v
+
+    @property
+    def protected(self) -> list[str]:
+        """Branches the server hook protects (always includes the target branch)."""
+        out = [self.target_branch]
+        out.extend(b for b in self.protected_branches if b not in out)
+        return out
+
+
+def parse_config(text: str, *, source: str = CONFIG_FILE) -> ForgeConfig:
+    from kavi.yamlio import load_yaml_model
+
+    return load_yaml_model(ForgeConfig, text, source=source, error=ConfigError)
+
+
+def load_config(workdir: Path) -> ForgeConfig:
+    path = workdir / CONFIG_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{CONFIG_FILE} not found in {workdir}",
+            why="this repository has not been initialised as a Kavi forge",
+            remedy="run `git kavi init` at the top of the repository",
+        ) from None
+    return parse_config(text)

@@ -1,0 +1,1 @@
+"""Example skills shipped with Kavi (used by `kavi demo` and the test suite)."""

@@ -1,0 +1,419 @@
+"""``build-skill``: let a backend write the skill in a sandbox, then judge what it left.
+
+1. preflight (proposal state, backend available, target branch tip);
+2. ledger step 1: the frozen BUILD_PACKET artifact and ``build.started``;
+3. branch ``skill/<name>-<shortid>`` at the target tip, worktree sandbox outside the
+   repository, ``.git`` link removed, secret-looking files withheld;
+4. the backend runs with a scrubbed environment and a hard timeout;
+5. Kavi commits the sandbox onto the build branch (trailers name proposal, build,
+   packet), then the gate: raw tree diff, sandbox walk, tripwire;
+6. ledger step 2: the BUILD_LOG artifact, ``build.finished`` and the status change;
+7. the sandbox is removed; the branch stays for inspection (deleted if no commit).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kavi.backends.base import Backend, BackendRequest, BackendResult
+from kavi.clock import now_iso
+from kavi.errors import ConfigError, GitError, KaviError, StateError, ValidationError
+from kavi.forge.context import Forge
+from kavi.forge.packet import PACKET_FILE, render_packet
+from kavi.forge.spec import SkillPaths, skill_paths
+from kavi.hashing import blake3_hex
+from kavi.ledger.models import (
+    Artifact,
+    ArtifactKind,
+    Build,
+    BuildStatus,
+    Proposal,
+    Violation,
+)
+from kavi.ledger.reducer import EventKind
+from kavi.ledger.states import ProposalStatus
+from kavi.secrets import redact, secret_values
+
+Progress = Callable[[str], None]
+
+BUILDABLE = (ProposalStatus.PROPOSED, ProposalStatus.BUILT, ProposalStatus.VERIFIED)
+BUILD_AUTHOR_EMAIL = "kavi-build@kavi.invalid"
+
+
+@dataclass
+class BuildOutcome:
+    build: Build
+    proposal: Proposal
+    packet: Artifact
+    log: Artifact | None
+
+
+def make_backend(forge: Forge, name: str, from_dir: Path | None) -> Backend:
+    backends = forge.committed_config.backends
+    if name == "files":
+        from kavi.backends.files import FilesBackend
+
+        if from_dir is None:
+            raise ValidationError(
+                "--backend files needs --from DIR",
+                remedy="point --from at a directory holding the skill and test files",
+            )
+        return FilesBackend(from_dir)
+    if from_dir is not None:
+        raise ValidationError("--from is only used with --backend files")
+    if name == "claude":
+        from kavi.backends.claude import ClaudeBackend
+
+        claude = ClaudeBackend(backends.claude)
+        claude.executable(os.environ.get("PATH"))  # preflight: fail before any state exists
+        return claude
+    if name == "openai":
+        from kavi.backends.openai import OpenAIBackend
+
+        return OpenAIBackend(backends.openai)
+    raise ValidationError(
+        f"unknown backend {name!r}",
+        why="the backends are: claude, openai, files",
+        remedy="pass --backend claude|openai|files",
+    )
+
+
+def _sandbox_base(forge: Forge) -> Path:
+    configured = forge.committed_config.sandbox_root
+    base = Path(os.path.expanduser(configured)) if configured else Path(tempfile.gettempdir())
+    base = base.resolve()
+    for inside in (forge.workdir, forge.location.common_dir):
+        if base == inside or inside in base.parents:
+            raise ConfigError(
+                f"sandbox_root {base} is inside the repository",
+                why="sandboxes must live outside the working tree and outside .git",
+                remedy="set sandbox_root in .kavi/config.yaml to a directory outside the repo",
+            )
+    return base
+
+
+def _commit_message(proposal: Proposal, build_id: str, attempt: int, backend: str, packet_hash: str) -> str:
+    return (
+        f"kavi build: {proposal.name} attempt {attempt} ({backend})\n\n"
+        f"Sandbox contents written by the {backend} backend, committed by Kavi.\n\n"
+        f"Kavi-Proposal: {proposal.id}\n"
+        f"Kavi-Build: {build_id}\n"
+        f"Kavi-Packet: blake3:{packet_hash}\n"
+        f"Kavi-Backend: {backend}\n"
+        f"Kavi-Attempt: {attempt}\n"
+    )
+
+
+def _summary(result: BackendResult | None, violations: list[Violation], error: str | None) -> str:
+    if error:
+        return error
+    parts = []
+    if result is not None and not result.ok:
+        parts.append(f"backend failed: {result.reason}")
+    if violations:
+        parts.append(
+            f"gate refused {len(violations)} path(s): "
+            + "; ".join(f"{v.path} ({v.reason})" for v in violations[:10])
+            + (" …" if len(violations) > 10 else "")
+        )
+    return " | ".join(parts) or "both files written; gate passed"
+
+
+def _log_body(
+    *,
+    build: Build,
+    paths: SkillPaths,
+    result: BackendResult | None,
+    violations: list[Violation],
+    withheld: list[str],
+) -> str:
+    lines = [
+        f"- status: **{build.status.value}**",
+        f"- branch: `{build.branch_name}`",
+        f"- base commit: `{build.base_commit}`",
+        f"- build commit: `{build.commit_id or '(none)'}`",
+        f"- allowed paths: `{paths.skill_file}`, `{paths.test_file}`",
+        f"- summary: {build.summary}",
+    ]
+    if withheld:
+        lines.append(f"- withheld from the sandbox: {', '.join(f'`{w}`' for w in withheld)}")
+    lines += ["", "## Gate", ""]
+    if violations:
+        lines += [f"- `{v.path}` — {v.reason} [{v.rule}]" for v in violations]
+    else:
+        lines.append("- no violations")
+    lines += ["", "## Backend transcript", "", "```text"]
+    transcript = result.transcript if result is not None else "(backend did not run)"
+    lines += [transcript.replace("```", "'''").rstrip(), "```"]
+    return "\n".join(lines)
+
+
+def build_skill(
+    forge: Forge,
+    proposal_ref: str,
+    *,
+    backend_name: str,
+    from_dir: Path | None = None,
+    timeout: float | None = None,
+    progress: Progress = lambda _msg: None,
+) -> BuildOutcome:
+    from kavi.gitstore import gate, sandbox, tripwire
+    from kavi.gitstore.repo import Person
+
+    ledger = forge.ledger
+    proposal = ledger.find_proposal(proposal_ref)
+    if proposal.status not in BUILDABLE:
+        raise StateError(
+            f"proposal {proposal.id[:8]} ({proposal.name}) is {proposal.status.value}",
+            why="only PROPOSED, BUILT or VERIFIED proposals can be built",
+            remedy="propose the skill again to build a new version",
+        )
+    config = forge.committed_config
+    policy = forge.policy
+    paths = skill_paths(config, proposal.name)
+    backend = make_backend(forge, backend_name, from_dir)
+    repo = forge.repo
+    base = repo.branch_tip(config.target_branch)
+    if base is None:
+        raise GitError(
+            f"target branch {config.target_branch!r} has no commits",
+            remedy="run `git kavi init` (it commits the governance files)",
+        )
+    if repo.entry(base, PACKET_FILE) is not None:
+        raise ValidationError(f"the repository already tracks {PACKET_FILE}; Kavi needs that name")
+    sandbox_base = _sandbox_base(forge)
+
+    build_id = str(uuid.uuid4())
+    branch = f"skill/{proposal.name}-{build_id[:8]}"
+    if repo.branch_tip(branch) is not None:
+        raise GitError(f"branch {branch} already exists", remedy="re-run the build")
+    previous = ledger.latest_build(proposal.id)
+    attempt = (previous.attempt_number + 1) if previous else 1
+    secrets = secret_values(
+        os.environ,
+        [
+            *config.backends.credential_names(),
+            *(f"KAVI_SECRET_{s}" for s in proposal.required_secrets),
+        ],
+    )
+    packet_text = redact(
+        render_packet(
+            proposal=proposal,
+            paths=paths,
+            policy=policy,
+            base_commit=base,
+            target_branch=config.target_branch,
+            attempt=attempt,
+            previous=previous,
+        ),
+        secrets,
+    )
+    packet_hash = blake3_hex(packet_text.encode("utf-8"))
+    vault = forge.vault(secrets)
+
+    progress(f"build {build_id[:8]}: attempt {attempt} of {proposal.name} with {backend.name}")
+    with vault.pending(), ledger.transaction(forge.actor) as txn:
+        packet, _ = vault.write(
+            ArtifactKind.BUILD_PACKET,
+            name=proposal.name,
+            related_id=build_id,
+            title=f"BUILD_PACKET_{attempt} {proposal.name}",
+            body=packet_text.split("\n", 2)[2] if packet_text.count("\n") >= 2 else packet_text,
+            meta={
+                "proposal_id": proposal.id,
+                "build_id": build_id,
+                "base_commit": base,
+                "packet_blake3": packet_hash,
+                "attempt": attempt,
+            },
+            attempt=attempt,
+        )
+        txn.put(EventKind.ARTIFACT_RECORDED, packet)
+        started = Build(
+            id=build_id,
+            proposal_id=proposal.id,
+            attempt_number=attempt,
+            parent_build_id=previous.id if previous else None,
+            branch_name=branch,
+            backend=backend.name,
+            base_commit=base,
+            packet_artifact_id=packet.id,
+            started_at=now_iso(),
+        )
+        txn.put(EventKind.BUILD_STARTED, started)
+
+    box: sandbox.Sandbox | None = None
+    result: BackendResult | None = None
+    violations: list[Violation] = []
+    commit_id: str | None = None
+    tree_id: str | None = None
+    error: str | None = None
+    pending_exc: BaseException | None = None
+    try:
+        box = sandbox.create(
+            repo,
+            root=sandbox_base / f"kavi-build-{build_id}",
+            worktree_name=f"kavi-{build_id[:12]}",
+            branch=branch,
+            base_commit=base,
+            exclude=policy.sandbox.exclude,
+        )
+        (box.work / PACKET_FILE).write_text(packet_text, encoding="utf-8")
+        from kavi.backends.env import scrubbed_env
+
+        env = scrubbed_env(
+            os.environ,
+            home=box.home,
+            tmp=box.tmp,
+            credentials=config.backends.credential_names(),
+            forbidden=[f"KAVI_SECRET_{s}" for s in proposal.required_secrets],
+        )
+        before = tripwire.take(repo)
+        progress(f"running the {backend.name} backend in {box.work}")
+        result = backend.run(
+            BackendRequest(
+                sandbox=box.work,
+                packet_text=packet_text,
+                allowed_paths=paths.allowed,
+                env=env,
+                timeout_seconds=timeout or _default_timeout(forge, backend.name),
+            )
+        )
+        for change in tripwire.check(repo, before):
+            violations.append(
+                Violation(path=change.split(" ")[0], reason=f"main repository: {change}", rule="tripwire")
+            )
+        progress("committing the sandbox and running the gate")
+        packet_file = box.work / PACKET_FILE
+        snap = sandbox.snapshot(
+            repo,
+            box,
+            max_file_bytes=policy.sandbox.max_file_bytes,
+            ignore=[PACKET_FILE] if packet_file.is_file() and not packet_file.is_symlink() else [],
+            secrets=secrets,
+        )
+        violations.extend(snap.problems)
+        tree_id = repo.update_tree(repo.commit_tree(base), snap.changes)
+        person = repo.author()
+        author = Person(f"Kavi build ({backend.name})", BUILD_AUTHOR_EMAIL, person.time, person.offset)
+        commit_id = repo.write_commit(
+            tree=tree_id,
+            parents=[base],
+            message=_commit_message(proposal, build_id, attempt, backend.name, packet_hash),
+            author=author,
+        )
+        repo.set_ref(f"refs/heads/{branch}", commit_id, message="kavi: build commit", old=base)
+        violations.extend(
+            gate.check(repo, base, commit_id, paths.allowed, max_file_bytes=policy.sandbox.max_file_bytes)
+        )
+        violations = _dedupe(violations)
+    except KaviError as exc:
+        error = f"build aborted: {exc.message}"
+        pending_exc = exc
+    except BaseException as exc:  # record the attempt, then re-raise (incl. Ctrl-C)
+        error = f"build aborted: {type(exc).__name__}: {exc}"
+        pending_exc = exc
+    finally:
+        if box is not None:
+            sandbox.remove(repo, box)
+        if commit_id is None:
+            repo.delete_ref(f"refs/heads/{branch}")
+
+    ok = error is None and result is not None and result.ok and not violations
+    status = BuildStatus.SUCCEEDED if ok else BuildStatus.FAILED
+    finished = started.model_copy(
+        update={
+            "status": status,
+            "commit_id": commit_id,
+            "tree_id": tree_id,
+            "summary": redact(_summary(result, violations, error), secrets),
+            "violations": violations,
+            "finished_at": now_iso(),
+        }
+    )
+    with vault.pending(), ledger.transaction(forge.actor) as txn:
+        log, _ = vault.write(
+            ArtifactKind.BUILD_LOG,
+            name=proposal.name,
+            related_id=build_id,
+            title=f"BUILD_LOG_{attempt} {proposal.name} — {status.value}",
+            body=_log_body(
+                build=finished,
+                paths=paths,
+                result=result,
+                violations=violations,
+                withheld=box.withheld if box else [],
+            ),
+            meta={
+                "proposal_id": proposal.id,
+                "build_id": build_id,
+                "status": status.value,
+                "commit": commit_id,
+            },
+            links=[_stem(packet, proposal.name, attempt)],
+            attempt=attempt,
+        )
+        txn.put(EventKind.ARTIFACT_RECORDED, log)
+        finished = finished.model_copy(update={"log_artifact_id": log.id})
+        payload = finished.model_dump(mode="json")
+        keep = (
+            "status",
+            "commit_id",
+            "tree_id",
+            "summary",
+            "violations",
+            "finished_at",
+            "log_artifact_id",
+        )
+        txn.record(
+            EventKind.BUILD_FINISHED,
+            build_id,
+            {"build_id": build_id, **{k: payload[k] for k in keep}},
+        )
+        if ok:
+            txn.record(
+                EventKind.STATUS_CHANGED,
+                proposal.id,
+                {
+                    "proposal_id": proposal.id,
+                    "from": proposal.status.value,
+                    "to": "BUILT",
+                    "reason": f"build {build_id[:8]} succeeded",
+                },
+            )
+    if pending_exc is not None:
+        raise pending_exc
+    return BuildOutcome(
+        build=ledger.build(build_id), proposal=ledger.proposal(proposal.id), packet=packet, log=log
+    )
+
+
+def _stem(artifact: Artifact, name: str, attempt: int) -> str:
+    from kavi.artifacts.vault import artifact_stem
+
+    return artifact_stem(artifact.kind, name, artifact.id, attempt)
+
+
+def _default_timeout(forge: Forge, backend: str) -> float:
+    backends = forge.committed_config.backends
+    return {
+        "claude": backends.claude.timeout_seconds,
+        "openai": backends.openai.timeout_seconds,
+        "files": backends.files.timeout_seconds,
+    }.get(backend, 600.0)
+
+
+def _dedupe(violations: list[Violation]) -> list[Violation]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for v in sorted(violations, key=lambda v: (v.path, v.rule, v.reason)):
+        if (v.path, v.reason) in seen:
+            continue
+        seen.add((v.path, v.reason))
+        out.append(v)
+    return out

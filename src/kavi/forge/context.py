@@ -1,0 +1,123 @@
+"""The forge a command works on: repository, configuration, policy and ledger, opened lazily."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kavi.config import CONFIG_FILE, POLICY_FILE, SIGNERS_FILE, ForgeConfig, parse_config
+from kavi.errors import ConfigError, NotAForgeError
+from kavi.locate import RepoLocation, locate
+
+if TYPE_CHECKING:
+    from kavi.artifacts.vault import Vault
+    from kavi.gitstore.repo import GitRepo
+    from kavi.ledger.store import Ledger
+    from kavi.policy.model import Policy
+
+
+class Forge:
+    """One forge repository. Properties open what they need on first use."""
+
+    def __init__(self, location: RepoLocation) -> None:
+        self.location = location
+        self._ledger: Ledger | None = None
+
+    @classmethod
+    def open(cls, start: Path | None = None) -> Forge:
+        forge = cls(locate(start))
+        if not (forge.workdir / CONFIG_FILE).exists():
+            raise NotAForgeError(
+                f"{forge.workdir} is not a Kavi forge (no {CONFIG_FILE})",
+                remedy="run `git kavi init` here first",
+            )
+        return forge
+
+    # -- basic parts -------------------------------------------------------------
+
+    @property
+    def workdir(self) -> Path:
+        return self.location.workdir
+
+    @cached_property
+    def repo(self) -> GitRepo:
+        from kavi.gitstore.repo import GitRepo
+
+        return GitRepo.open(self.location.workdir)
+
+    @cached_property
+    def config(self) -> ForgeConfig:
+        from kavi.config import load_config
+
+        return load_config(self.workdir)
+
+    def governance_text(self, path: str) -> str | None:
+        """A governance file as committed on the target branch tip (None if absent)."""
+        tip = self.repo.branch_tip(self.config.target_branch)
+        if tip is None:
+            return None
+        data = self.repo.file_bytes(tip, path)
+        return None if data is None else data.decode("utf-8", "replace")
+
+    @cached_property
+    def committed_config(self) -> ForgeConfig:
+        text = self.governance_text(CONFIG_FILE)
+        if text is None:
+            raise ConfigError(
+                f"{CONFIG_FILE} is not committed on branch {self.config.target_branch}",
+                remedy="run `git kavi init` (it commits the governance files)",
+            )
+        return parse_config(text)
+
+    @cached_property
+    def policy(self) -> Policy:
+        """The policy committed on the target branch (local edits do not count)."""
+        from kavi.policy.model import Policy, parse_policy
+
+        text = self.governance_text(POLICY_FILE)
+        return Policy() if text is None else parse_policy(text)
+
+    def allowed_signers(self, commit: str | None = None) -> str:
+        if commit is None:
+            return self.governance_text(SIGNERS_FILE) or ""
+        data = self.repo.file_bytes(commit, SIGNERS_FILE)
+        return "" if data is None else data.decode("utf-8", "replace")
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            from kavi.ledger.store import Ledger
+
+            self._ledger = Ledger.open(self.location.ledger_path)
+        return self._ledger
+
+    def vault(self, secrets: list[str] | None = None) -> Vault:
+        from kavi.artifacts.vault import Vault
+
+        return Vault(self.workdir, self.config.vault_dir, secrets or [])
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+
+    # -- identity ------------------------------------------------------------------
+
+    @cached_property
+    def actor(self) -> str:
+        """Who is acting: ``Name <email>`` from git, else the OS user."""
+        name = os.environ.get("GIT_COMMITTER_NAME") or self.repo.config_get("user.name")
+        email = os.environ.get("GIT_COMMITTER_EMAIL") or self.repo.config_get("user.email")
+        if name and email:
+            return f"{name} <{email}>"
+        try:
+            return getpass.getuser()
+        except (KeyError, OSError):
+            return "unknown"
+
+    @property
+    def kavi_dir(self) -> Path:
+        return self.location.kavi_dir

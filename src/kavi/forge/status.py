@@ -1,0 +1,109 @@
+"""Read-only views of the forge: ``status`` and ``show``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kavi.forge.context import Forge
+from kavi.forge.spec import skill_paths
+
+
+def forge_status(forge: Forge) -> dict[str, Any]:
+    from kavi.ledger.schema import SCHEMA_VERSION
+    from kavi.signing import user_signer_or_none
+    from kavi.sshsig import principals_for_key
+
+    config = forge.config
+    ledger = forge.ledger
+    proposals = ledger.proposals()
+    by_status: dict[str, int] = {}
+    for p in proposals:
+        by_status[p.status.value] = by_status.get(p.status.value, 0) + 1
+    signer = user_signer_or_none(forge.repo)
+    trusted = bool(signer and principals_for_key(forge.allowed_signers(), signer.public_key))
+    example = skill_paths(config, "<name>")
+    last = ledger.last_event()
+    return {
+        "workdir": str(forge.workdir),
+        "target_branch": config.target_branch,
+        "target_tip": forge.repo.branch_tip(config.target_branch),
+        "ledger": str(forge.location.ledger_path),
+        "schema_version": SCHEMA_VERSION,
+        "events": last.seq if last else 0,
+        "unmirrored": len(ledger.unmirrored_events()),
+        "vault": str(forge.workdir / config.vault_dir),
+        "registry": f"{config.skills_dir}/registry.yaml",
+        "skill_layout": f"{example.skill_file}, {example.test_file}, {example.module}.{example.class_name}",
+        "signer": signer.principal if signer else None,
+        "signer_key": signer.fingerprint if signer else None,
+        "signer_trusted": trusted,
+        "default_backend": config.backends.default,
+        "proposals": len(proposals),
+        "proposals_by_status": by_status,
+        "trusted_skills": sorted({p.skill_name for p in ledger.promotions()}),
+    }
+
+
+def proposal_details(forge: Forge, ref: str) -> dict[str, Any]:
+    ledger = forge.ledger
+    proposal = ledger.find_proposal(ref)
+    builds = ledger.builds_for(proposal.id)
+    verifications = ledger.verifications_for(proposal.id)
+    promotions = ledger.promotions_for(proposal.id)
+    related = [proposal.id, *(b.id for b in builds), *(v.id for v in verifications)]
+    related += [p.id for p in promotions]
+    artifacts = ledger.artifacts_for(related)
+    return {
+        "proposal": proposal.model_dump(mode="json"),
+        "paths": skill_paths(forge.config, proposal.name).__dict__,
+        "builds": [b.model_dump(mode="json") for b in builds],
+        "verifications": [v.model_dump(mode="json") for v in verifications],
+        "promotions": [p.model_dump(mode="json") for p in promotions],
+        "artifacts": [a.model_dump(mode="json") for a in artifacts],
+    }
+
+
+def render_details(d: dict[str, Any]) -> str:
+    p = d["proposal"]
+    lines = [
+        f"Proposal {p['id']}",
+        f"  name:        {p['name']}",
+        f"  status:      {p['status']}",
+        f"  description: {p['description']}",
+        f"  side effect: {p['side_effect_class']}",
+        f"  secrets:     {', '.join(p['required_secrets']) or 'none'}",
+        f"  files:       {d['paths']['skill_file']}, {d['paths']['test_file']}",
+        "  I/O schema:",
+    ]
+    for side in ("input", "output"):
+        for name, type_text in p["io_schema"].get(side, {}).items():
+            lines.append(f"    {side:<6} {name}: {type_text}")
+    lines.append(f"Builds ({len(d['builds'])}):")
+    for b in d["builds"]:
+        commit = (b["commit_id"] or "-")[:12]
+        lines.append(
+            f"  #{b['attempt_number']} {b['id'][:8]} {b['status']:<9} {b['backend']:<7} "
+            f"{b['branch_name']} @ {commit}"
+        )
+        if b["summary"]:
+            lines.append(f"      {b['summary']}")
+        for v in b["violations"]:
+            lines.append(f"      ✗ {v['path']}: {v['reason']}")
+    if d["verifications"]:
+        lines.append(f"Verifications ({len(d['verifications'])}):")
+        for v in d["verifications"]:
+            gates = " ".join(
+                f"{name}{'✓' if g['ok'] else ('-' if g.get('skipped') else '✗')}"
+                for name, g in v["gates"].items()
+            )
+            lines.append(f"  {v['id'][:8]} {v['status']:<6} commit {v['commit_id'][:12]}  {gates}")
+    if d["promotions"]:
+        lines.append("Promotions:")
+        for pr in d["promotions"]:
+            lines.append(
+                f"  v{pr['version']} {pr['tag_name']} merge {pr['merge_commit'][:12]} by {pr['approved_by']}"
+            )
+    lines.append(f"Artifacts ({len(d['artifacts'])}):")
+    for a in d["artifacts"]:
+        lines.append(f"  {a['kind']:<20} {a['path']}  blake3:{a['blake3'][:16]}")
+    return "\n".join(lines)

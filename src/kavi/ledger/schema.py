@@ -1,0 +1,195 @@
+"""Ledger schema and its versioned migrations (``PRAGMA user_version``).
+
+Migrations are append-only: never edit a released step, add a new one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from kavi.errors import LedgerError
+
+MIGRATIONS: tuple[str, ...] = (
+    # v1 — the seed's tables, the event journal, and Kavi's additions.
+    """
+    CREATE TABLE events (
+        seq           INTEGER PRIMARY KEY,
+        id            TEXT NOT NULL UNIQUE,
+        kind          TEXT NOT NULL,
+        subject_id    TEXT NOT NULL,
+        payload_json  TEXT NOT NULL,
+        actor         TEXT NOT NULL,
+        created_at    TEXT NOT NULL,
+        prev_hash     TEXT NOT NULL,
+        hash          TEXT NOT NULL UNIQUE,
+        mirror_commit TEXT
+    );
+    CREATE INDEX events_subject ON events(subject_id);
+    CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+        BEGIN SELECT RAISE(ABORT, 'the event journal is append-only'); END;
+    CREATE TRIGGER events_no_rewrite BEFORE UPDATE OF seq, id, kind, subject_id, payload_json,
+        actor, created_at, prev_hash, hash ON events
+        BEGIN SELECT RAISE(ABORT, 'the event journal is append-only'); END;
+
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+    CREATE TABLE skill_proposals (
+        id                    TEXT PRIMARY KEY,
+        name                  TEXT NOT NULL,
+        description           TEXT NOT NULL,
+        io_schema_json        TEXT NOT NULL,
+        side_effect_class     TEXT NOT NULL,
+        required_secrets_json TEXT NOT NULL,
+        status                TEXT NOT NULL,
+        spec_artifact_id      TEXT,
+        created_at            TEXT NOT NULL,
+        updated_at            TEXT NOT NULL
+    );
+    CREATE INDEX proposals_name ON skill_proposals(name);
+
+    CREATE TABLE artifacts (
+        id         TEXT PRIMARY KEY,
+        kind       TEXT NOT NULL,
+        path       TEXT NOT NULL,
+        sha256     TEXT NOT NULL,
+        blake3     TEXT NOT NULL,
+        size       INTEGER NOT NULL,
+        related_id TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX artifacts_related ON artifacts(related_id);
+
+    CREATE TABLE builds (
+        id                 TEXT PRIMARY KEY,
+        proposal_id        TEXT NOT NULL REFERENCES skill_proposals(id),
+        attempt_number     INTEGER NOT NULL,
+        parent_build_id    TEXT REFERENCES builds(id),
+        branch_name        TEXT NOT NULL,
+        backend            TEXT NOT NULL,
+        base_commit        TEXT NOT NULL,
+        status             TEXT NOT NULL,
+        commit_id          TEXT,
+        tree_id            TEXT,
+        packet_artifact_id TEXT,
+        log_artifact_id    TEXT,
+        summary            TEXT NOT NULL,
+        violations_json    TEXT NOT NULL,
+        started_at         TEXT NOT NULL,
+        finished_at        TEXT
+    );
+    CREATE INDEX builds_proposal ON builds(proposal_id);
+
+    CREATE TABLE verifications (
+        id                 TEXT PRIMARY KEY,
+        proposal_id        TEXT NOT NULL REFERENCES skill_proposals(id),
+        build_id           TEXT NOT NULL REFERENCES builds(id),
+        commit_id          TEXT NOT NULL,
+        tree_id            TEXT NOT NULL,
+        status             TEXT NOT NULL,
+        ruff_ok            INTEGER NOT NULL,
+        mypy_ok            INTEGER NOT NULL,
+        pytest_ok          INTEGER NOT NULL,
+        policy_ok          INTEGER NOT NULL,
+        invariants_ok      INTEGER NOT NULL,
+        scope_ok           INTEGER NOT NULL,
+        gates_json         TEXT NOT NULL,
+        report_artifact_id TEXT,
+        created_at         TEXT NOT NULL
+    );
+    CREATE INDEX verifications_proposal ON verifications(proposal_id);
+
+    CREATE TABLE promotions (
+        id                      TEXT PRIMARY KEY,
+        proposal_id             TEXT NOT NULL REFERENCES skill_proposals(id),
+        build_id                TEXT NOT NULL REFERENCES builds(id),
+        verification_id         TEXT NOT NULL REFERENCES verifications(id),
+        skill_name              TEXT NOT NULL,
+        version                 INTEGER NOT NULL,
+        from_status             TEXT NOT NULL,
+        to_status               TEXT NOT NULL,
+        approved_by             TEXT NOT NULL,
+        signing_key_fingerprint TEXT NOT NULL,
+        merge_commit            TEXT NOT NULL,
+        target_branch           TEXT NOT NULL,
+        tag_name                TEXT NOT NULL,
+        skill_path              TEXT NOT NULL,
+        test_path               TEXT NOT NULL,
+        skill_sha256            TEXT NOT NULL,
+        skill_blake3            TEXT NOT NULL,
+        skill_blob              TEXT NOT NULL,
+        test_blob               TEXT NOT NULL,
+        registry_blob           TEXT NOT NULL,
+        record_artifact_id      TEXT,
+        created_at              TEXT NOT NULL,
+        UNIQUE (skill_name, version)
+    );
+
+    CREATE TABLE revocations (
+        id            TEXT PRIMARY KEY,
+        skill_name    TEXT NOT NULL,
+        proposal_id   TEXT NOT NULL REFERENCES skill_proposals(id),
+        promotion_id  TEXT NOT NULL REFERENCES promotions(id),
+        reason        TEXT NOT NULL,
+        revoked_by    TEXT NOT NULL,
+        commit_id     TEXT NOT NULL,
+        target_branch TEXT NOT NULL,
+        tag_name      TEXT NOT NULL,
+        registry_blob TEXT,
+        created_at    TEXT NOT NULL
+    );
+
+    CREATE TABLE runs (
+        id           TEXT PRIMARY KEY,
+        skill_name   TEXT NOT NULL,
+        proposal_id  TEXT NOT NULL REFERENCES skill_proposals(id),
+        promotion_id TEXT NOT NULL REFERENCES promotions(id),
+        status       TEXT NOT NULL,
+        input_json   TEXT NOT NULL,
+        output_json  TEXT,
+        error        TEXT,
+        artifact_id  TEXT,
+        duration_s   REAL NOT NULL,
+        started_at   TEXT NOT NULL,
+        finished_at  TEXT NOT NULL
+    );
+    CREATE INDEX runs_skill ON runs(skill_name);
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring ``conn`` to :data:`SCHEMA_VERSION`; return the version it started at."""
+    (start,) = conn.execute("PRAGMA user_version").fetchone()
+    if start > SCHEMA_VERSION:
+        raise LedgerError(
+            f"ledger schema v{start} is newer than this Kavi understands (v{SCHEMA_VERSION})",
+            remedy="upgrade Kavi (`pip install -U kavi`)",
+        )
+    for version in range(start, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _split(MIGRATIONS[version]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return int(start)
+
+
+def _split(script: str) -> list[str]:
+    """Split a migration into statements (triggers contain inner ``;``)."""
+    statements: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                statements.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        statements.append(buf.strip())
+    return statements

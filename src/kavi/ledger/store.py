@@ -1,0 +1,343 @@
+"""The ledger: a SQLite file at ``<git-common-dir>/kavi/ledger.db``.
+
+* WAL journal and a busy timeout: concurrent commands wait instead of failing.
+* Every write happens inside :meth:`Ledger.transaction` (``BEGIN IMMEDIATE``): one
+  transaction per command step, all or nothing.
+* Every write is an :class:`~kavi.ledger.models.Event` appended to the hash-chained
+  journal and applied by :func:`~kavi.ledger.reducer.apply_event`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kavi.clock import now_iso
+from kavi.errors import AmbiguousIdError, LedgerError, NotFoundError, UsageError
+from kavi.hashing import blake3_hex, canonical_json
+from kavi.ledger import rows
+from kavi.ledger.models import (
+    Artifact,
+    Build,
+    BuildStatus,
+    Event,
+    Promotion,
+    Proposal,
+    Record,
+    Revocation,
+    Run,
+    Verification,
+)
+from kavi.ledger.reducer import apply_event
+from kavi.ledger.schema import migrate
+
+R = TypeVar("R", bound=Record)
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def event_hash(fields: dict[str, Any]) -> str:
+    """BLAKE3 over the canonical form of an event (everything but ``hash``)."""
+    body = {k: v for k, v in fields.items() if k != "hash"}
+    return blake3_hex(canonical_json(body).encode("utf-8"))
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+class Txn:
+    """An open write transaction; :meth:`record` appends and applies one event."""
+
+    def __init__(self, conn: sqlite3.Connection, actor: str) -> None:
+        self.conn = conn
+        self.actor = actor
+        self.events: list[Event] = []
+
+    def record(self, kind: str, subject_id: str, payload: dict[str, Any]) -> Event:
+        last = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        fields: dict[str, Any] = {
+            "seq": (last["seq"] + 1) if last else 1,
+            "id": str(uuid.uuid4()),
+            "kind": kind,
+            "subject_id": subject_id,
+            "payload": payload,
+            "actor": self.actor,
+            "created_at": now_iso(),
+            "prev_hash": last["hash"] if last else "",
+        }
+        fields["hash"] = event_hash(fields)
+        event = Event.model_validate(fields)
+        insert_event(self.conn, event)
+        apply_event(self.conn, event)
+        self.events.append(event)
+        return event
+
+    def put(self, kind: str, record: Record, subject_id: str | None = None) -> Event:
+        data = record.model_dump(mode="json")
+        return self.record(kind, subject_id or str(data.get("id", "")), data)
+
+
+def insert_event(conn: sqlite3.Connection, event: Event) -> None:
+    conn.execute(
+        "INSERT INTO events (seq, id, kind, subject_id, payload_json, actor, created_at,"
+        " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            event.seq,
+            event.id,
+            event.kind,
+            event.subject_id,
+            canonical_json(event.payload),
+            event.actor,
+            event.created_at,
+            event.prev_hash,
+            event.hash,
+        ),
+    )
+
+
+def _event_from_row(row: sqlite3.Row) -> Event:
+    import json
+
+    return Event(
+        seq=row["seq"],
+        id=row["id"],
+        kind=row["kind"],
+        subject_id=row["subject_id"],
+        payload=json.loads(row["payload_json"]),
+        actor=row["actor"],
+        created_at=row["created_at"],
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
+    )
+
+
+class Ledger:
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = False) -> Ledger:
+        if not path.exists() and not create:
+            raise LedgerError(
+                f"no ledger at {path}",
+                why="this clone has no Kavi ledger yet",
+                remedy="run `git kavi init` (new forge) or `git kavi ledger import` (fresh clone)",
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = connect(path)
+            migrate(conn)
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(
+                f"cannot open the ledger at {path}: {exc}",
+                remedy="check the file; `git kavi ledger import` can rebuild it from refs/kavi/ledger",
+            ) from None
+        return cls(conn, path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self, actor: str) -> Iterator[Txn]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        txn = Txn(self.conn, actor)
+        try:
+            yield txn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    # -- generic lookups -------------------------------------------------------
+
+    def _one(self, model: type[R], where: str, params: tuple[Any, ...]) -> R | None:
+        table = rows.TABLES[model]
+        row = self.conn.execute(f"SELECT * FROM {table} WHERE {where}", params).fetchone()
+        return None if row is None else rows.from_row(model, row)
+
+    def _many(self, model: type[R], where: str, params: tuple[Any, ...], order: str) -> list[R]:
+        table = rows.TABLES[model]
+        sql = f"SELECT * FROM {table} WHERE {where} ORDER BY {order}"
+        return [rows.from_row(model, r) for r in self.conn.execute(sql, params)]
+
+    def resolve(self, model: type[R], ref: str, *, what: str) -> R:
+        """Find a record by full id or unique id prefix (like git short hashes)."""
+        ref = ref.strip().lower()
+        if len(ref) < 4 or not all(c in "0123456789abcdef-" for c in ref):
+            raise UsageError(
+                f"{ref!r} is not a {what} id",
+                why="ids are UUIDs; a unique prefix of at least 4 characters is accepted",
+                remedy=f"copy the {what} id from `git kavi list-proposals` or `git kavi show`",
+            )
+        table = rows.TABLES[model]
+        found = self.conn.execute(
+            f"SELECT * FROM {table} WHERE id LIKE ? ESCAPE '\\' ORDER BY id LIMIT 3",
+            (ref.replace("%", "").replace("_", "\\_") + "%",),
+        ).fetchall()
+        if not found:
+            raise NotFoundError(
+                f"no {what} with id {ref}",
+                remedy=f"list them with `git kavi list-proposals` / `git kavi show <{what}>`",
+            )
+        if len(found) > 1:
+            ids = ", ".join(r["id"] for r in found)
+            raise AmbiguousIdError(
+                f"{what} id prefix {ref} is ambiguous",
+                why=f"it matches {ids}{', …' if len(found) > 2 else ''}",
+                remedy="give more characters of the id",
+            )
+        return rows.from_row(model, found[0])
+
+    # -- proposals -------------------------------------------------------------
+
+    def proposal(self, proposal_id: str) -> Proposal:
+        found = self._one(Proposal, "id = ?", (proposal_id,))
+        if found is None:
+            raise NotFoundError(f"no proposal {proposal_id}")
+        return found
+
+    def find_proposal(self, ref: str) -> Proposal:
+        """A proposal by id, id prefix, or skill name (its latest proposal)."""
+        if ref.isidentifier():
+            by_name = self._many(Proposal, "name = ?", (ref,), "created_at DESC, id")
+            if by_name:
+                return by_name[0]
+        return self.resolve(Proposal, ref, what="proposal")
+
+    def proposals(self) -> list[Proposal]:
+        return self._many(Proposal, "1", (), "created_at, id")
+
+    # -- artifacts -------------------------------------------------------------
+
+    def artifact(self, artifact_id: str) -> Artifact | None:
+        return self._one(Artifact, "id = ?", (artifact_id,))
+
+    def artifacts_for(self, related_ids: list[str]) -> list[Artifact]:
+        if not related_ids:
+            return []
+        marks = ", ".join("?" for _ in related_ids)
+        return self._many(Artifact, f"related_id IN ({marks})", tuple(related_ids), "created_at")
+
+    def artifacts(self) -> list[Artifact]:
+        return self._many(Artifact, "1", (), "created_at, id")
+
+    # -- builds ------------------------------------------------------------------
+
+    def build(self, build_id: str) -> Build:
+        found = self._one(Build, "id = ?", (build_id,))
+        if found is None:
+            raise NotFoundError(f"no build {build_id}")
+        return found
+
+    def builds_for(self, proposal_id: str) -> list[Build]:
+        return self._many(Build, "proposal_id = ?", (proposal_id,), "attempt_number")
+
+    def latest_build(self, proposal_id: str, *, succeeded: bool = False) -> Build | None:
+        where = "proposal_id = ?" + (" AND status = 'SUCCEEDED'" if succeeded else "")
+        found = self._many(Build, where, (proposal_id,), "attempt_number DESC")
+        return found[0] if found else None
+
+    def unfinished_builds(self) -> list[Build]:
+        return self._many(Build, "status = ?", (BuildStatus.STARTED.value,), "started_at")
+
+    # -- verifications -------------------------------------------------------------
+
+    def verifications_for(self, proposal_id: str) -> list[Verification]:
+        return self._many(Verification, "proposal_id = ?", (proposal_id,), "created_at, id")
+
+    def verification(self, verification_id: str) -> Verification:
+        found = self._one(Verification, "id = ?", (verification_id,))
+        if found is None:
+            raise NotFoundError(f"no verification {verification_id}")
+        return found
+
+    # -- promotions, revocations, runs ----------------------------------------------
+
+    def promotions(self, skill_name: str | None = None) -> list[Promotion]:
+        if skill_name is None:
+            return self._many(Promotion, "1", (), "created_at, id")
+        return self._many(Promotion, "skill_name = ?", (skill_name,), "version")
+
+    def promotions_for(self, proposal_id: str) -> list[Promotion]:
+        return self._many(Promotion, "proposal_id = ?", (proposal_id,), "version")
+
+    def revocations(self, skill_name: str | None = None) -> list[Revocation]:
+        if skill_name is None:
+            return self._many(Revocation, "1", (), "created_at, id")
+        return self._many(Revocation, "skill_name = ?", (skill_name,), "created_at, id")
+
+    def runs(self, skill_name: str | None = None) -> list[Run]:
+        if skill_name is None:
+            return self._many(Run, "1", (), "started_at, id")
+        return self._many(Run, "skill_name = ?", (skill_name,), "started_at, id")
+
+    # -- journal -----------------------------------------------------------------
+
+    def events(self, after_seq: int = 0) -> list[Event]:
+        cur = self.conn.execute("SELECT * FROM events WHERE seq > ? ORDER BY seq", (after_seq,))
+        return [_event_from_row(r) for r in cur]
+
+    def last_event(self) -> Event | None:
+        row = self.conn.execute("SELECT * FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        return None if row is None else _event_from_row(row)
+
+    def unmirrored_events(self) -> list[Event]:
+        cur = self.conn.execute("SELECT * FROM events WHERE mirror_commit IS NULL ORDER BY seq")
+        return [_event_from_row(r) for r in cur]
+
+    def mirror_commits(self) -> dict[int, str]:
+        cur = self.conn.execute("SELECT seq, mirror_commit FROM events WHERE mirror_commit IS NOT NULL")
+        return {int(r["seq"]): str(r["mirror_commit"]) for r in cur}
+
+    def set_mirror_commit(self, seq: int, commit_id: str | None) -> None:
+        self.conn.execute("UPDATE events SET mirror_commit = ? WHERE seq = ?", (commit_id, seq))
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row["value"])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def verify_chain(self) -> list[str]:
+        """Re-hash the journal; return a description of every broken link."""
+        problems: list[str] = []
+        prev = ""
+        expected_seq = 1
+        for event in self.events():
+            if event.seq != expected_seq:
+                problems.append(f"event seq {event.seq}: expected seq {expected_seq} (gap)")
+            if event.prev_hash != prev:
+                problems.append(f"event seq {event.seq}: prev_hash does not match event {event.seq - 1}")
+            if event_hash(event.model_dump(mode="json")) != event.hash:
+                problems.append(f"event seq {event.seq}: content does not match its hash")
+            prev = event.hash
+            expected_seq = event.seq + 1
+        return problems

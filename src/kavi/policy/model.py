@@ -1,0 +1,220 @@
+"""The governance policy: the typed form of ``.kavi/policy.yaml``.
+
+Three parts, each read by one component:
+
+* ``scanner`` — what the static policy scan forbids in generated code;
+* ``runtime`` — first-match rules deciding ALLOW / DENY / REQUIRE_APPROVAL for a
+  skill run, plus the paths a skill may write;
+* ``sandbox`` — files withheld from build sandboxes.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SideEffect(str, Enum):
+    READ_ONLY = "READ_ONLY"
+    FILE_WRITE = "FILE_WRITE"
+    NETWORK = "NETWORK"
+    MONEY = "MONEY"
+    MESSAGING = "MESSAGING"
+
+
+class Decision(str, Enum):
+    ALLOW = "ALLOW"
+    DENY = "DENY"
+    REQUIRE_APPROVAL = "REQUIRE_APPROVAL"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+DEFAULT_FORBIDDEN_IMPORTS: tuple[str, ...] = (
+    "subprocess",
+    "pty",
+    "paramiko",
+    "pexpect",
+    "fabric",
+    "ctypes",
+    "cffi",
+    "multiprocessing",
+    "concurrent.futures.process",
+    "_posixsubprocess",
+    "runpy",
+    "code",
+    "codeop",
+    "timeit",
+    "pickle",
+    "cPickle",
+    "_pickle",
+    "dill",
+    "cloudpickle",
+    "marshal",
+    "shelve",
+    "imp",
+    "pkgutil",
+    "zipimport",
+    "posix",
+    "nt",
+    "pdb",
+    "bdb",
+    "cProfile",
+    "profile",
+    "trace",
+    "webbrowser",
+    "os.system",
+)
+
+DEFAULT_FORBIDDEN_CALLS: tuple[str, ...] = (
+    "os.system",
+    "os.popen",
+    "os.execl",
+    "os.execle",
+    "os.execlp",
+    "os.execlpe",
+    "os.execv",
+    "os.execve",
+    "os.execvp",
+    "os.execvpe",
+    "os.spawnl",
+    "os.spawnle",
+    "os.spawnlp",
+    "os.spawnlpe",
+    "os.spawnv",
+    "os.spawnve",
+    "os.spawnvp",
+    "os.spawnvpe",
+    "os.posix_spawn",
+    "os.posix_spawnp",
+    "os.fork",
+    "os.forkpty",
+    "os.kill",
+    "os.killpg",
+    "os.startfile",
+    "asyncio.create_subprocess_exec",
+    "asyncio.create_subprocess_shell",
+    "asyncio.subprocess",
+)
+
+DEFAULT_NETWORK_MODULES: tuple[str, ...] = (
+    "socket",
+    "_socket",
+    "ssl",
+    "socketserver",
+    "http",
+    "urllib",
+    "urllib3",
+    "requests",
+    "httpx",
+    "aiohttp",
+    "ftplib",
+    "smtplib",
+    "poplib",
+    "imaplib",
+    "nntplib",
+    "telnetlib",
+    "xmlrpc",
+    "asyncio.streams",
+    "websocket",
+    "websockets",
+    "grpc",
+)
+
+DEFAULT_SANDBOX_EXCLUDE: tuple[str, ...] = (
+    ".env",
+    ".env.*",
+    "*.pem",
+    "*.key",
+    "id_rsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    ".netrc",
+    ".npmrc",
+    ".pypirc",
+    ".git-credentials",
+    "credentials.json",
+    "secrets.*",
+)
+
+
+class ScannerPolicy(_Strict):
+    """Rules for the static scan of generated code (skill and test file)."""
+
+    forbidden_imports: list[str] = Field(default_factory=lambda: list(DEFAULT_FORBIDDEN_IMPORTS))
+    forbidden_calls: list[str] = Field(default_factory=lambda: list(DEFAULT_FORBIDDEN_CALLS))
+    forbid_dynamic_exec: bool = True
+    network: bool = False
+    network_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_NETWORK_MODULES))
+    allowed_write_paths: list[str] = Field(default_factory=lambda: ["vault_out/", "artifacts_out/"])
+
+
+class RuleMatch(_Strict):
+    side_effect: SideEffect | None = None
+    skill: str | None = None
+
+
+class RuntimeRule(_Strict):
+    match: RuleMatch = Field(default_factory=RuleMatch)
+    decision: Decision
+    reason: str = ""
+
+
+def _default_rules() -> list[RuntimeRule]:
+    return [
+        RuntimeRule(
+            match=RuleMatch(side_effect=SideEffect.READ_ONLY),
+            decision=Decision.ALLOW,
+            reason="read-only skills are allowed",
+        ),
+        RuntimeRule(
+            match=RuleMatch(side_effect=SideEffect.FILE_WRITE),
+            decision=Decision.ALLOW,
+            reason="file writes are allowed inside allowed_write_paths",
+        ),
+        RuntimeRule(
+            match=RuleMatch(side_effect=SideEffect.NETWORK),
+            decision=Decision.DENY,
+            reason="network access is off in this policy",
+        ),
+        RuntimeRule(
+            match=RuleMatch(side_effect=SideEffect.MONEY),
+            decision=Decision.DENY,
+            reason="skills may not move money under this policy",
+        ),
+        RuntimeRule(
+            match=RuleMatch(side_effect=SideEffect.MESSAGING),
+            decision=Decision.DENY,
+            reason="skills may not send messages under this policy",
+        ),
+    ]
+
+
+class RuntimePolicy(_Strict):
+    allowed_write_paths: list[str] = Field(default_factory=lambda: ["vault_out/", "artifacts_out/"])
+    rules: list[RuntimeRule] = Field(default_factory=_default_rules)
+    default: Decision = Decision.DENY
+    timeout_seconds: float = 60.0
+
+
+class SandboxPolicy(_Strict):
+    exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_SANDBOX_EXCLUDE))
+    max_file_bytes: int = 1_000_000
+
+
+class Policy(_Strict):
+    version: Literal[1] = 1
+    scanner: ScannerPolicy = Field(default_factory=ScannerPolicy)
+    runtime: RuntimePolicy = Field(default_factory=RuntimePolicy)
+    sandbox: SandboxPolicy = Field(default_factory=SandboxPolicy)
+
+
+def parse_policy(text: str, *, source: str = ".kavi/policy.yaml") -> Policy:
+    from kavi.errors import ConfigError
+    from kavi.yamlio import load_yaml_model
+
+    return load_yaml_model(Policy, text, source=source, error=ConfigError)

@@ -1,0 +1,264 @@
+"""SSH signatures through ``ssh-keygen -Y`` — the same mechanism ``git`` uses.
+
+Trust decisions use ``ssh-keygen``'s exit codes, never its text. Verification never
+passes a signer-chosen time (``-Overify-time``): key validity windows in the
+allowed-signers file (``valid-before=…``) are judged at the verifier's clock, so a
+backdated committer date cannot revive an expired key.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from kavi.errors import SigningError, ToolError
+
+NAMESPACE = "git"
+_TIMEOUT = 30
+
+
+def _ssh_keygen() -> str:
+    found = shutil.which("ssh-keygen")
+    if not found:
+        raise ToolError(
+            "ssh-keygen not found",
+            why="Kavi signs and verifies with OpenSSH's ssh-keygen (as git does)",
+            remedy="install OpenSSH (e.g. `apt install openssh-client`)",
+        )
+    return found
+
+
+@contextmanager
+def _scratch() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="kavi-sig-") as tmp:
+        yield Path(tmp)
+
+
+def normalize_public_key(line: str) -> str:
+    """``type base64`` of an OpenSSH public key line (comment dropped)."""
+    parts = line.strip().split()
+    for i, part in enumerate(parts):
+        if part.startswith(("ssh-", "ecdsa-", "sk-")) and i + 1 < len(parts):
+            return f"{part} {parts[i + 1]}"
+    raise SigningError(f"not an OpenSSH public key: {line[:40]!r}")
+
+
+def fingerprint(public_key: str) -> str:
+    """``SHA256:…`` fingerprint of a public key line."""
+    import base64
+    import hashlib
+
+    blob = base64.b64decode(normalize_public_key(public_key).split()[1])
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    return f"SHA256:{digest}"
+
+
+@dataclass(frozen=True)
+class AllowedSigner:
+    principals: tuple[str, ...]
+    options: str
+    public_key: str  # "type base64"
+
+    def line(self) -> str:
+        opts = f" {self.options}" if self.options else ""
+        return f"{','.join(self.principals)}{opts} {self.public_key}"
+
+
+def parse_allowed_signers(text: str) -> list[AllowedSigner]:
+    """Parse an allowed-signers file (see ssh-keygen(1) ALLOWED SIGNERS)."""
+    out: list[AllowedSigner] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        tokens = _split_respecting_quotes(line)
+        key_at = next((i for i, t in enumerate(tokens) if t.startswith(("ssh-", "ecdsa-", "sk-"))), None)
+        if key_at is None or key_at + 1 >= len(tokens) or key_at == 0:
+            continue
+        principals = tuple(p for p in tokens[0].split(",") if p)
+        options = " ".join(tokens[1:key_at])
+        out.append(AllowedSigner(principals, options, f"{tokens[key_at]} {tokens[key_at + 1]}"))
+    return out
+
+
+def _split_respecting_quotes(line: str) -> list[str]:
+    tokens: list[str] = []
+    buf = ""
+    quoted = False
+    for ch in line:
+        if ch == '"':
+            quoted = not quoted
+            buf += ch
+        elif ch.isspace() and not quoted:
+            if buf:
+                tokens.append(buf)
+                buf = ""
+        else:
+            buf += ch
+    if buf:
+        tokens.append(buf)
+    return tokens
+
+
+def principals_for_key(allowed_signers: str, public_key: str) -> list[str]:
+    want = normalize_public_key(public_key)
+    out: list[str] = []
+    for entry in parse_allowed_signers(allowed_signers):
+        if entry.public_key == want:
+            out.extend(entry.principals)
+    return out
+
+
+@dataclass(frozen=True)
+class SshSigner:
+    """Signs with an ssh key file (private key, or public key + ssh-agent)."""
+
+    key_file: Path
+    public_key: str
+    principal: str
+    use_agent: bool = False
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.public_key)
+
+    def sign(self, payload: bytes, namespace: str = NAMESPACE) -> str:
+        cmd = [_ssh_keygen(), "-Y", "sign", "-n", namespace, "-f", str(self.key_file), "-q"]
+        if self.use_agent:
+            cmd.insert(-1, "-U")
+        try:
+            proc = subprocess.run(cmd, input=payload, capture_output=True, timeout=_TIMEOUT, check=False)
+        except subprocess.TimeoutExpired:
+            raise SigningError(
+                "ssh-keygen timed out while signing",
+                why="a passphrase prompt or an unreachable ssh-agent",
+                remedy="load the key into ssh-agent (`ssh-add`) or use a key without a passphrase",
+            ) from None
+        if proc.returncode != 0 or b"BEGIN SSH SIGNATURE" not in proc.stdout:
+            err = proc.stderr.decode("utf-8", "replace").strip()
+            raise SigningError(
+                f"signing with {self.key_file} failed",
+                why=err or f"ssh-keygen exited {proc.returncode}",
+                remedy="check `user.signingkey` and that the key is usable (`ssh-add -l`)",
+            )
+        return proc.stdout.decode("ascii")
+
+
+def signer_from_key(key_spec: str, principal: str) -> SshSigner:
+    """Build a signer from a git ``user.signingkey`` value."""
+    spec = key_spec.strip()
+    if spec.startswith("key::") or spec.startswith(("ssh-", "ecdsa-", "sk-")):
+        literal = spec[len("key::") :] if spec.startswith("key::") else spec
+        tmpdir = Path(tempfile.mkdtemp(prefix="kavi-key-"))
+        pub = tmpdir / "key.pub"
+        pub.write_text(literal + "\n")
+        return SshSigner(pub, normalize_public_key(literal), principal, use_agent=True)
+    path = Path(os.path.expanduser(spec))
+    if not path.exists():
+        raise SigningError(
+            f"signing key {path} does not exist",
+            remedy="point `git config user.signingkey` at your ssh key file",
+        )
+    if path.suffix == ".pub":
+        private = path.with_suffix("")
+        public = normalize_public_key(path.read_text())
+        if private.exists():
+            return SshSigner(private, public, principal)
+        return SshSigner(path, public, principal, use_agent=True)
+    pub_path = Path(str(path) + ".pub")
+    if pub_path.exists():
+        public = normalize_public_key(pub_path.read_text())
+    else:
+        proc = subprocess.run(
+            [_ssh_keygen(), "-y", "-f", str(path)],
+            capture_output=True,
+            timeout=_TIMEOUT,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        if proc.returncode != 0:
+            raise SigningError(
+                f"cannot read the public half of {path}",
+                why=proc.stderr.decode("utf-8", "replace").strip(),
+                remedy=f"create {path}.pub with `ssh-keygen -y -f {path} > {path}.pub`",
+            )
+        public = normalize_public_key(proc.stdout.decode())
+    return SshSigner(path, public, principal)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    principal: str | None
+    key_fingerprint: str | None
+    detail: str
+
+
+def signature_public_key(signature: str) -> str | None:
+    """The public key embedded in an SSH signature (``ssh-keygen -Y check-novalidate`` style)."""
+    import base64
+    import struct
+
+    lines = [ln for ln in signature.strip().splitlines() if ln and not ln.startswith("-----")]
+    try:
+        blob = base64.b64decode("".join(lines))
+    except ValueError:
+        return None
+    if not blob.startswith(b"SSHSIG"):
+        return None
+    try:
+        offset = 6 + 4  # magic + version
+        (length,) = struct.unpack(">I", blob[offset : offset + 4])
+        key_blob = blob[offset + 4 : offset + 4 + length]
+        (tlen,) = struct.unpack(">I", key_blob[:4])
+        key_type = key_blob[4 : 4 + tlen].decode("ascii")
+    except (struct.error, UnicodeDecodeError):
+        return None
+    return f"{key_type} {base64.b64encode(key_blob).decode()}"
+
+
+def verify(payload: bytes, signature: str, allowed_signers: str, namespace: str = NAMESPACE) -> Verdict:
+    """Check ``signature`` over ``payload`` against an allowed-signers text."""
+    if "BEGIN SSH SIGNATURE" not in signature:
+        return Verdict(False, None, None, "not an SSH signature")
+    embedded = signature_public_key(signature)
+    key_fp = fingerprint(embedded) if embedded else None
+    if not allowed_signers.strip():
+        return Verdict(False, None, key_fp, "no allowed signers")
+    keygen = _ssh_keygen()
+    with _scratch() as tmp:
+        sig_file = tmp / "sig"
+        sig_file.write_text(signature)
+        signers_file = tmp / "allowed_signers"
+        signers_file.write_text(allowed_signers)
+        found = subprocess.run(
+            [keygen, "-Y", "find-principals", "-s", str(sig_file), "-f", str(signers_file)],
+            capture_output=True,
+            timeout=_TIMEOUT,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        if found.returncode != 0:
+            return Verdict(False, None, key_fp, "key is not an allowed signer (or not valid now)")
+        principals = [p for p in found.stdout.decode("utf-8", "replace").split() if p]
+        for principal in principals:
+            proc = subprocess.run(
+                [
+                    keygen,
+                    *("-Y", "verify", "-n", namespace, "-f", str(signers_file)),
+                    *("-I", principal, "-s", str(sig_file)),
+                ],
+                input=payload,
+                capture_output=True,
+                timeout=_TIMEOUT,
+                check=False,
+            )
+            if proc.returncode == 0:
+                return Verdict(True, principal, key_fp, "good signature")
+        return Verdict(False, None, key_fp, "signature does not verify")

@@ -1,0 +1,207 @@
+"""build-skill with a fake `claude` on PATH: a well-behaved agent and agents that misbehave.
+
+Every misbehaviour must end in a FAILED build with a precise reason, the target
+branch and the main repository's config, hooks and refs untouched, no sandbox or
+worktree left behind, and no secret sentinel anywhere Kavi wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from support import fake_claude
+from support.forge import git, git_state, kavi, make_forge, propose_write_note
+
+SECRET = "sentinel-kavi-secret-7f3a9c"
+CREDENTIAL = "sentinel-anthropic-key-51d2e8"
+
+
+@pytest.fixture
+def forge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    repo = make_forge(tmp_path)
+    monkeypatch.setenv("KAVI_SECRET_TOKEN", SECRET)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", CREDENTIAL)
+    monkeypatch.setenv("SOME_OTHER_VAR", "not-for-the-agent")
+    return repo
+
+
+def _install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, repo: Path) -> Path:
+    record = tmp_path / "claude-record.json"
+    fake_claude.install(tmp_path / "bin", mode, record=record, main_repo=repo, marker=tmp_path / "marker")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    return record
+
+
+def _build(repo: Path, proposal: str, *extra: str) -> tuple[int, dict[str, object]]:
+    res = kavi("build-skill", proposal, "--backend", "claude", *extra, "--format", "json", cwd=repo)
+    return res.code, res.json
+
+
+def _assert_no_secret_anywhere(repo: Path, tmp_path: Path, build: dict[str, object]) -> None:
+    for value in (SECRET, CREDENTIAL):
+        for path in (repo / "vault_out").rglob("*"):
+            if path.is_file():
+                assert value not in path.read_text(errors="replace"), path
+        db = repo / ".git" / "kavi" / "ledger.db"
+        con = sqlite3.connect(db)
+        dump = "\n".join(con.iterdump())
+        con.close()
+        assert value not in dump
+        assert value not in json.dumps(build)
+        if build.get("commit"):
+            blobs = git("grep", "-I", "-l", value, str(build["commit"]), cwd=repo, check=False)
+            assert blobs == "", f"secret committed in {blobs}"
+
+
+def _assert_clean(repo: Path, tmp_path: Path) -> None:
+    worktrees = git("worktree", "list", "--porcelain", cwd=repo)
+    assert worktrees.count("worktree ") == 1, worktrees
+    leftovers = [p.name for p in (tmp_path / "tmp").iterdir() if p.name.startswith("kavi-build-")]
+    assert leftovers == []
+
+
+def test_well_behaved_agent_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path) -> None:
+    record = _install(tmp_path, monkeypatch, "good", forge)
+    pid = propose_write_note(forge)
+    before = git_state(forge)
+    code, build = _build(forge, pid)
+    assert code == 0, build
+    assert build["status"] == "SUCCEEDED"
+    assert build["violations"] == []
+    assert str(build["branch"]).startswith("skill/write_note-")
+    changed = git("diff", "--name-only", "main", str(build["commit"]), cwd=forge).splitlines()
+    assert changed == ["skills/write_note.py", "tests/test_skill_write_note.py"]
+    trailers = git("log", "-1", "--format=%B", str(build["commit"]), cwd=forge)
+    assert f"Kavi-Proposal: {pid}" in trailers
+    assert f"Kavi-Build: {build['build_id']}" in trailers
+    assert "Kavi-Packet: blake3:" in trailers
+    assert git_state(forge) == before
+    _assert_clean(forge, tmp_path)
+    _assert_no_secret_anywhere(forge, tmp_path, build)
+    # what the agent saw: a scrubbed environment, sandbox cwd outside the repo, the right flags
+    seen = fake_claude.recorded(record)
+    env = seen["env"]
+    assert isinstance(env, dict)
+    assert "KAVI_SECRET_TOKEN" not in env and "SOME_OTHER_VAR" not in env
+    assert env["ANTHROPIC_API_KEY"] == CREDENTIAL  # its own credential only
+    assert env["HOME"] != os.environ["HOME"]
+    assert not str(seen["cwd"]).startswith(str(forge))
+    argv = seen["argv"]
+    assert isinstance(argv, list)
+    for flag in ("-p", "--output-format", "--permission-mode", "--max-turns", "--max-budget-usd"):
+        assert flag in argv
+    assert "Bash" in argv[argv.index("--disallowedTools") + 1].split(",")
+    assert argv[argv.index("--permission-mode") + 1] == "dontAsk"
+    show = kavi("show", pid, "--format", "json", cwd=forge).json
+    assert show["proposal"]["status"] == "BUILT"
+    kinds = sorted(a["kind"] for a in show["artifacts"])
+    assert kinds == ["BUILD_LOG", "BUILD_PACKET", "SKILL_SPEC"]
+
+
+MISBEHAVIOUR = {
+    "third_file": [("notes.txt", "outside-allowlist")],
+    "symlink": [("skills/write_note.py", "symlink"), ("skills/write_note.py", "mode")],
+    "exec_bit": [("skills/write_note.py", "mode")],
+    "delete_tracked": [("README.md", "deleted")],
+    "rename_tracked": [("README.md", "deleted"), ("docs/README.md", "outside-allowlist")],
+    "nested_repo": [("vendor/inner", "nested-repo")],
+    "git_dir_in_sandbox": [(".git", "nested-repo")],
+    "main_repo_tamper": [(".git/config", "tripwire"), (".git/hooks/pre-push", "tripwire")],
+    "env_dump": [("env.txt", "outside-allowlist"), ("skills/write_note.py", "secret")],
+    "ignored_file": [("vault_out/leak.md", "outside-allowlist")],
+}
+
+SUMMARY_ONLY = {
+    "is_error": "is_error=True",
+    "permission_denied": "not allowed to use: Bash",
+    "no_result": "without a final result event",
+}
+
+
+@pytest.mark.parametrize("mode", sorted(MISBEHAVIOUR))
+def test_misbehaving_agent_fails_with_precise_reason(
+    mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
+) -> None:
+    _install(tmp_path, monkeypatch, mode, forge)
+    pid = propose_write_note(forge)
+    before = git_state(forge)
+    code, build = _build(forge, pid)
+    assert code == 1, build
+    assert build["status"] == "FAILED"
+    found = {(v["path"], v["rule"]) for v in build["violations"]}  # type: ignore[union-attr]
+    for expected in MISBEHAVIOUR[mode]:
+        assert expected in found, f"{expected} not in {found}"
+    assert git_state(forge) == before, "main repository changed"
+    _assert_clean(forge, tmp_path)
+    _assert_no_secret_anywhere(forge, tmp_path, build)
+    status = kavi("show", pid, "--format", "json", cwd=forge).json["proposal"]["status"]
+    assert status == "PROPOSED"
+
+
+def test_rename_is_named_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path) -> None:
+    _install(tmp_path, monkeypatch, "rename_tracked", forge)
+    _code, build = _build(forge, propose_write_note(forge))
+    reasons = {v["path"]: v["reason"] for v in build["violations"]}  # type: ignore[union-attr]
+    assert "renamed from README.md" in reasons["docs/README.md"]
+
+
+@pytest.mark.parametrize("mode", sorted(SUMMARY_ONLY))
+def test_agent_reporting_failure_fails_the_build(
+    mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
+) -> None:
+    _install(tmp_path, monkeypatch, mode, forge)
+    code, build = _build(forge, propose_write_note(forge))
+    assert code == 1
+    assert build["status"] == "FAILED"
+    assert SUMMARY_ONLY[mode] in str(build["summary"])
+    _assert_clean(forge, tmp_path)
+
+
+def test_hanging_agent_is_killed_with_its_children(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
+) -> None:
+    _install(tmp_path, monkeypatch, "hang", forge)
+    start = time.monotonic()
+    code, build = _build(forge, propose_write_note(forge), "--timeout", "2")
+    assert time.monotonic() - start < 15
+    assert code == 1
+    assert "did not finish within 2s" in str(build["summary"])
+    time.sleep(3.5)  # the background child would have written the marker by now
+    assert not (tmp_path / "marker").exists()
+    _assert_clean(forge, tmp_path)
+
+
+def test_withheld_secret_files_never_reach_the_sandbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
+) -> None:
+    (forge / ".env").write_text(f"TOKEN={SECRET}\n")
+    git("add", "-f", ".env", cwd=forge)
+    git("commit", "-q", "-m", "oops, a committed .env", cwd=forge)
+    _install(tmp_path, monkeypatch, "read_withheld", forge)
+    code, build = _build(forge, propose_write_note(forge))
+    assert code == 1
+    listing = git("show", f"{build['commit']}:listing.txt", cwd=forge)
+    assert ".env" not in listing.split()
+    # the withheld file is not reported as deleted: Kavi withheld it, the agent did not delete it
+    paths = {v["path"] for v in build["violations"]}  # type: ignore[union-attr]
+    assert paths == {"listing.txt"}
+
+
+def test_missing_claude_executable_is_refused_before_any_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
+) -> None:
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    pid = propose_write_note(forge)
+    before = git_state(forge)
+    res = kavi("build-skill", pid, "--backend", "claude", cwd=forge)
+    assert res.code == 3
+    assert "not found on PATH" in res.stderr
+    assert "fix:" in res.stderr
+    assert git_state(forge) == before
+    assert kavi("show", pid, "--format", "json", cwd=forge).json["builds"] == []
