@@ -276,3 +276,28 @@ def register(app: typer.Typer) -> None:
         forge = open_forge()
         details = proposal_details(forge, ref)
         output.emit(details, render_details(details))
+
+    @app.command("demo")
+    def demo_cmd(
+        keep: Annotated[
+            bool, typer.Option("--keep/--no-keep", help="Keep the throwaway forge for inspection.")
+        ] = True,
+        fmt: FormatOpt = Format.text,
+    ) -> None:
+        """Run the whole pipeline on a throwaway forge repository.
+
+        Example: kavi demo
+        """
+        output.use(fmt)
+        import sys
+
+        from kavi.forge.demo import run_demo
+
+        def echo(line: str) -> None:
+            if not output.is_json():
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+
+        result = run_demo(keep=keep, echo=echo)
+        if output.is_json():
+            output.emit(result, "")

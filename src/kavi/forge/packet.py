@@ -24,6 +24,24 @@ def _model_block(class_name: str, base: str, fields: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def contract_source() -> str:
+    """The source of the public skill API, quoted verbatim into every packet."""
+    import inspect
+
+    from kavi.skills import base as skill_base
+
+    parts = [
+        inspect.getsource(obj).rstrip()
+        for obj in (
+            skill_base.SkillInput,
+            skill_base.SkillOutput,
+            skill_base.SkillContext,
+            skill_base.BaseSkill,
+        )
+    ]
+    return "\n\n\n".join(parts)
+
+
 def render_packet(
     *,
     proposal: Proposal,
@@ -77,6 +95,10 @@ def render_packet(
         "",
         "```text",
         (skill_base.__doc__ or "").strip(),
+        "```",
+        "",
+        "```python",
+        contract_source(),
         "```",
         "",
         f"Set `side_effect_class = SideEffect.{proposal.side_effect_class.value}` and "

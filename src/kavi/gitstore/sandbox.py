@@ -14,13 +14,14 @@ process) and reuse the base blob id, so large repositories are cheap to snapshot
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import re
 import shutil
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from fnmatch import fnmatch
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import pygit2
 
@@ -67,27 +68,30 @@ def create(
     ref = repo.raw.references.create(f"refs/heads/{branch}", pygit2.Oid(hex=base_commit))
     repo.raw.add_worktree(worktree_name, str(work), ref)
     box = Sandbox(root, work, home, tmp, worktree_name, branch, base_commit)
-    patterns = list(exclude)
-    for entry in repo.walk_tree(base_commit):
-        name = PurePosixPath(entry.path).name
-        if any(fnmatch(name, p) or fnmatch(entry.path, p) for p in patterns):
-            target = work / entry.path
-            if target.is_file() or target.is_symlink():
-                target.unlink()
-                box.withheld.append(entry.path)
     (work / ".git").unlink()  # no usable git link while the backend runs
-    box.baseline = _stat_all(work)
+    withhold = _matcher(exclude)
+    for dirpath, dirnames, filenames in os.walk(work):
+        rel_dir = os.path.relpath(dirpath, work)
+        prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        for name in filenames + links:
+            rel = prefix + name
+            full = os.path.join(dirpath, name)
+            if withhold(name) or withhold(rel):
+                os.unlink(full)
+                box.withheld.append(rel)
+            else:
+                box.baseline[rel] = _stat_key(os.lstat(full))
     return box
 
 
-def _stat_all(work: Path) -> dict[str, StatKey]:
-    out: dict[str, StatKey] = {}
-    for dirpath, _dirnames, filenames in os.walk(work):
-        rel_dir = os.path.relpath(dirpath, work)
-        for name in filenames:
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            out[rel.replace(os.sep, "/")] = _stat_key(os.lstat(os.path.join(dirpath, name)))
-    return out
+def _matcher(patterns: Iterable[str]) -> Callable[[str], bool]:
+    """One compiled regex for all fnmatch-style patterns."""
+    parts = [fnmatch.translate(p) for p in patterns]
+    if not parts:
+        return lambda _name: False
+    rx = re.compile("|".join(f"(?:{p})" for p in parts))
+    return lambda name: rx.match(name) is not None
 
 
 def remove(repo: GitRepo, box: Sandbox) -> None:
@@ -131,7 +135,7 @@ def snapshot(
     A file containing a secret value is reported and committed with the value
     replaced by ``[REDACTED]``: secrets never enter the object database.
     """
-    base = {e.path: e for e in repo.walk_tree(box.base_commit)}
+    base_tree = repo.commit_tree(box.base_commit)
     skip = set(ignore)
     changes: dict[str, tuple[int, str] | None] = {}
     problems: list[Violation] = []
@@ -171,11 +175,14 @@ def snapshot(
             if name == ".git":
                 problem(rel, "a .git file inside the sandbox (nested repository link)", "nested-repo")
                 continue
+            if box.baseline.get(rel) == _stat_key(st):
+                continue  # untouched since checkout (same inode, size, mtime, ctime, mode)
             if stat.S_ISLNK(st.st_mode):
                 target = os.readlink(full)
                 problem(rel, f"symlink (→ {target})", "symlink")
                 oid = repo.write_blob(os.fsencode(target))
-                if base.get(rel) is None or base[rel].mode != MODE_LINK or base[rel].oid != oid:
+                prior = repo.entry(base_tree, rel) if rel in box.baseline else None
+                if prior is None or prior.mode != MODE_LINK or prior.oid != oid:
                     changes[rel] = (MODE_LINK, oid)
                 continue
             if not stat.S_ISREG(st.st_mode):
@@ -185,9 +192,6 @@ def snapshot(
                 problem(rel, f"file is {st.st_size} bytes (limit {max_file_bytes})", "too-large")
                 continue
             mode = MODE_EXEC if st.st_mode & 0o111 else MODE_BLOB
-            prior = base.get(rel)
-            if prior is not None and box.baseline.get(rel) == _stat_key(st) and prior.mode == mode:
-                continue  # untouched since checkout
             with open(full, "rb") as fh:
                 data = fh.read()
             leaked = [v for v in secrets if v.encode("utf-8", "surrogateescape") in data]
@@ -197,10 +201,10 @@ def snapshot(
                     "utf-8", "surrogateescape"
                 )
             oid = repo.write_blob(data)
+            prior = repo.entry(base_tree, rel) if rel in box.baseline else None
             if prior is None or prior.oid != oid or prior.mode != mode:
                 changes[rel] = (mode, oid)
-    withheld = set(box.withheld)
-    for path in base:
-        if path not in seen and path not in withheld:
+    for path in box.baseline:
+        if path not in seen:
             changes[path] = None
     return Snapshot(changes=changes, problems=problems, files_seen=len(seen))
