@@ -147,9 +147,7 @@ def test_existing_file_is_replaced_atomically(server: FakeOpenAIServer, sandbox:
     assert files_in(sandbox) == FILES  # no temp files left behind
 
 
-def test_extra_file_inside_sandbox_is_written_for_the_gate(
-    server: FakeOpenAIServer, sandbox: Path
-) -> None:
+def test_extra_file_inside_sandbox_is_written_for_the_gate(server: FakeOpenAIServer, sandbox: Path) -> None:
     server.answer_files({**FILES, "skills/helper.py": "X = 1\n"})
     result = run(server.base_url, sandbox)
 
@@ -190,9 +188,7 @@ def test_second_400_is_reported_not_retried_again(server: FakeOpenAIServer, sand
 # --- what is sent -----------------------------------------------------------------
 
 
-def test_request_body_carries_model_limits_and_schema(
-    server: FakeOpenAIServer, sandbox: Path
-) -> None:
+def test_request_body_carries_model_limits_and_schema(server: FakeOpenAIServer, sandbox: Path) -> None:
     server.answer_files(FILES)
     result = run(server.base_url, sandbox, max_tokens=2048, temperature=0.3)
     assert result.ok, result.reason
@@ -255,9 +251,7 @@ def test_api_key_unfit_for_a_header_is_refused(server: FakeOpenAIServer, sandbox
 
 def test_custom_api_key_env_name(server: FakeOpenAIServer, sandbox: Path) -> None:
     server.answer_files(FILES)
-    result = run(
-        server.base_url, sandbox, env={"LOCAL_LLM_KEY": "k-123456"}, api_key_env="LOCAL_LLM_KEY"
-    )
+    result = run(server.base_url, sandbox, env={"LOCAL_LLM_KEY": "k-123456"}, api_key_env="LOCAL_LLM_KEY")
 
     assert result.ok, result.reason
     assert server.last_chat.headers["authorization"] == "Bearer k-123456"
@@ -267,9 +261,7 @@ def test_custom_api_key_env_name(server: FakeOpenAIServer, sandbox: Path) -> Non
 
 
 def test_truncated_answer_writes_nothing(server: FakeOpenAIServer, sandbox: Path) -> None:
-    server.answer(
-        json.dumps({"files": [{"path": SKILL, "content": SKILL_SRC}]}), finish_reason="length"
-    )
+    server.answer(json.dumps({"files": [{"path": SKILL, "content": SKILL_SRC}]}), finish_reason="length")
     result = run(server.base_url, sandbox)
 
     assert not result.ok
@@ -402,9 +394,7 @@ def test_unsafe_path_writes_nothing(server: FakeOpenAIServer, sandbox: Path, bad
     assert not (sandbox.parent / "evil.py").exists()
 
 
-def test_writing_through_symlink_is_refused(
-    server: FakeOpenAIServer, sandbox: Path, tmp_path: Path
-) -> None:
+def test_writing_through_symlink_is_refused(server: FakeOpenAIServer, sandbox: Path, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (sandbox / "skills").symlink_to(outside, target_is_directory=True)
@@ -458,11 +448,7 @@ def test_parse_prefers_json_over_blocks() -> None:
 
 
 def test_parse_info_string_variants() -> None:
-    text = (
-        "```python:skills/a.py\nA = 1\n```\n"
-        '```py file="skills/b.py"\nB = 2\n```\n'
-        "```\nno path here\n```\n"
-    )
+    text = '```python:skills/a.py\nA = 1\n```\n```py file="skills/b.py"\nB = 2\n```\n```\nno path here\n```\n'
     parsed = parse_answer(text)
     assert parsed.files == [("skills/a.py", "A = 1\n"), ("skills/b.py", "B = 2\n")]
     assert any("no path given" in n for n in parsed.notes)
@@ -512,7 +498,5 @@ def test_parse_json_with_wrong_shape_falls_back_to_blocks() -> None:
 def test_httpx_is_imported_lazily() -> None:
     code = "import sys, kavi.backends.openai; print('httpx' in sys.modules)"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
-    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "False"

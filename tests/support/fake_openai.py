@@ -284,9 +284,7 @@ class FakeOpenAIServer:
         delay: float = 0.0,
     ) -> FakeOpenAIServer:
         """A successful completion whose message content is ``content``."""
-        obj = chat_completion(
-            content, finish_reason=finish_reason, model=self._model(), usage=usage
-        )
+        obj = chat_completion(content, finish_reason=finish_reason, model=self._model(), usage=usage)
         return self.queue(Reply.json(obj, delay=delay))
 
     def answer_files(
@@ -365,9 +363,7 @@ class FakeOpenAIServer:
                     return self._queue.popleft()
             if self.default is not None:
                 return self.default
-            return Reply.json(
-                {"error": {"message": "fake server: no scripted reply left"}}, status=500
-            )
+            return Reply.json({"error": {"message": "fake server: no scripted reply left"}}, status=500)
         return Reply.json({"error": {"message": f"no route for {request.path}"}}, status=404)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
