@@ -17,14 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kavi.errors import ConfigError
-
-KAVI_DIR = ".kavi"
-CONFIG_FILE = f"{KAVI_DIR}/config.yaml"
-POLICY_FILE = f"{KAVI_DIR}/policy.yaml"
-SIGNERS_FILE = f"{KAVI_DIR}/allowed_signers"
-GOVERNANCE_FILES = (CONFIG_FILE, POLICY_FILE, SIGNERS_FILE)
-
-SECRET_ENV_PREFIX = "KAVI_SECRET_"
+from kavi.layout import CONFIG_FILE
 
 
 class _Strict(BaseModel):

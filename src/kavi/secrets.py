@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from kavi.config import SECRET_ENV_PREFIX
+from kavi.layout import SECRET_ENV_PREFIX
 
 REDACTED = "[REDACTED]"
 MIN_SECRET_LEN = 4

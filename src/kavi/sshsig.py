@@ -223,8 +223,20 @@ def signature_public_key(signature: str) -> str | None:
     return f"{key_type} {base64.b64encode(key_blob).decode()}"
 
 
-def verify(payload: bytes, signature: str, allowed_signers: str, namespace: str = NAMESPACE) -> Verdict:
-    """Check ``signature`` over ``payload`` against an allowed-signers text."""
+def verify(
+    payload: bytes,
+    signature: str,
+    allowed_signers: str,
+    namespace: str = NAMESPACE,
+    *,
+    principal: str | None = None,
+) -> Verdict:
+    """Check ``signature`` over ``payload`` against an allowed-signers text.
+
+    With ``principal`` (a signer's claim, e.g. a ``Kavi-Signer`` trailer) one
+    ``ssh-keygen -Y verify`` call decides; a false claim simply fails. Without it the
+    principal is looked up first with ``-Y find-principals``.
+    """
     if "BEGIN SSH SIGNATURE" not in signature:
         return Verdict(False, None, None, "not an SSH signature")
     embedded = signature_public_key(signature)
@@ -237,22 +249,25 @@ def verify(payload: bytes, signature: str, allowed_signers: str, namespace: str 
         sig_file.write_text(signature)
         signers_file = tmp / "allowed_signers"
         signers_file.write_text(allowed_signers)
-        found = subprocess.run(
-            [keygen, "-Y", "find-principals", "-s", str(sig_file), "-f", str(signers_file)],
-            capture_output=True,
-            timeout=_TIMEOUT,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-        if found.returncode != 0:
-            return Verdict(False, None, key_fp, "key is not an allowed signer (or not valid now)")
-        principals = [p for p in found.stdout.decode("utf-8", "replace").split() if p]
-        for principal in principals:
+        if principal is not None:
+            principals = [principal]
+        else:
+            found = subprocess.run(
+                [keygen, "-Y", "find-principals", "-s", str(sig_file), "-f", str(signers_file)],
+                capture_output=True,
+                timeout=_TIMEOUT,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+            if found.returncode != 0:
+                return Verdict(False, None, key_fp, "key is not an allowed signer (or not valid now)")
+            principals = [p for p in found.stdout.decode("utf-8", "replace").split() if p]
+        for candidate in principals:
             proc = subprocess.run(
                 [
                     keygen,
                     *("-Y", "verify", "-n", namespace, "-f", str(signers_file)),
-                    *("-I", principal, "-s", str(sig_file)),
+                    *("-I", candidate, "-s", str(sig_file)),
                 ],
                 input=payload,
                 capture_output=True,
@@ -260,5 +275,7 @@ def verify(payload: bytes, signature: str, allowed_signers: str, namespace: str 
                 check=False,
             )
             if proc.returncode == 0:
-                return Verdict(True, principal, key_fp, "good signature")
+                return Verdict(True, candidate, key_fp, "good signature")
+        if principal is not None:
+            return Verdict(False, None, key_fp, f"not a valid signature by an allowed key of {principal}")
         return Verdict(False, None, key_fp, "signature does not verify")

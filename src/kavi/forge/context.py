@@ -8,8 +8,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kavi.config import CONFIG_FILE, POLICY_FILE, SIGNERS_FILE, ForgeConfig, parse_config
+from kavi.config import ForgeConfig, parse_config
 from kavi.errors import ConfigError, NotAForgeError
+from kavi.layout import CONFIG_FILE, POLICY_FILE, SIGNERS_FILE
 from kavi.locate import RepoLocation, locate
 
 if TYPE_CHECKING:

@@ -13,14 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kavi.config import (
-    CONFIG_FILE,
-    KAVI_DIR,
-    POLICY_FILE,
-    SIGNERS_FILE,
-    ForgeConfig,
-)
+from kavi.config import ForgeConfig
 from kavi.errors import ConfigError, GitError, NotAForgeError
+from kavi.layout import CONFIG_FILE, KAVI_DIR, POLICY_FILE, SIGNERS_FILE
 from kavi.locate import locate
 
 ZERO = "0" * 40

@@ -476,7 +476,7 @@ class GitRepo:
                 )
         index.write()
 
-    def checkout_safely(self, new_commit: str) -> list[str]:
+    def checkout_safely(self, new_commit: str, *, dry_run: bool = False) -> list[str]:
         """Update working tree and index from HEAD's tree to ``new_commit``'s tree.
 
         SAFE | DONT_OVERWRITE_IGNORED: local changes and ignored files are never
@@ -494,6 +494,8 @@ class GitRepo:
                 conflicts.append(path)
 
         strategy = pygit2.enums.CheckoutStrategy.SAFE | pygit2.enums.CheckoutStrategy.DONT_OVERWRITE_IGNORED
+        if dry_run:
+            strategy |= pygit2.enums.CheckoutStrategy.DRY_RUN
         try:
             self.raw.checkout_tree(  # type: ignore[no-untyped-call]
                 self._tree(new_commit), strategy=strategy, callbacks=Callbacks()

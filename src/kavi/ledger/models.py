@@ -132,6 +132,10 @@ class Promotion(Record):
     tag_name: str
     skill_path: str
     test_path: str
+    module: str
+    class_name: str
+    input_model: str
+    output_model: str
     skill_sha256: str
     skill_blake3: str
     skill_blob: str

@@ -48,7 +48,10 @@ DEFAULT_FORBIDDEN_IMPORTS: tuple[str, ...] = (
     "runpy",
     "code",
     "codeop",
-    "timeit",
+    "timeit.timeit",
+    "timeit.repeat",
+    "timeit.Timer",
+    "timeit.main",
     "pickle",
     "cPickle",
     "_pickle",
@@ -68,6 +71,22 @@ DEFAULT_FORBIDDEN_IMPORTS: tuple[str, ...] = (
     "trace",
     "webbrowser",
     "os.system",
+    "_ctypes",
+    "_winapi",
+    "_xxsubinterpreters",
+    "ptyprocess",
+    "sh",
+    "plumbum",
+    "jsonpickle",
+    "joblib",
+    "rlcompleter",
+    "idlelib",
+    "tkinter",
+    "_tkinter",
+    "ensurepip",
+    "venv",
+    "pip",
+    "distutils.spawn",
 )
 
 DEFAULT_FORBIDDEN_CALLS: tuple[str, ...] = (
@@ -99,15 +118,31 @@ DEFAULT_FORBIDDEN_CALLS: tuple[str, ...] = (
     "asyncio.create_subprocess_exec",
     "asyncio.create_subprocess_shell",
     "asyncio.subprocess",
+    "os.popen2",
+    "os.popen3",
+    "os.popen4",
+    "os.register_at_fork",
+    "platform.popen",
+    "platform._syscmd_ver",
+    "platform._syscmd_file",
+    "platform._syscmd_uname",
+    "pydoc.pipepager",
+    "pydoc.tempfilepager",
+    "pydoc.pager",
+    "pydoc.getpager",
+    "uuid._get_command_stdout",
 )
 
 DEFAULT_NETWORK_MODULES: tuple[str, ...] = (
     "socket",
     "_socket",
     "ssl",
+    "_ssl",
     "socketserver",
-    "http",
-    "urllib",
+    "http.client",
+    "http.server",
+    "urllib.request",
+    "urllib.robotparser",
     "urllib3",
     "requests",
     "httpx",
@@ -123,6 +158,29 @@ DEFAULT_NETWORK_MODULES: tuple[str, ...] = (
     "websocket",
     "websockets",
     "grpc",
+    "wsgiref.simple_server",
+    "smtpd",
+    "asyncore",
+    "asynchat",
+    "httplib2",
+    "pycurl",
+    "tornado",
+    "twisted",
+    "zmq",
+    "paho",
+    "dns",
+    "aiosmtplib",
+    "boto3",
+    "botocore",
+    "openai",
+    "anthropic",
+    "mechanize",
+    "selenium",
+    "scrapy",
+    "socks",
+    "pydoc.serve",
+    "pydoc.browse",
+    "logging.config.listen",
 )
 
 DEFAULT_SANDBOX_EXCLUDE: tuple[str, ...] = (
@@ -206,11 +264,23 @@ class SandboxPolicy(_Strict):
     max_file_bytes: int = 1_000_000
 
 
+class VerifyPolicy(_Strict):
+    """How the verify gates run the external tools (the repository's own configs are ignored)."""
+
+    ruff_select: list[str] = Field(default_factory=lambda: ["E", "F", "W", "B", "UP"])
+    ruff_ignore: list[str] = Field(default_factory=list)
+    line_length: int = Field(default=120, ge=60, le=400)
+    mypy_strict: bool = True
+    pytest_timeout_seconds: float = Field(default=120.0, gt=0)
+    tool_timeout_seconds: float = Field(default=300.0, gt=0)
+
+
 class Policy(_Strict):
     version: Literal[1] = 1
     scanner: ScannerPolicy = Field(default_factory=ScannerPolicy)
     runtime: RuntimePolicy = Field(default_factory=RuntimePolicy)
     sandbox: SandboxPolicy = Field(default_factory=SandboxPolicy)
+    verify: VerifyPolicy = Field(default_factory=VerifyPolicy)
 
 
 def parse_policy(text: str, *, source: str = ".kavi/policy.yaml") -> Policy:

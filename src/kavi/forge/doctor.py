@@ -1,0 +1,291 @@
+"""``git kavi doctor [--repair]``: find (and fix) inconsistencies between ledger, git and vault.
+
+Checks: an interrupted promotion (which steps landed, which did not), builds that never
+finished, leftover sandboxes and worktrees, promotions whose tag or notes are missing,
+a ledger journal whose hash chain is broken, a mirror ref that disagrees with the
+ledger, artifacts missing from or altered in the vault, and a registry.yaml that
+disagrees with the ledger. ``--repair`` completes an interrupted promotion whose merge
+landed (or rolls it back if it did not), closes abandoned builds as FAILED, removes
+leftover sandboxes, recreates missing tags and notes, and restores artifacts from
+``refs/kavi/ledger``. Nothing is deleted from the ledger or from git history.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kavi.clock import now_iso
+from kavi.forge.context import Forge
+from kavi.ledger.models import BuildStatus
+from kavi.ledger.reducer import EventKind
+from kavi.sshsig import SshSigner
+
+
+@dataclass
+class Finding:
+    check: str
+    problem: str
+    repair: str = ""
+    repaired: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class DoctorReport:
+    findings: list[Finding] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(f.repaired for f in self.findings)
+
+
+def _signer(forge: Forge) -> SshSigner | None:
+    from kavi.signing import user_signer_or_none
+
+    return user_signer_or_none(forge.repo)
+
+
+def check_pending_promotion(forge: Forge, report: DoctorReport, repair: bool) -> None:
+    from kavi.forge.init import NOTES_REF
+    from kavi.forge.promote import finish, pending_path, read_pending
+    from kavi.gitstore.objects import read_note, read_tag
+
+    report.checked.append("interrupted promotion")
+    pending = read_pending(forge)
+    if pending is None:
+        return
+    repo = forge.repo
+    p = pending.promotion
+    tip = repo.branch_tip(p.target_branch)
+    landed = tip is not None and repo.has_object(p.merge_commit) and repo.is_ancestor(p.merge_commit, tip)
+    tag = repo.ref_target(f"refs/tags/{p.tag_name}")
+    tag_ok = bool(tag and (info := read_tag(repo, tag)) and info.target == p.merge_commit)
+    recorded = any(x.id == p.id for x in forge.ledger.promotions(p.skill_name))
+    note = read_note(repo, repo.ref_target(NOTES_REF), p.merge_commit)
+    noted = bool(note and f"Kavi-Promotion: {p.id}" in note)
+    unmirrored = len(forge.ledger.unmirrored_events())
+    done = {"merge": landed, "tag": tag_ok, "ledger": recorded, "notes": noted}
+    missing = [k for k, v in done.items() if not v]
+    if unmirrored:
+        missing.append(f"mirror ({unmirrored} event(s))")
+    state = (
+        f"merge commit {p.merge_commit[:12]} is on {p.target_branch}"
+        if landed
+        else f"merge commit {p.merge_commit[:12]} never reached {p.target_branch}"
+    )
+    finding = Finding(
+        "interrupted promotion",
+        f"promotion of {p.skill_name} v{p.version} ({p.id[:8]}) stopped: {state}; "
+        f"missing: {', '.join(missing) or 'nothing'}",
+    )
+    report.findings.append(finding)
+    if not landed:
+        finding.repair = "roll back: nothing visible happened; remove the journal and promote again"
+        if repair:
+            pending_path(forge).unlink(missing_ok=True)
+            finding.repaired = True
+        return
+    finding.repair = "complete the promotion: " + ", ".join(missing or ["clean up"])
+    if repair:
+        signer = _signer(forge)
+        if signer is None:
+            finding.repair += " (needs your signing key: configure it and run doctor --repair again)"
+            return
+        pending.steps = [s for s in ("merge", "tag", "ledger", "notes") if done.get(s)]
+        finish(forge, pending, signer)
+        finding.repaired = True
+
+
+def check_builds(forge: Forge, report: DoctorReport, repair: bool) -> None:
+    from kavi.gitstore.sandbox import prune_worktree
+
+    report.checked.append("unfinished builds")
+    ledger = forge.ledger
+    repo = forge.repo
+    for build in ledger.unfinished_builds():
+        finding = Finding(
+            "unfinished build",
+            f"build {build.id[:8]} of proposal {build.proposal_id[:8]} started at {build.started_at[:19]} "
+            "and never finished (interrupted)",
+            "record it as FAILED (abandoned) and remove its sandbox",
+        )
+        report.findings.append(finding)
+        if repair:
+            prune_worktree(repo, f"kavi-{build.id[:12]}")
+            shutil.rmtree(Path(tempfile.gettempdir()) / f"kavi-build-{build.id}", ignore_errors=True)
+            tip = repo.branch_tip(build.branch_name)
+            commit = tip if tip and tip != build.base_commit else None
+            if commit is None:
+                repo.delete_ref(f"refs/heads/{build.branch_name}")
+            with ledger.transaction(forge.actor) as txn:
+                txn.record(
+                    EventKind.BUILD_FINISHED,
+                    build.id,
+                    {
+                        "build_id": build.id,
+                        "status": BuildStatus.FAILED.value,
+                        "commit_id": commit,
+                        "summary": "abandoned: the build process was interrupted (closed by git kavi doctor)",
+                        "finished_at": now_iso(),
+                    },
+                )
+            finding.repaired = True
+    running = {f"kavi-{b.id[:12]}" for b in ledger.unfinished_builds()}
+    worktrees = repo.common_dir / "worktrees"
+    if worktrees.exists():
+        for wt in sorted(worktrees.iterdir()):
+            if wt.name.startswith("kavi-") and wt.name not in running:
+                finding = Finding(
+                    "leftover worktree", f"worktree metadata {wt.name} has no running build", "prune it"
+                )
+                report.findings.append(finding)
+                if repair:
+                    prune_worktree(repo, wt.name)
+                    finding.repaired = True
+
+
+def check_promotions(forge: Forge, report: DoctorReport, repair: bool) -> None:
+    from kavi.forge.init import NOTES_REF
+    from kavi.forge.promote import _notes, _tag
+    from kavi.gitstore.objects import read_note, read_tag
+
+    report.checked.append("promotion tags and notes")
+    repo = forge.repo
+    for p in forge.ledger.promotions():
+        if not repo.has_object(p.merge_commit):
+            report.findings.append(
+                Finding(
+                    "promotion",
+                    f"{p.tag_name}: merge commit {p.merge_commit} is missing",
+                    "fetch it from the remote that has it",
+                )
+            )
+            continue
+        tag = repo.ref_target(f"refs/tags/{p.tag_name}")
+        if tag is None or (info := read_tag(repo, tag)) is None or info.target != p.merge_commit:
+            finding = Finding(
+                "promotion tag",
+                f"tag {p.tag_name} is missing or does not point at {p.merge_commit[:12]}",
+                "recreate the signed tag" if tag is None else "investigate: the tag was replaced",
+            )
+            report.findings.append(finding)
+            if repair and tag is None and (signer := _signer(forge)) is not None:
+                _tag(forge, p, signer)
+                finding.repaired = True
+        note = read_note(repo, repo.ref_target(NOTES_REF), p.merge_commit)
+        if not note or f"Kavi-Promotion: {p.id}" not in note:
+            finding = Finding(
+                "promotion notes",
+                f"no promotion note on {p.merge_commit[:12]} ({p.tag_name})",
+                "write the signed notes",
+            )
+            report.findings.append(finding)
+            if repair and (signer := _signer(forge)) is not None:
+                _notes(forge, p, signer)
+                finding.repaired = True
+
+
+def check_ledger(forge: Forge, report: DoctorReport, repair: bool) -> None:
+    from kavi.artifacts.vault import atomic_write, read_verified
+    from kavi.gitstore.mirror import LEDGER_REF, read_artifact
+
+    report.checked.append("ledger journal, mirror and vault")
+    ledger = forge.ledger
+    for problem in ledger.verify_chain():
+        report.findings.append(
+            Finding("ledger journal", problem, "restore the ledger: git kavi ledger import")
+        )
+    mirrors = ledger.mirror_commits()
+    tip = forge.repo.ref_target(LEDGER_REF)
+    if mirrors:
+        last = mirrors[max(mirrors)]
+        if tip != last:
+            report.findings.append(
+                Finding(
+                    "ledger mirror",
+                    f"{LEDGER_REF} is at {(tip or 'nothing')[:12]} but event #{max(mirrors)} "
+                    f"was mirrored as {last[:12]}",
+                    "fetch the mirror or investigate a rewrite",
+                )
+            )
+    for artifact in ledger.artifacts():
+        if read_verified(forge.workdir, artifact) is not None:
+            continue
+        finding = Finding(
+            "artifact", f"{artifact.path} is missing or altered", "restore it from refs/kavi/ledger"
+        )
+        report.findings.append(finding)
+        if repair and tip is not None:
+            data = read_artifact(forge.repo, tip, artifact.blake3)
+            if data is not None:
+                atomic_write(forge.workdir / artifact.path, data)
+                finding.repaired = True
+
+
+def check_registry(forge: Forge, report: DoctorReport) -> None:
+    from kavi.forge.registry import derive, parse_registry
+
+    report.checked.append("registry.yaml")
+    config = forge.committed_config
+    rel = f"{config.skills_dir}/registry.yaml"
+    tip = forge.repo.branch_tip(config.target_branch)
+    data = forge.repo.file_bytes(tip, rel) if tip else None
+    expected = derive(forge.ledger)
+    if data is None:
+        if expected.skills:
+            report.findings.append(
+                Finding(
+                    "registry",
+                    f"{rel} is missing on {config.target_branch}",
+                    "promote again or restore the file from history",
+                )
+            )
+        return
+    try:
+        found = parse_registry(data.decode("utf-8"), source=rel)
+    except Exception as exc:
+        report.findings.append(Finding("registry", f"{rel} cannot be parsed: {exc}"))
+        return
+    if found.skills != expected.skills:
+        names = sorted(set(found.skills) ^ set(expected.skills)) or sorted(
+            n for n in expected.skills if found.skills.get(n) != expected.skills[n]
+        )
+        report.findings.append(
+            Finding(
+                "registry",
+                f"{rel} on {config.target_branch} disagrees with the ledger about: {', '.join(names)}",
+                "the ledger wins; import the ledger from the remote that promoted them",
+            )
+        )
+
+
+def check_sandboxes(report: DoctorReport, repair: bool, running: set[str]) -> None:
+    report.checked.append("leftover sandboxes")
+    base = Path(tempfile.gettempdir())
+    for d in sorted(base.glob("kavi-build-*")):
+        if d.name[len("kavi-build-") :] in running:
+            continue
+        finding = Finding("leftover sandbox", f"{d} belongs to no running build", "remove it")
+        report.findings.append(finding)
+        if repair:
+            shutil.rmtree(d, ignore_errors=True)
+            finding.repaired = True
+
+
+def doctor(forge: Forge, *, repair: bool) -> DoctorReport:
+    report = DoctorReport()
+    check_pending_promotion(forge, report, repair)
+    check_builds(forge, report, repair)
+    check_promotions(forge, report, repair)
+    check_ledger(forge, report, repair)
+    check_registry(forge, report)
+    running = {b.id for b in forge.ledger.unfinished_builds()}
+    check_sandboxes(report, repair, running)
+    return report

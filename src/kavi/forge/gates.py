@@ -1,0 +1,191 @@
+"""The verify gates, each a function returning a :class:`GateResult`.
+
+External tools run as subprocesses of this interpreter (``python -m ruff|mypy|pytest``),
+with the repository's own tool configuration ignored (``ruff --isolated``, an empty mypy
+config, ``pytest -c <empty> --noconftest``): a repository cannot relax a gate. Each
+finding is one line starting ``file:line``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+
+from kavi.backends.proc import run_bounded
+from kavi.ledger.models import GateResult
+from kavi.policy.model import Policy
+
+GATE_ORDER = ("scope", "policy", "invariants", "ruff", "mypy", "pytest")
+
+
+def tool_version(dist: str) -> str:
+    try:
+        return f"{dist} {metadata.version(dist)}"
+    except metadata.PackageNotFoundError:
+        return f"{dist} (not installed)"
+
+
+def timed(fn: Callable[[], GateResult]) -> GateResult:
+    start = time.monotonic()
+    result = fn()
+    return result.model_copy(update={"duration_s": round(time.monotonic() - start, 3)})
+
+
+def _python_tool(module: str) -> list[str]:
+    return [sys.executable, "-m", module]
+
+
+def ruff_gate(root: Path, files: Sequence[str], policy: Policy, env: dict[str, str]) -> GateResult:
+    v = policy.verify
+    argv = [
+        *_python_tool("ruff"),
+        "check",
+        "--isolated",
+        "--no-cache",
+        "--output-format=json",
+        "--target-version=py311",
+        f"--line-length={v.line_length}",
+        f"--select={','.join(v.ruff_select)}",
+        *([f"--ignore={','.join(v.ruff_ignore)}"] if v.ruff_ignore else []),
+        *files,
+    ]
+    proc = run_bounded(argv, cwd=root, env=env, timeout=v.tool_timeout_seconds)
+    version = tool_version("ruff")
+    if proc.timed_out:
+        return GateResult(
+            ok=False, findings=[f"ruff timed out after {v.tool_timeout_seconds:g}s"], tool_version=version
+        )
+    try:
+        items = json.loads(proc.stdout or "[]")
+    except json.JSONDecodeError:
+        return GateResult(
+            ok=False,
+            findings=[f"ruff failed (exit {proc.returncode}): {proc.stderr.strip()[:500]}"],
+            tool_version=version,
+        )
+    findings = []
+    for item in items:
+        loc = item.get("location") or {}
+        rel = Path(str(item.get("filename", ""))).resolve()
+        try:
+            name = rel.relative_to(root.resolve()).as_posix()
+        except ValueError:
+            name = rel.as_posix()
+        findings.append(f"{name}:{loc.get('row', 0)}: {item.get('code')} {item.get('message')}")
+    ok = proc.returncode == 0 and not findings
+    if proc.returncode not in (0, 1) and not findings:
+        findings.append(f"ruff failed (exit {proc.returncode}): {proc.stderr.strip()[:500]}")
+    return GateResult(ok=ok, findings=sorted(findings), tool_version=version)
+
+
+_MYPY_LINE = re.compile(r"^(?P<file>[^:\n]+\.py):(?P<line>\d+):(?:\d+:)? (?P<kind>error|note): (?P<msg>.*)$")
+
+
+def mypy_gate(
+    root: Path, skill_file: str, policy: Policy, env: dict[str, str], cache_dir: Path
+) -> GateResult:
+    v = policy.verify
+    empty_config = root.parent / "mypy.ini"
+    empty_config.write_text("[mypy]\n")
+    argv = [
+        *_python_tool("mypy"),
+        *(["--strict"] if v.mypy_strict else []),
+        "--config-file",
+        str(empty_config),
+        "--cache-dir",
+        str(cache_dir),
+        "--show-column-numbers",
+        "--no-color-output",
+        "--no-error-summary",
+        "--hide-error-context",
+        "--python-executable",
+        sys.executable,
+        skill_file,
+    ]
+    proc = run_bounded(argv, cwd=root, env=env, timeout=v.tool_timeout_seconds)
+    version = tool_version("mypy")
+    if proc.timed_out:
+        return GateResult(
+            ok=False, findings=[f"mypy timed out after {v.tool_timeout_seconds:g}s"], tool_version=version
+        )
+    findings = []
+    for line in (proc.stdout + proc.stderr).splitlines():
+        m = _MYPY_LINE.match(line.strip())
+        if m and m.group("kind") == "error":
+            findings.append(f"{m.group('file')}:{m.group('line')}: {m.group('msg')}")
+    if proc.returncode != 0 and not findings:
+        findings.append(f"mypy failed (exit {proc.returncode}): {(proc.stdout + proc.stderr).strip()[:500]}")
+    return GateResult(ok=proc.returncode == 0, findings=findings, tool_version=version)
+
+
+_PYTEST_TB_LINE = re.compile(r"^(?P<file>[^\s:]+\.py):(?P<line>\d+): (?P<msg>.+)$")
+_PYTEST_SUMMARY = re.compile(r"^(FAILED|ERROR) (?P<rest>.+)$")
+
+
+def pytest_gate(root: Path, test_file: str, policy: Policy, env: dict[str, str], tmp: Path) -> GateResult:
+    v = policy.verify
+    empty_ini = root.parent / "pytest.ini"
+    empty_ini.write_text("[pytest]\n")
+    argv = [
+        *_python_tool("pytest"),
+        "-p",
+        "kavi.policy.pytest_guard",
+        "-p",
+        "no:cacheprovider",
+        "--noconftest",
+        "-c",
+        str(empty_ini),
+        "--rootdir",
+        str(root),
+        "--basetemp",
+        str(tmp / "pytest"),
+        "-q",
+        "--tb=line",
+        "-rfE",
+        "--color=no",
+        test_file,
+    ]
+    proc = run_bounded(argv, cwd=root, env=env, timeout=v.pytest_timeout_seconds)
+    version = tool_version("pytest")
+    if proc.timed_out:
+        return GateResult(
+            ok=False,
+            findings=[f"{test_file}:1: pytest timed out after {v.pytest_timeout_seconds:g}s (killed)"],
+            tool_version=version,
+        )
+    findings: list[str] = []
+    for raw in (proc.stdout + "\n" + proc.stderr).splitlines():
+        line = raw.strip()
+        if line.startswith("KAVI-GUARD:"):
+            findings.append(f"{test_file}:1: runtime guard refused: {line[len('KAVI-GUARD:') :].strip()}")
+            continue
+        m = _PYTEST_TB_LINE.match(line)
+        if m and not line.startswith(("FAILED", "ERROR")):
+            findings.append(f"{m.group('file')}:{m.group('line')}: {m.group('msg')}")
+            continue
+        s = _PYTEST_SUMMARY.match(line)
+        if s:
+            findings.append(f"{test_file}:1: {s.group(1)} {s.group('rest')}")
+    if proc.returncode == 5:
+        findings.append(f"{test_file}:1: no tests were collected")
+    if proc.returncode != 0 and not findings:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
+        findings.append(f"{test_file}:1: pytest exited {proc.returncode}: {' | '.join(tail)[:500]}")
+    return GateResult(
+        ok=proc.returncode == 0 and not findings, findings=_dedupe(findings), tool_version=version
+    )
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for item in items:
+        if item not in seen:
+            seen.add(item)
+            out.append(item)
+    return out

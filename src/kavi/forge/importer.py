@@ -1,0 +1,159 @@
+"""``git kavi ledger import``: rebuild or extend the local ledger from ``refs/kavi/ledger``.
+
+Every mirror commit is checked before anything is written: its SSH signature against
+the ``.kavi/allowed_signers`` in force at that point of history (the target-branch
+commit named by its ``Kavi-Governance`` trailer, which must be part of the local
+target branch), the event's hash and its link to the previous event, contiguous
+sequence numbers, a linear chain, and every artifact's BLAKE3. A chain with a bad
+signature, a gap or a rewrite is refused with the exact commit named. A fresh ledger
+is built in a temporary file and moved into place; an existing ledger is only ever
+extended, and only if its events are a prefix of the mirror.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from kavi.errors import NotFoundError, TrustError
+from kavi.forge.context import Forge
+from kavi.ledger.models import Artifact, Event
+from kavi.ledger.reducer import EventKind, apply_event
+
+
+def import_ledger(forge: Forge) -> dict[str, Any]:
+    from kavi.artifacts.vault import atomic_write
+    from kavi.gitstore.mirror import (
+        LEDGER_REF,
+        ChainProblem,
+        MirrorEntry,
+        check_chain,
+        read_artifact,
+        walk_chain,
+    )
+    from kavi.gitstore.trust import SignersAt, commit_verdict
+    from kavi.hashing import blake3_hex
+    from kavi.ledger.schema import migrate
+    from kavi.ledger.store import Ledger, connect, event_hash, insert_event
+
+    repo = forge.repo
+    tip = repo.ref_target(LEDGER_REF)
+    if tip is None:
+        raise NotFoundError(
+            f"this clone has no {LEDGER_REF}",
+            remedy="fetch it: git fetch origin 'refs/kavi/*:refs/kavi/*' 'refs/notes/kavi:refs/notes/kavi'",
+        )
+    target = forge.committed_config.target_branch
+    target_tip = repo.branch_tip(target)
+    entries = walk_chain(repo, tip)
+    signers_at = SignersAt(repo)
+    ancestry: dict[str, bool] = {}
+
+    def signature_problem(entry: MirrorEntry) -> str | None:
+        governance = entry.fields.get("Kavi-Governance", "")
+        if not governance or not repo.has_object(governance):
+            return f"names governance commit {governance or '(none)'} which this clone does not have"
+        if governance not in ancestry:
+            ancestry[governance] = target_tip is not None and repo.is_ancestor(governance, target_tip)
+        if not ancestry[governance]:
+            return f"governance commit {governance[:12]} is not part of {target}"
+        verdict = commit_verdict(
+            repo, entry.commit, signers_at(governance), principal=entry.fields.get("Kavi-Signer")
+        )
+        return None if verdict.ok else f"bad signature: {verdict.detail}"
+
+    problems: list[ChainProblem] = list(
+        check_chain(repo, entries, verify_signature=signature_problem, event_hash=event_hash)
+    )
+    artifacts: dict[str, tuple[Artifact, bytes]] = {}
+    for entry in entries:
+        ev = entry.event
+        if ev is None or ev.kind != EventKind.ARTIFACT_RECORDED:
+            continue
+        artifact = Artifact.model_validate(ev.payload)
+        data = read_artifact(repo, entry.commit, artifact.blake3)
+        if data is None or blake3_hex(data) != artifact.blake3:
+            problems.append(
+                ChainProblem(entry.commit, ev.seq, f"artifact {artifact.path} missing or altered in the tree")
+            )
+            continue
+        artifacts[artifact.id] = (artifact, data)
+    if problems:
+        first = problems[0]
+        raise TrustError(
+            f"refusing refs/kavi/ledger: {first}",
+            why=f"{len(problems)} problem(s) in the ledger mirror; the first is at commit {first.commit}",
+            remedy="do not trust this mirror; fetch it again from a trusted remote or investigate "
+            "with `git log refs/kavi/ledger`",
+            details={"problems": [str(p) for p in problems], "commit": first.commit},
+        )
+    events: list[tuple[Event, str]] = [(e.event, e.commit) for e in entries if e.event is not None]
+
+    path = forge.location.ledger_path
+    imported = 0
+    if path.exists():
+        with Ledger.open(path) as ledger:
+            local = ledger.events()
+            mirrored = ledger.mirror_commits()
+            for ev in local:
+                if ev.seq > len(events):
+                    if ev.seq in mirrored:
+                        raise TrustError(
+                            f"refs/kavi/ledger lost event #{ev.seq} this ledger mirrored as "
+                            f"{mirrored[ev.seq][:12]} (rewrite)",
+                            remedy="the mirror was rewound; restore it from a trusted clone",
+                        )
+                    raise TrustError(
+                        f"this ledger has unmirrored event #{ev.seq} and the mirror has no such event",
+                        remedy="run `git kavi ledger sync` here instead of importing",
+                    )
+                remote, commit = events[ev.seq - 1]
+                if remote.hash != ev.hash:
+                    raise TrustError(
+                        f"refs/kavi/ledger commit {commit} rewrites event #{ev.seq}",
+                        why="its event differs from this ledger's (different hash)",
+                        remedy="the ledgers diverged; do not trust the mirror until you know why",
+                        details={"commit": commit},
+                    )
+            with ledger.transaction(forge.actor):
+                for ev, commit in events:
+                    if ev.seq <= len(local):
+                        if ev.seq not in mirrored:
+                            ledger.set_mirror_commit(ev.seq, commit)
+                        continue
+                    insert_event(ledger.conn, ev)
+                    apply_event(ledger.conn, ev)
+                    ledger.set_mirror_commit(ev.seq, commit)
+                    imported += 1
+            total = len(ledger.events())
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".ledger-import-", suffix=".db", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            conn = connect(tmp)
+            migrate(conn)
+            conn.execute("BEGIN IMMEDIATE")
+            for ev, commit in events:
+                insert_event(conn, ev)
+                apply_event(conn, ev)
+                conn.execute("UPDATE events SET mirror_commit = ? WHERE seq = ?", (commit, ev.seq))
+                imported += 1
+            conn.execute("COMMIT")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.close()
+            os.replace(tmp, path)
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(tmp) + suffix).unlink(missing_ok=True)
+        total = imported
+    restored = 0
+    for artifact, data in artifacts.values():
+        target_path = forge.workdir / artifact.path
+        if not target_path.exists() or target_path.read_bytes() != data:
+            atomic_write(target_path, data)
+            restored += 1
+    return {"imported": imported, "events": total, "artifacts_restored": restored, "tip": tip}

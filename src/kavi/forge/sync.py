@@ -1,0 +1,67 @@
+"""Mirroring the ledger into ``refs/kavi/ledger`` (signed), shared by promote, revoke and ``ledger sync``."""
+
+from __future__ import annotations
+
+from kavi.errors import TrustError
+from kavi.forge.context import Forge
+from kavi.ledger.models import Artifact, Event
+from kavi.ledger.reducer import EventKind
+from kavi.sshsig import SshSigner
+
+
+def mirror_pending(forge: Forge, signer: SshSigner) -> int:
+    """Mirror every event not yet mirrored; return how many were mirrored."""
+    from kavi.artifacts.vault import read_verified
+    from kavi.gitstore.mirror import LEDGER_REF, mirror_events, walk_chain
+
+    ledger = forge.ledger
+    pending = ledger.unmirrored_events()
+    if not pending:
+        return 0
+    repo = forge.repo
+    tip = repo.ref_target(LEDGER_REF)
+    last_mirrored = max(ledger.mirror_commits(), default=0)
+    if tip is not None and last_mirrored:
+        known = ledger.mirror_commits()[last_mirrored]
+        if tip != known:
+            raise TrustError(
+                f"{LEDGER_REF} is at {tip[:12]}, but this ledger last mirrored event "
+                f"#{last_mirrored} as {known[:12]}",
+                why="the mirror ref was moved or rewritten outside Kavi (or by another clone)",
+                remedy="run `git kavi doctor` to see the difference; fetch and `git kavi ledger import` "
+                "if another clone extended it",
+            )
+    elif tip is not None and not last_mirrored:
+        entries = walk_chain(repo, tip)
+        raise TrustError(
+            f"{LEDGER_REF} already holds {len(entries)} event(s) this ledger never mirrored",
+            remedy="import it first: `git kavi ledger import`",
+        )
+    governance = repo.branch_tip(forge.committed_config.target_branch) or ""
+
+    def artifact_bytes(event: Event) -> tuple[str, bytes] | None:
+        if event.kind != EventKind.ARTIFACT_RECORDED:
+            return None
+        artifact = Artifact.model_validate(event.payload)
+        data = read_verified(forge.workdir, artifact)
+        if data is None:
+            raise TrustError(
+                f"artifact {artifact.path} is missing or does not match its recorded BLAKE3",
+                why="the vault file was edited or deleted after it was recorded",
+                remedy="restore it (e.g. from another clone's refs/kavi/ledger) before mirroring",
+            )
+        return artifact.blake3, data
+
+    def on_commit(event: Event, commit: str) -> None:
+        with ledger.transaction(forge.actor):
+            ledger.set_mirror_commit(event.seq, commit)
+
+    mirror_events(
+        repo,
+        pending,
+        artifact_bytes=artifact_bytes,
+        signer=signer,
+        governance=governance,
+        on_commit=on_commit,
+    )
+    return len(pending)

@@ -1,0 +1,727 @@
+"""The server-side rules: which ref updates of one push are sanctioned by Kavi.
+
+Everything is decided from git objects (no ledger database), against the state
+*before* the push: trust (``.kavi/allowed_signers``) and configuration are read from
+the protected branch's old tip — or, before ``.kavi/`` exists there, from the trust
+root pinned when the hook was installed — so a push can never vouch for itself.
+Signature verdicts come from ``ssh-keygen`` exit codes, judged at the server's
+clock (a backdated committer date cannot revive an expired key). The cost grows with
+what is pushed: only new commits are read, and a commit whose protected subtrees
+(``.kavi``, the skills dir, the tests dir) are unchanged is dismissed after comparing
+three tree ids.
+
+Rules, per ref:
+
+* protected branches — no deletion, no non-fast-forward; along the first-parent
+  chain of new commits, every commit whose change against its first parent touches a
+  protected path (``.kavi/**``, ``<skills_dir>/**``, ``<tests_dir>/test_skill_*.py``) must
+  be a signed Kavi promotion merge or revocation commit bound by its signed tag (in
+  the repository or in the same push), or a governance commit signed by a key trusted
+  before it (the first commit adding ``.kavi/`` must carry exactly the pinned trust root);
+* ``refs/kavi/ledger`` and ``refs/notes/kavi`` — fast-forward only, every new commit
+  signed by a trusted key; ledger events contiguous, hash-chained and linear;
+* ``refs/tags/kavi/*`` — created once as signed annotated tags, never moved or deleted;
+* any other ``refs/kavi/*`` ref is refused.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from kavi.gitstore.objects import TagInfo, read_tag, trailers
+from kavi.gitstore.repo import MODE_BLOB, ZERO_OID, GitRepo, RawDelta
+from kavi.gitstore.trust import commit_verdict
+from kavi.layout import CONFIG_FILE, KAVI_DIR, SIGNERS_FILE
+from kavi.sshsig import parse_allowed_signers, verify
+
+LEDGER_REF = "refs/kavi/ledger"
+NOTES_REF = "refs/notes/kavi"
+TAG_PREFIX = "refs/tags/kavi/"
+
+
+@dataclass(frozen=True)
+class Update:
+    old: str
+    new: str
+    ref: str
+
+
+@dataclass(frozen=True)
+class Rejection:
+    ref: str
+    rule: str
+    why: str
+    remedy: str
+    commit: str | None = None
+    path: str | None = None
+
+    def render(self, repo: GitRepo | None = None) -> str:
+        lines = [f"kavi: REJECTED {self.ref}"]
+        if self.commit:
+            subject = ""
+            if (
+                repo is not None
+                and repo.has_object(self.commit)
+                and repo.object_type(self.commit) == "commit"
+            ):
+                subject = f' "{repo.commit(self.commit).message.splitlines()[0][:60]}"'
+            lines.append(f"  commit:  {self.commit}{subject}")
+        if self.path:
+            lines.append(f"  path:    {self.path}")
+        lines.append(f"  rule:    {self.rule}")
+        lines.append(f"  why:     {self.why}")
+        lines.append(f"  do this: {self.remedy}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class HookConfig:
+    """The part of ``.kavi/config.yaml`` the hook needs."""
+
+    protected: tuple[str, ...] = ("main",)
+    skills_dir: str = "skills"
+    tests_dir: str = "tests"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"protected": list(self.protected), "skills_dir": self.skills_dir, "tests_dir": self.tests_dir}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> HookConfig:
+        protected = data.get("protected", ["main"])
+        return cls(
+            protected=tuple(str(b) for b in protected) if isinstance(protected, list) else ("main",),
+            skills_dir=str(data.get("skills_dir", "skills")),
+            tests_dir=str(data.get("tests_dir", "tests")),
+        )
+
+
+@dataclass
+class Pinned:
+    """What was pinned at install time: the trust root and the layout for an empty repository."""
+
+    signers: str
+    config: HookConfig = field(default_factory=HookConfig)
+    cache_dir: str | None = None  # where parsed config blobs are cached (the bare repo's kavi/)
+
+
+PROMOTE_REMEDY = (
+    "skill changes reach {branch} only through Kavi: `git kavi propose-skill`, `build-skill`, "
+    "`verify-skill`, then `git kavi promote-skill <proposal>` (signed by a trusted key), and push "
+    "the branch together with refs/tags/kavi/*, refs/notes/kavi and refs/kavi/ledger"
+)
+
+
+def _is_zero(oid: str) -> bool:
+    return oid == ZERO_OID or set(oid) == {"0"}
+
+
+class HookChecker:
+    def __init__(
+        self,
+        repo: GitRepo,
+        pinned: Pinned,
+        updates: Sequence[Update],
+        *,
+        before: dict[str, str] | None = None,
+    ) -> None:
+        """``before`` maps ref names to their pre-push values when they are not this
+        repository's own refs (the client-side pre-push check uses the remote's state)."""
+        self.repo = repo
+        self.pinned = pinned
+        self.updates = list(updates)
+        self.before = before
+        self.pushed = {u.ref: u.new for u in self.updates}
+        self.rejections: list[Rejection] = []
+        self._config, self._signers = self._governance()
+        self._sig_cache: dict[str, tuple[bool, str]] = {}
+
+    # -- governance before the push ------------------------------------------------------
+
+    def _governance(self) -> tuple[HookConfig, str]:
+        """Config and trust from the protected branch's old tip (else the pinned root)."""
+        for branch in self.pinned.config.protected:
+            tip = self._before(f"refs/heads/{branch}")
+            if tip is None:
+                continue
+            signers = self.repo.file_bytes(tip, SIGNERS_FILE)
+            entry = self.repo.entry(tip, CONFIG_FILE)
+            config = self.pinned.config if entry is None else self._config_from_blob(entry.oid)
+            if signers is not None:
+                return config, signers.decode("utf-8", "replace")
+            return config, self.pinned.signers
+        return self.pinned.config, self.pinned.signers
+
+    def _config_from_blob(self, oid: str) -> HookConfig:
+        """Parse a committed config.yaml once; later pushes read the cached JSON (no YAML/pydantic)."""
+        import json
+        from pathlib import Path
+
+        cache = (
+            Path(self.pinned.cache_dir) / "config-cache" / f"{oid}.json" if self.pinned.cache_dir else None
+        )
+        if cache is not None and cache.exists():
+            return HookConfig.from_dict(json.loads(cache.read_text()))
+        from kavi.config import parse_config
+        from kavi.errors import KaviError
+
+        try:
+            full = parse_config(self.repo.read_blob(oid).decode("utf-8", "replace"))
+        except KaviError:
+            return self.pinned.config
+        config = HookConfig(tuple(full.protected), full.skills_dir, full.tests_dir)
+        if cache is not None:
+            try:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.write_text(json.dumps(config.to_dict()))
+            except OSError:
+                pass  # a read-only server still works, just slower
+        return config
+
+    def _before(self, ref: str) -> str | None:
+        if self.before is not None:
+            value = self.before.get(ref)
+            return None if value is None or _is_zero(value) or not self.repo.has_object(value) else value
+        return self.repo.ref_target(ref)
+
+    def _known_tips(self, exclude: str) -> list[str]:
+        if self.before is not None:
+            return [v for v in self.before.values() if not _is_zero(v) and self.repo.has_object(v)]
+        return [t for r, t in self.repo.refs("refs/").items() if r != exclude]
+
+    @property
+    def protected_branches(self) -> list[str]:
+        return [f"refs/heads/{b}" for b in self._config.protected]
+
+    def is_protected_path(self, path: str) -> bool:
+        cfg = self._config
+        if path == KAVI_DIR or path.startswith(KAVI_DIR + "/"):
+            return True
+        if path.startswith(cfg.skills_dir + "/"):
+            return True
+        if path.startswith(cfg.tests_dir + "/"):
+            return fnmatch.fnmatch(path[len(cfg.tests_dir) + 1 :], "test_skill_*.py")
+        return False
+
+    # -- signatures ------------------------------------------------------------------------
+
+    def signed_ok(self, commit: str, principal: str | None = None) -> tuple[bool, str]:
+        key = f"{commit}:{principal}"
+        if key not in self._sig_cache:
+            verdict = commit_verdict(self.repo, commit, self._signers, principal=principal)
+            self._sig_cache[key] = (verdict.ok, verdict.principal or verdict.detail)
+        return self._sig_cache[key]
+
+    def tag_ok(self, tag: TagInfo) -> tuple[bool, str]:
+        if tag.signature is None:
+            return False, "unsigned tag"
+        verdict = verify(tag.payload, tag.signature, self._signers)
+        return verdict.ok, verdict.principal or verdict.detail
+
+    def reject(
+        self, ref: str, rule: str, why: str, remedy: str, commit: str | None = None, path: str | None = None
+    ) -> None:
+        self.rejections.append(Rejection(ref, rule, why, remedy, commit, path))
+
+    # -- entry point ---------------------------------------------------------------------
+
+    def check(self) -> list[Rejection]:
+        for u in self.updates:
+            if u.ref in self.protected_branches:
+                self.check_protected_branch(u)
+            elif u.ref == LEDGER_REF:
+                self.check_signed_chain(u, ledger=True)
+            elif u.ref == NOTES_REF:
+                self.check_signed_chain(u, ledger=False)
+            elif u.ref.startswith(TAG_PREFIX):
+                self.check_tag_ref(u)
+            elif u.ref.startswith("refs/kavi/"):
+                self.reject(
+                    u.ref,
+                    "unknown-kavi-ref",
+                    "only refs/kavi/ledger is allowed under refs/kavi/",
+                    "push refs/kavi/ledger only",
+                )
+        return self.rejections
+
+    # -- protected branches ------------------------------------------------------------
+
+    def check_protected_branch(self, u: Update) -> None:
+        branch = u.ref[len("refs/heads/") :]
+        if _is_zero(u.new):
+            self.reject(
+                u.ref,
+                "protected-branch-delete",
+                f"{branch} is protected and cannot be deleted",
+                "leave the branch; revoke skills with `git kavi revoke-skill`",
+            )
+            return
+        if not _is_zero(u.old) and not self.repo.is_ancestor(u.old, u.new):
+            self.reject(
+                u.ref,
+                "non-fast-forward",
+                f"force-push to protected branch {branch} ({u.old[:12]} is not an ancestor of {u.new[:12]})",
+                f"fetch, rebase or merge onto origin/{branch}, then push without --force",
+                commit=u.new,
+            )
+            return
+        hide = self._known_tips(u.ref) if _is_zero(u.old) else [u.old]
+        new_commits = set(self.repo.walk_new_commits(u.new, hide))
+        chain: list[str] = []
+        current: str | None = u.new
+        while current is not None and current in new_commits:
+            chain.append(current)
+            parents = self.repo.commit(current).parents
+            current = parents[0] if parents else None
+        old_tree = None if _is_zero(u.old) else self.repo.commit_tree(u.old)
+        for commit in reversed(chain):
+            self.check_commit(u, branch, commit, old_tree)
+
+    def _subtree_ids(self, tree: str | None) -> tuple[str | None, ...]:
+        if tree is None:
+            return (None, None, None)
+        cfg = self._config
+        out = []
+        for path in (KAVI_DIR, cfg.skills_dir, cfg.tests_dir):
+            entry = self.repo.entry(tree, path)
+            out.append(entry.oid if entry else None)
+        return tuple(out)
+
+    def protected_changes(self, parent_tree: str | None, tree: str) -> list[RawDelta]:
+        if self._subtree_ids(parent_tree) == self._subtree_ids(tree):
+            return []
+        return [
+            d
+            for d in self.repo.diff_raw(parent_tree, tree)
+            if self.is_protected_path(d.old_path) or self.is_protected_path(d.new_path)
+        ]
+
+    def check_commit(self, u: Update, branch: str, commit: str, old_tree: str | None) -> None:
+        info = self.repo.commit(commit)
+        parent = info.parents[0] if info.parents else None
+        parent_tree = self.repo.commit_tree(parent) if parent else None
+        changes = self.protected_changes(parent_tree, info.tree)
+        if old_tree is not None:
+            # a change that only brings a path to its already-accepted state (e.g. merging
+            # the protected branch into a feature branch) is not a new change
+            changes = [d for d in changes if not self._matches_accepted(d, old_tree)]
+        if not changes:
+            return
+        fields = trailers(info.message)
+        action = fields.get("Kavi-Action")
+        skill_paths = [d for d in changes if not d.path.startswith(KAVI_DIR + "/") and d.path != KAVI_DIR]
+        if action == "promote" and len(info.parents) == 2:
+            self.check_promotion(u, branch, commit, info.tree, info.parents, fields, parent_tree)
+            return
+        if action == "revoke" and len(info.parents) == 1:
+            self.check_revocation(u, branch, commit, info.tree, fields, parent_tree)
+            return
+        if skill_paths:
+            first = skill_paths[0]
+            what = {"DELETED": "deletes", "ADDED": "adds", "MODIFIED": "modifies"}.get(
+                first.status, "changes"
+            )
+            if first.status == "MODIFIED" and first.old_mode != first.new_mode:
+                what = f"changes the mode ({first.old_mode:o} → {first.new_mode:o}) of"
+            context = " inside a merge that is not a Kavi promotion" if len(info.parents) > 1 else ""
+            self.reject(
+                u.ref,
+                "protected-path",
+                f"commit {what} protected path {first.path}{context}; only signed Kavi promotions "
+                "and revocations may change skills, their tests and the registry",
+                PROMOTE_REMEDY.format(branch=branch),
+                commit=commit,
+                path=first.path,
+            )
+            return
+        self.check_governance(u, commit, info.tree, parent_tree, changes)
+
+    def _matches_accepted(self, d: RawDelta, old_tree: str) -> bool:
+        entry = self.repo.entry(old_tree, d.path)
+        if d.status == "DELETED":
+            return entry is None
+        return entry is not None and entry.oid == d.new_oid and entry.mode == d.new_mode
+
+    def check_governance(
+        self, u: Update, commit: str, tree: str, parent_tree: str | None, changes: list[RawDelta]
+    ) -> None:
+        path = changes[0].path
+        had_kavi = parent_tree is not None and self.repo.entry(parent_tree, KAVI_DIR) is not None
+        if not had_kavi:
+            signers = self.repo.file_bytes(tree, SIGNERS_FILE)
+            pinned = {e.line() for e in parse_allowed_signers(self.pinned.signers)}
+            found = (
+                {e.line() for e in parse_allowed_signers(signers.decode("utf-8", "replace"))}
+                if signers
+                else set()
+            )
+            if found != pinned:
+                self.reject(
+                    u.ref,
+                    "trust-root-mismatch",
+                    "the commit that first adds .kavi/ must carry exactly the trust root pinned when "
+                    "the server hook was installed",
+                    "commit the pinned .kavi/allowed_signers (or reinstall the hook with "
+                    "`git kavi hooks install --server <repo> --trust FILE`)",
+                    commit=commit,
+                    path=SIGNERS_FILE,
+                )
+            return
+        ok, detail = self.signed_ok(commit)
+        if not ok:
+            self.reject(
+                u.ref,
+                "governance-untrusted",
+                f"changes {path} without a signature from a key trusted before the change ({detail})",
+                "sign the commit with a key already listed in .kavi/allowed_signers "
+                "(git commit -S with gpg.format=ssh); a new key cannot approve its own addition",
+                commit=commit,
+                path=path,
+            )
+
+    # -- promotions and revocations ---------------------------------------------------
+
+    def _changed(self, parent_tree: str | None, tree: str) -> dict[str, RawDelta]:
+        return {d.path: d for d in self.repo.diff_raw(parent_tree, tree)}
+
+    def check_promotion(
+        self,
+        u: Update,
+        branch: str,
+        commit: str,
+        tree: str,
+        parents: tuple[str, ...],
+        f: dict[str, str],
+        parent_tree: str | None,
+    ) -> None:
+        remedy = PROMOTE_REMEDY.format(branch=branch)
+        ok, detail = self.signed_ok(commit)
+        if not ok:
+            why = "unsigned" if detail == "unsigned" else f"not signed by an allowed signer ({detail})"
+            self.reject(u.ref, "promotion-signature", f"promotion merge is {why}", remedy, commit=commit)
+            return
+        name, version = f.get("Kavi-Skill", ""), f.get("Kavi-Version", "")
+        cfg = self._config
+        skill_path, test_path = f"{cfg.skills_dir}/{name}.py", f"{cfg.tests_dir}/test_skill_{name}.py"
+        registry_path = f"{cfg.skills_dir}/registry.yaml"
+        if f.get("Kavi-Skill-Path") != skill_path or f.get("Kavi-Test-Path") != test_path:
+            self.reject(
+                u.ref,
+                "promotion-paths",
+                f"promotion of {name!r} names paths that are not the skill "
+                f"layout ({skill_path}, {test_path})",
+                remedy,
+                commit=commit,
+            )
+            return
+        expected = {
+            skill_path: f.get("Kavi-Skill-Blob"),
+            test_path: f.get("Kavi-Test-Blob"),
+            registry_path: f.get("Kavi-Registry-Blob"),
+        }
+        changed = self._changed(parent_tree, tree)
+        for path, delta in changed.items():
+            if path not in expected:
+                self.reject(
+                    u.ref,
+                    "promotion-extra-path",
+                    f"promotion merge of {name} also changes {path}; a promotion may only add the skill, "
+                    "its test and the registry entry",
+                    remedy,
+                    commit=commit,
+                    path=path,
+                )
+                return
+            if delta.status not in ("ADDED", "MODIFIED") or delta.new_mode != MODE_BLOB:
+                self.reject(
+                    u.ref,
+                    "promotion-mode",
+                    f"promotion merge {delta.status.lower()}s {path} "
+                    f"(mode {delta.new_mode:o}); only regular 100644 files",
+                    remedy,
+                    commit=commit,
+                    path=path,
+                )
+                return
+            if delta.new_oid != expected[path]:
+                self.reject(
+                    u.ref,
+                    "promotion-binding",
+                    f"{path} in the merge tree ({delta.new_oid[:12]}) is not the "
+                    f"blob the promotion names ({(expected[path] or '-')[:12]})",
+                    remedy,
+                    commit=commit,
+                    path=path,
+                )
+                return
+        build = parents[1]
+        for path in (skill_path, test_path):
+            entry = self.repo.entry(build, path)
+            if entry is None or entry.oid != expected[path]:
+                self.reject(
+                    u.ref,
+                    "promotion-build-mismatch",
+                    f"{path} in the merge differs from the build commit {build[:12]} it claims to promote",
+                    remedy,
+                    commit=commit,
+                    path=path,
+                )
+                return
+        if not self._registry_ok(tree, registry_path, name, version, expected[skill_path]):
+            self.reject(
+                u.ref,
+                "registry-mismatch",
+                f"{registry_path} does not record {name} v{version} with blob "
+                f"{(expected[skill_path] or '-')[:12]}",
+                remedy,
+                commit=commit,
+                path=registry_path,
+            )
+            return
+        self._check_binding_tag(u, commit, tree, f"kavi/{name}/v{version}", f, remedy)
+
+    def _registry_ok(self, tree: str, path: str, name: str, version: str, blob: str | None) -> bool:
+        from kavi.errors import KaviError
+        from kavi.forge.registry import parse_registry
+
+        data = self.repo.file_bytes(tree, path)
+        if data is None:
+            return False
+        try:
+            registry = parse_registry(data.decode("utf-8", "replace"), source=path)
+        except KaviError:
+            return False
+        entry = registry.skills.get(name)
+        return entry is not None and str(entry.version) == version and entry.blob == blob
+
+    def _check_binding_tag(
+        self, u: Update, commit: str, tree: str, tag_name: str, f: dict[str, str], remedy: str
+    ) -> None:
+        ref = f"refs/tags/{tag_name}"
+        tag_oid = self.pushed.get(ref) or self._before(ref) or self.repo.ref_target(ref)
+        if tag_oid is None or _is_zero(tag_oid):
+            self.reject(
+                u.ref,
+                "promotion-binding",
+                f"no signed tag {tag_name} binds this commit (push the tag in the same push)",
+                remedy + f"; push with `git push origin {u.ref} {ref}`",
+                commit=commit,
+            )
+            return
+        tag = read_tag(self.repo, tag_oid)
+        if tag is None:
+            self.reject(u.ref, "promotion-binding", f"{ref} is not an annotated tag", remedy, commit=commit)
+            return
+        ok, detail = self.tag_ok(tag)
+        tf = trailers(tag.message)
+        if not ok:
+            self.reject(
+                u.ref,
+                "promotion-binding",
+                f"tag {tag_name} is not signed by an allowed signer ({detail})",
+                remedy,
+                commit=commit,
+            )
+            return
+        if tag.target != commit or tf.get("Kavi-Tree") != tree:
+            self.reject(
+                u.ref,
+                "promotion-binding",
+                f"tag {tag_name} binds {tag.target[:12]} / tree "
+                f"{tf.get('Kavi-Tree', '-')[:12]}, not this commit and tree",
+                remedy,
+                commit=commit,
+            )
+            return
+        for key in ("Kavi-Skill-Blob", "Kavi-Test-Blob", "Kavi-Registry-Blob"):
+            if tf.get(key) != f.get(key):
+                self.reject(
+                    u.ref,
+                    "promotion-binding",
+                    f"tag {tag_name} and the commit disagree on {key}",
+                    remedy,
+                    commit=commit,
+                )
+                return
+
+    def check_revocation(
+        self, u: Update, branch: str, commit: str, tree: str, f: dict[str, str], parent_tree: str | None
+    ) -> None:
+        remedy = (
+            "revoke skills with `git kavi revoke-skill <name>` (signed by a trusted key) and push its tag"
+        )
+        ok, detail = self.signed_ok(commit)
+        if not ok:
+            self.reject(
+                u.ref,
+                "revocation-signature",
+                f"revocation commit is not signed by an allowed signer ({detail})",
+                remedy,
+                commit=commit,
+            )
+            return
+        name = f.get("Kavi-Skill", "")
+        cfg = self._config
+        allowed_deleted = {f"{cfg.skills_dir}/{name}.py", f"{cfg.tests_dir}/test_skill_{name}.py"}
+        registry_path = f"{cfg.skills_dir}/registry.yaml"
+        for path, delta in self._changed(parent_tree, tree).items():
+            if path in allowed_deleted and delta.status == "DELETED":
+                continue
+            if (
+                path == registry_path
+                and delta.status == "MODIFIED"
+                and delta.new_oid == f.get("Kavi-Registry-Blob")
+            ):
+                continue
+            self.reject(
+                u.ref,
+                "revocation-extra-path",
+                f"revocation of {name} also changes {path}",
+                remedy,
+                commit=commit,
+                path=path,
+            )
+            return
+        data = self.repo.file_bytes(tree, registry_path)
+        if data is not None and f"\n  {name}:" in "\n" + data.decode("utf-8", "replace"):
+            self.reject(
+                u.ref,
+                "registry-mismatch",
+                f"{registry_path} still lists {name} after its revocation",
+                remedy,
+                commit=commit,
+                path=registry_path,
+            )
+            return
+        tag_name = f.get("Kavi-Tag", "")
+        ref = f"refs/tags/{tag_name}"
+        tag_oid = self.pushed.get(ref) or self.repo.ref_target(ref)
+        tag = read_tag(self.repo, tag_oid) if tag_oid and not _is_zero(tag_oid) else None
+        if tag is None or not tag_name.startswith(f"kavi/{name}/"):
+            self.reject(
+                u.ref,
+                "revocation-binding",
+                f"no signed revocation tag {tag_name or '(none)'} binds this commit",
+                remedy,
+                commit=commit,
+            )
+            return
+        ok, detail = self.tag_ok(tag)
+        if not ok or tag.target != commit or trailers(tag.message).get("Kavi-Tree") != tree:
+            self.reject(
+                u.ref,
+                "revocation-binding",
+                f"tag {tag_name} does not bind this commit with a trusted signature ({detail})",
+                remedy,
+                commit=commit,
+            )
+
+    # -- ledger mirror and notes -----------------------------------------------------------
+
+    def check_signed_chain(self, u: Update, *, ledger: bool) -> None:
+        what = "the ledger mirror" if ledger else "the Kavi notes"
+        remedy = (
+            "extend it with Kavi (`git kavi ledger sync`), fetch and import others' events "
+            "(`git kavi ledger import`), never rewrite it"
+        )
+        if _is_zero(u.new):
+            self.reject(
+                u.ref, "ledger-delete" if ledger else "notes-delete", f"{what} cannot be deleted", remedy
+            )
+            return
+        if not _is_zero(u.old) and not self.repo.is_ancestor(u.old, u.new):
+            self.reject(
+                u.ref,
+                "ledger-rewrite" if ledger else "notes-rewrite",
+                f"{what} only fast-forwards; {u.old[:12]} is not an ancestor of {u.new[:12]}",
+                remedy,
+                commit=u.new,
+            )
+            return
+        new = self.repo.walk_new_commits(u.new, [] if _is_zero(u.old) else [u.old])
+        prev_event = None
+        if ledger and not _is_zero(u.old):
+            from kavi.gitstore.mirror import parse_event
+
+            prev_event = parse_event(self.repo.commit(u.old).message)
+        for commit in new:
+            info = self.repo.commit(commit)
+            fields = trailers(info.message)
+            ok, detail = self.signed_ok(commit, fields.get("Kavi-Signer") if ledger else None)
+            if not ok:
+                self.reject(
+                    u.ref,
+                    "ledger-signature" if ledger else "notes-signature",
+                    f"commit in {what} is not signed by an allowed signer ({detail})",
+                    remedy,
+                    commit=commit,
+                )
+                return
+            if not ledger:
+                continue
+            problem = self._ledger_link(info.parents, info.message, prev_event)
+            if problem:
+                self.reject(u.ref, "ledger-chain", problem, remedy, commit=commit)
+                return
+            from kavi.gitstore.mirror import parse_event
+
+            prev_event = parse_event(info.message)
+
+    def _ledger_link(self, parents: tuple[str, ...], message: str, prev: object) -> str | None:
+        from kavi.gitstore.mirror import parse_event
+        from kavi.ledger.models import Event
+        from kavi.ledger.store import event_hash
+
+        if len(parents) > 1:
+            return "the ledger mirror must be linear (merge commit)"
+        event = parse_event(message)
+        if event is None:
+            return "commit carries no parsable ledger event"
+        expected_seq = prev.seq + 1 if isinstance(prev, Event) else 1
+        expected_prev = prev.hash if isinstance(prev, Event) else ""
+        if event.seq != expected_seq:
+            return f"gap: expected event #{expected_seq}, found #{event.seq}"
+        if event.prev_hash != expected_prev:
+            return f"event #{event.seq} does not link to the previous event (rewrite)"
+        if event_hash(event.model_dump(mode="json")) != event.hash:
+            return f"event #{event.seq} content does not match its hash"
+        return None
+
+    # -- tags --------------------------------------------------------------------------------
+
+    def check_tag_ref(self, u: Update) -> None:
+        remedy = (
+            "Kavi tags are written once by `git kavi promote-skill` / `revoke-skill`; promote a new version"
+        )
+        if _is_zero(u.new):
+            self.reject(u.ref, "tag-delete", "Kavi tags are never deleted", remedy)
+            return
+        if not _is_zero(u.old):
+            self.reject(
+                u.ref, "tag-moved", f"Kavi tags are never moved ({u.old[:12]} → {u.new[:12]})", remedy
+            )
+            return
+        tag = read_tag(self.repo, u.new)
+        if tag is None:
+            self.reject(
+                u.ref, "tag-not-annotated", "Kavi tags must be signed annotated tags", remedy, commit=u.new
+            )
+            return
+        if tag.name != u.ref[len("refs/tags/") :]:
+            self.reject(
+                u.ref,
+                "tag-name",
+                f"the tag object is named {tag.name!r}, not {u.ref[len('refs/tags/') :]!r}",
+                remedy,
+            )
+            return
+        ok, detail = self.tag_ok(tag)
+        if not ok:
+            self.reject(
+                u.ref,
+                "tag-signature",
+                f"tag is not signed by an allowed signer ({detail})",
+                remedy,
+                commit=tag.target,
+            )

@@ -1,0 +1,174 @@
+"""The ledger mirror: ``refs/kavi/ledger``, one signed commit per ledger event.
+
+Each commit's parent is the previous event's commit. Its message is a subject line,
+``Key: value`` trailers and the event as canonical JSON; ``Kavi-Governance`` names the
+target-branch commit whose ``.kavi/allowed_signers`` the signature is checked against,
+``Kavi-Signer`` the principal that signed. Its tree carries every artifact recorded so
+far, addressed by BLAKE3 with 2-character fan-out (``artifacts/ab/cdef….md``), so each
+new event rewrites only two small trees whatever the ledger's length.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kavi.gitstore.objects import format_trailers, trailers
+from kavi.gitstore.repo import MODE_BLOB, GitRepo, Signer
+from kavi.hashing import canonical_json
+from kavi.ledger.models import Event
+
+LEDGER_REF = "refs/kavi/ledger"
+JSON_MARKER = "Kavi-Event-JSON:"
+
+
+def artifact_path(blake3: str) -> str:
+    return f"artifacts/{blake3[:2]}/{blake3[2:]}.md"
+
+
+def event_message(event: Event, *, governance: str, signer: str) -> str:
+    subject = f"kavi ledger #{event.seq}: {event.kind} {event.subject_id[:8]}"
+    fields = {
+        "Kavi-Event-Seq": event.seq,
+        "Kavi-Event-Id": event.id,
+        "Kavi-Event-Kind": event.kind,
+        "Kavi-Event-Subject": event.subject_id,
+        "Kavi-Event-Hash": event.hash,
+        "Kavi-Event-Prev-Hash": event.prev_hash or "-",
+        "Kavi-Actor": event.actor,
+        "Kavi-Created": event.created_at,
+        "Kavi-Governance": governance,
+        "Kavi-Signer": signer,
+    }
+    body = canonical_json(event.model_dump(mode="json"))
+    return f"{subject}\n\n{format_trailers(fields)}{JSON_MARKER} {body}\n"
+
+
+def parse_event(message: str) -> Event | None:
+    for line in message.splitlines():
+        if line.startswith(JSON_MARKER):
+            try:
+                return Event.model_validate(json.loads(line[len(JSON_MARKER) :].strip()))
+            except (ValueError, TypeError):
+                return None
+    return None
+
+
+def mirror_events(
+    repo: GitRepo,
+    events: Sequence[Event],
+    *,
+    artifact_bytes: Callable[[Event], tuple[str, bytes] | None],
+    signer: Signer,
+    governance: str,
+    on_commit: Callable[[Event, str], None],
+) -> str | None:
+    """Append ``events`` (in order, contiguous with the current tip) to the mirror.
+
+    ``artifact_bytes(event)`` returns (blake3, bytes) for artifact events.
+    ``on_commit(event, commit)`` is called after each commit (the caller records it);
+    the ref is moved after every event, so a crash loses at most one commit object.
+    """
+    tip = repo.ref_target(LEDGER_REF)
+    tree = repo.commit_tree(tip) if tip else repo.empty_tree()
+    for event in events:
+        changes: dict[str, tuple[int, str] | None] = {}
+        blob = artifact_bytes(event)
+        if blob is not None:
+            digest, data = blob
+            changes[artifact_path(digest)] = (MODE_BLOB, repo.write_blob(data))
+        if changes:
+            tree = repo.update_tree(tree, changes)
+        commit = repo.write_commit(
+            tree=tree,
+            parents=[tip] if tip else [],
+            message=event_message(event, governance=governance, signer=signer.principal),
+            signer=signer,
+        )
+        repo.set_ref(LEDGER_REF, commit, message=f"kavi: ledger event {event.seq}", old=tip or "0" * 40)
+        on_commit(event, commit)
+        tip = commit
+    return tip
+
+
+@dataclass(frozen=True)
+class MirrorEntry:
+    commit: str
+    event: Event | None
+    fields: dict[str, str]
+    parents: tuple[str, ...]
+    tree: str
+
+
+def walk_chain(repo: GitRepo, tip: str) -> list[MirrorEntry]:
+    """The mirror from root to ``tip`` (following first parents; merges are reported, not followed)."""
+    entries: list[MirrorEntry] = []
+    current: str | None = tip
+    while current is not None:
+        info = repo.commit(current)
+        entries.append(
+            MirrorEntry(
+                commit=current,
+                event=parse_event(info.message),
+                fields=trailers(info.message),
+                parents=info.parents,
+                tree=info.tree,
+            )
+        )
+        current = info.parents[0] if info.parents else None
+    entries.reverse()
+    return entries
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    commit: str
+    seq: int | None
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"event #{self.seq}" if self.seq is not None else "commit"
+        return f"{where} ({self.commit[:12]}): {self.problem}"
+
+
+def check_chain(
+    repo: GitRepo,
+    entries: Sequence[MirrorEntry],
+    *,
+    verify_signature: Callable[[MirrorEntry], str | None],
+    event_hash: Callable[[dict[str, Any]], str],
+) -> Iterator[ChainProblem]:
+    """Yield every problem: bad signature, unparsable event, gap, broken hash chain, merge."""
+    expected_seq = 1
+    prev_hash = ""
+    for entry in entries:
+        ev = entry.event
+        seq = ev.seq if ev else None
+        if len(entry.parents) > 1:
+            yield ChainProblem(entry.commit, seq, "is a merge; the ledger mirror must be linear")
+        bad_sig = verify_signature(entry)
+        if bad_sig:
+            yield ChainProblem(entry.commit, seq, bad_sig)
+        if ev is None:
+            yield ChainProblem(entry.commit, None, "does not carry a parsable ledger event")
+            return
+        if ev.seq != expected_seq:
+            yield ChainProblem(entry.commit, ev.seq, f"gap: expected event #{expected_seq}, found #{ev.seq}")
+        if ev.prev_hash != prev_hash:
+            yield ChainProblem(entry.commit, ev.seq, "prev_hash does not match the previous event (rewrite)")
+        if event_hash(ev.model_dump(mode="json")) != ev.hash:
+            yield ChainProblem(entry.commit, ev.seq, "event content does not match its hash (rewrite)")
+        if entry.fields.get("Kavi-Event-Hash") != ev.hash:
+            yield ChainProblem(entry.commit, ev.seq, "trailer Kavi-Event-Hash disagrees with the event")
+        expected_seq = ev.seq + 1
+        prev_hash = ev.hash
+
+
+def read_artifact(repo: GitRepo, commit: str, blake3: str) -> bytes | None:
+    return repo.file_bytes(commit, artifact_path(blake3))
+
+
+def governance_of(entry: MirrorEntry) -> str | None:
+    return entry.fields.get("Kavi-Governance")

@@ -1,0 +1,145 @@
+"""``git kavi hooks install``: the server pre-receive hook (pinned trust root) and the client pre-push hook.
+
+An existing hook is never overwritten: it is renamed ``<hook>.chained`` and the Kavi shim
+runs it first (with the same stdin); both must accept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kavi.clock import now_iso
+from kavi.errors import ConfigError, NotAForgeError, ValidationError
+from kavi.hooks.pinned import HOOK_JSON, TRUST_FILE, state_dir
+
+MARKER = "# kavi-managed-hook"
+
+SHIM = """#!/bin/sh
+{marker}: {kind}
+# Kavi {what}. Installed by `git kavi hooks install{flag}`; a hook that was here
+# before is kept as {kind}.chained and runs first. Set KAVI_PYTHON to the Python that
+# has Kavi installed if it is not the one below.
+KAVI_PYTHON="${{KAVI_PYTHON:-{python}}}"
+hook_dir=$(dirname "$0")
+input=$(cat)
+if [ -x "$hook_dir/{kind}.chained" ]; then
+  printf '%s\\n' "$input" | "$hook_dir/{kind}.chained" "$@" || exit $?
+fi
+printf '%s\\n' "$input" | exec "$KAVI_PYTHON" -m {module} "$@"
+"""
+
+
+def shim(kind: str, python: str) -> str:
+    if kind == "pre-receive":
+        what, module, flag = "server-side enforcement", "kavi.hooks.pre_receive", " --server <repo>"
+    else:
+        what, module, flag = "client-side check before pushing", "kavi.hooks.pre_push", ""
+    return SHIM.format(marker=MARKER, kind=kind, what=what, python=python, module=module, flag=flag)
+
+
+@dataclass
+class Installed:
+    hook: Path
+    chained: Path | None
+    pinned_trust: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _write_hook(hooks_dir: Path, kind: str) -> Installed:
+    hooks_dir.mkdir(parents=True, exist_ok=True)
+    path = hooks_dir / kind
+    chained = None
+    if path.exists() and MARKER not in path.read_text(errors="replace"):
+        chained = hooks_dir / f"{kind}.chained"
+        if chained.exists():
+            raise ConfigError(
+                f"{path} is not Kavi's and {chained} already exists",
+                remedy=f"merge the two hooks by hand, or remove {chained}",
+            )
+        os.replace(path, chained)
+    path.write_text(shim(kind, sys.executable))
+    path.chmod(0o755)
+    return Installed(hook=path, chained=chained)
+
+
+def _git_dir_of(repo_path: Path) -> Path:
+    from kavi.gitstore.repo import GitRepo
+
+    repo = GitRepo.open(repo_path)
+    return repo.git_dir
+
+
+def install_server(target: Path, *, trust: Path | None, protected: list[str] | None, cwd: Path) -> Installed:
+    from kavi.gitstore.hookcheck import HookConfig
+    from kavi.sshsig import parse_allowed_signers
+
+    if not target.exists():
+        raise ValidationError(f"no repository at {target}", remedy="point --server at the bare repository")
+    git_dir = _git_dir_of(target)
+    config = HookConfig()
+    source = "defaults"
+    forge = None
+    try:
+        from kavi.forge.context import Forge
+
+        forge = Forge.open(cwd)
+        full = forge.committed_config
+        config = HookConfig(tuple(full.protected), full.skills_dir, full.tests_dir)
+        source = f"the forge at {forge.workdir}"
+    except (NotAForgeError, ConfigError):
+        forge = None
+    if protected:
+        config = HookConfig(tuple(protected), config.skills_dir, config.tests_dir)
+    if trust is not None:
+        try:
+            signers = trust.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValidationError(f"cannot read --trust {trust}: {exc.strerror}") from None
+    elif forge is not None:
+        signers = forge.allowed_signers()
+    else:
+        raise ValidationError(
+            "no trust root: pass --trust FILE (an allowed_signers file), or run this inside a forge",
+            why="the server hook checks even the first push against a trust root pinned now",
+        )
+    if not parse_allowed_signers(signers):
+        raise ValidationError(
+            "the trust root lists no keys",
+            why="with an empty trust root no promotion could ever be accepted",
+            remedy="pass --trust with an allowed_signers file holding at least one key",
+        )
+    state = state_dir(git_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    (state / TRUST_FILE).write_text(signers)
+    (state / HOOK_JSON).write_text(
+        json.dumps(
+            {
+                "config": config.to_dict(),
+                "installed_at": now_iso(),
+                "source": source,
+                "python": sys.executable,
+            },
+            indent=2,
+        )
+    )
+    shutil.rmtree(state / "config-cache", ignore_errors=True)
+    result = _write_hook(git_dir / "hooks", "pre-receive")
+    result.pinned_trust = state / TRUST_FILE
+    result.notes.append(f"protected branches: {', '.join(config.protected)} (from {source})")
+    return result
+
+
+def install_client(cwd: Path) -> Installed:
+    from kavi.forge.context import Forge
+
+    forge = Forge.open(cwd)
+    hooks_dir = forge.location.common_dir / "hooks"
+    configured = forge.repo.config_get("core.hooksPath")
+    if configured:
+        hooks_dir = Path(configured) if os.path.isabs(configured) else forge.workdir / configured
+    return _write_hook(hooks_dir, "pre-push")

@@ -1,0 +1,26 @@
+"""The server hook's pinned state: ``<git-dir>/kavi/hook.json`` and ``<git-dir>/kavi/trusted_signers``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kavi.gitstore.hookcheck import HookConfig, Pinned
+
+HOOK_STATE = "kavi"
+HOOK_JSON = "hook.json"
+TRUST_FILE = "trusted_signers"
+
+
+def state_dir(git_dir: Path) -> Path:
+    return git_dir / HOOK_STATE
+
+
+def load_pinned(git_dir: Path) -> Pinned | None:
+    state = state_dir(git_dir)
+    try:
+        data = json.loads((state / HOOK_JSON).read_text())
+        signers = (state / TRUST_FILE).read_text()
+    except (OSError, ValueError):
+        return None
+    return Pinned(signers=signers, config=HookConfig.from_dict(data.get("config", {})), cache_dir=str(state))

@@ -1,0 +1,51 @@
+"""Server-side ``pre-receive`` entry point: reject every unsanctioned Kavi change in a push.
+
+Run by the shim git calls (``hooks/pre-receive``); reads ``<old> <new> <ref>`` lines
+on stdin, opens the repository the way hooks must (``FROM_ENV`` — quarantined objects
+are visible), judges every update with :class:`kavi.gitstore.hookcheck.HookChecker`
+and prints one block per rejection. Exit 1 rejects the whole push. The hook only reads.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def parse_updates(text: str) -> list[tuple[str, str, str]]:
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            out.append((parts[0], parts[1], parts[2]))
+    return out
+
+
+def main() -> int:
+    from kavi.gitstore.hookcheck import HookChecker, Update
+    from kavi.gitstore.repo import GitRepo
+    from kavi.hooks.pinned import load_pinned
+
+    updates = [Update(o, n, r) for o, n, r in parse_updates(sys.stdin.read())]
+    git_dir = Path(os.environ.get("GIT_DIR", ".")).resolve()
+    pinned = load_pinned(git_dir)
+    if pinned is None:
+        sys.stderr.write(
+            "kavi: REJECTED (hook not configured)\n"
+            f"  why:     {git_dir}/kavi/hook.json or trusted_signers is missing or unreadable\n"
+            "  do this: reinstall with `git kavi hooks install --server <repo> --trust FILE`\n"
+        )
+        return 1
+    repo = GitRepo.open_from_env()
+    rejections = HookChecker(repo, pinned, updates).check()
+    for r in rejections:
+        sys.stderr.write(r.render(repo) + "\n")
+    if rejections:
+        sys.stderr.write(f"kavi: push rejected ({len(rejections)} problem(s)); nothing was changed\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
