@@ -150,7 +150,7 @@ def pytest_gate(root: Path, test_file: str, policy: Policy, env: dict[str, str],
         "--color=no",
         test_file,
     ]
-    proc = run_bounded(argv, cwd=root, env=env, timeout=v.pytest_timeout_seconds)
+    proc = run_bounded(argv, cwd=root, env={**env, "COLUMNS": "240"}, timeout=v.pytest_timeout_seconds)
     version = tool_version("pytest")
     if proc.timed_out:
         return GateResult(
@@ -166,7 +166,16 @@ def pytest_gate(root: Path, test_file: str, policy: Policy, env: dict[str, str],
             continue
         m = _PYTEST_TB_LINE.match(line)
         if m and not line.startswith(("FAILED", "ERROR")):
-            findings.append(f"{m.group('file')}:{m.group('line')}: {m.group('msg')}")
+            where = f"{m.group('file')}:{m.group('line')}"
+            msg = m.group("msg")
+            if "GuardViolation" in msg:
+                # the guard raised inside library code: report it against the test file
+                detail = msg.split("GuardViolation:", 1)[-1].strip()
+                findings.append(f"{test_file}:1: runtime guard refused: {detail} (raised at {where})")
+            elif m.group("file") == test_file:
+                findings.append(f"{where}: {msg}")
+            else:
+                findings.append(f"{test_file}:1: {msg} (raised at {where})")
             continue
         s = _PYTEST_SUMMARY.match(line)
         if s:

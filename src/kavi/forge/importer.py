@@ -105,12 +105,18 @@ def import_ledger(forge: Forge) -> dict[str, Any]:
                             f"{mirrored[ev.seq][:12]} (rewrite)",
                             remedy="the mirror was rewound; restore it from a trusted clone",
                         )
-                    raise TrustError(
-                        f"this ledger has unmirrored event #{ev.seq} and the mirror has no such event",
-                        remedy="run `git kavi ledger sync` here instead of importing",
-                    )
+                    continue  # a local event not mirrored yet: `git kavi ledger sync` publishes it
                 remote, commit = events[ev.seq - 1]
                 if remote.hash != ev.hash:
+                    if ev.seq not in mirrored:
+                        raise TrustError(
+                            f"the ledger diverged at event #{ev.seq}: this clone recorded an event the "
+                            f"mirror does not have, and the mirror's commit {commit} holds another",
+                            why="two clones recorded ledger events concurrently",
+                            remedy="keep one history: publish from one clone at a time "
+                            "(sync, push, then fetch and import in the others)",
+                            details={"commit": commit},
+                        )
                     raise TrustError(
                         f"refs/kavi/ledger commit {commit} rewrites event #{ev.seq}",
                         why="its event differs from this ledger's (different hash)",

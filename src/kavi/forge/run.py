@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from kavi.clock import now_iso
-from kavi.errors import GovernanceError, KaviError, PolicyDenied, TrustError, ValidationError
+from kavi.errors import (
+    GovernanceError,
+    GuardViolation,
+    KaviError,
+    PolicyDenied,
+    TrustError,
+    ValidationError,
+)
 from kavi.forge.context import Forge
 from kavi.ledger.models import ArtifactKind, Run, RunStatus
 from kavi.ledger.reducer import EventKind
@@ -151,6 +158,8 @@ def _execute(forge: Forge, skill: TrustedSkill, payload: dict[str, Any]) -> dict
             ) from None
         try:
             result = cls().execute(inp, ctx)
+        except GuardViolation:
+            raise _guard_error(handle.violations) from None
         except KaviError:
             raise
         except Exception as exc:
@@ -163,7 +172,9 @@ def _execute(forge: Forge, skill: TrustedSkill, payload: dict[str, Any]) -> dict
             ) from None
     if handle.violations:
         raise _guard_error(handle.violations)
-    data = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+    # re-validate from the raw field values: a model built with model_construct() or
+    # mutated after construction gets no free pass
+    data = dict(result) if isinstance(result, BaseModel) else result
     try:
         out = cls.output_model.model_validate(data)
     except PydanticError as exc:
@@ -177,8 +188,6 @@ def _execute(forge: Forge, skill: TrustedSkill, payload: dict[str, Any]) -> dict
 
 
 def _guard_error(violations: list[str]) -> GovernanceError:
-    from kavi.errors import GuardViolation
-
     return GuardViolation(
         "the runtime guard refused what the skill tried: " + "; ".join(violations[:5]),
         why="TRUSTED skills may only write inside allowed_write_paths and never spawn processes, "

@@ -16,9 +16,9 @@ Seed decision D007, three kinds of checks, all on the AST (nothing is imported o
   * top-level statements are only docstrings, imports, function and class definitions,
     constant assignments and ``if TYPE_CHECKING:`` blocks: no code runs at import time.
 
-**Extended safety** (skill and test file)
-  * no ``__import__(...)``, no ``importlib.import_module(...)`` / ``importlib.util`` loaders,
-    no ``exec``/``eval``/``compile`` — a second, independent look besides the policy scan.
+**Extended safety** (skill and test file, seed decision D007)
+  * no ``__import__(...)``, no ``importlib.import_module(...)`` / ``importlib.util`` loaders —
+    imports must be static so the policy scan sees every module a skill uses.
 
 Scope containment (only the two files changed) is the gate in :mod:`kavi.gitstore.gate`,
 re-run on the exact commit by ``verify-skill``.
@@ -150,8 +150,8 @@ def _safety(tree: ast.Module, path: str) -> list[InvariantFinding]:
             continue
         func = node.func
         text = ast.unparse(func)
-        if isinstance(func, ast.Name) and func.id in ("__import__", "exec", "eval", "compile"):
-            out.append(InvariantFinding(path, node.lineno, "dynamic-code", f"call to {func.id}()"))
+        if isinstance(func, ast.Name) and func.id == "__import__":
+            out.append(InvariantFinding(path, node.lineno, "dynamic-import", "call to __import__()"))
         elif text.startswith("importlib.") and (
             text.endswith(("import_module", "__import__", "reload"))
             or text.startswith(("importlib.util.", "importlib.machinery."))

@@ -131,6 +131,8 @@ DEFAULT_FORBIDDEN_CALLS: tuple[str, ...] = (
     "pydoc.pager",
     "pydoc.getpager",
     "uuid._get_command_stdout",
+    "os._spawnvef",
+    "os._execvpe",
 )
 
 DEFAULT_NETWORK_MODULES: tuple[str, ...] = (

@@ -1,0 +1,104 @@
+"""Generated-skill variants for the verify gates: the good write_note and one defect each.
+
+Each variant is a directory laid out like the repository (``skills/write_note.py``,
+``tests/test_skill_write_note.py``) that the ``files`` backend copies into a build.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from support.forge import WRITE_NOTE_DIR
+
+SKILL = (WRITE_NOTE_DIR / "skills" / "write_note.py").read_text()
+TEST = (WRITE_NOTE_DIR / "tests" / "test_skill_write_note.py").read_text()
+
+
+def _replace(text: str, old: str, new: str) -> str:
+    if old not in text:
+        raise AssertionError(f"variant anchor not found: {old!r}")
+    return text.replace(old, new, 1)
+
+
+def variant(name: str, probe: Path | None = None) -> tuple[str, str]:
+    """(skill source, test source) for a named variant."""
+    skill, test = SKILL, TEST
+    if name == "good":
+        pass
+    elif name == "eval_in_skill":
+        skill = _replace(
+            skill,
+            '        text = f"# {input.title}\\n\\n{input.body}\\n"',
+            "        text = str(eval(\"f'# {input.title}\\\\n\\\\n{input.body}\\\\n'\"))",
+        )
+    elif name == "subprocess_in_test":
+        test = _replace(test, "import pytest\n", "import pytest\nfrom subprocess import run as _run\n")
+        test += "\n\ndef test_environment_is_sane() -> None:\n    assert _run is not None\n"
+    elif name == "type_error":
+        skill = _replace(
+            skill,
+            "        return WriteNoteOutput(written_path=written, sha256=hashlib.sha256(data).hexdigest())",
+            "        digest: int = hashlib.sha256(data).hexdigest()\n"
+            "        return WriteNoteOutput(written_path=written, sha256=str(digest))",
+        )
+    elif name == "lint_error":
+        skill = _replace(skill, "import hashlib\n", "import hashlib\nimport json\n")
+    elif name == "wrong_side_effect":
+        skill = _replace(
+            skill, "side_effect_class = SideEffect.FILE_WRITE", "side_effect_class = SideEffect.READ_ONLY"
+        )
+        test = _replace(
+            test,
+            'assert WriteNoteSkill.side_effect_class.value == "FILE_WRITE"',
+            'assert WriteNoteSkill.side_effect_class.value == "READ_ONLY"',
+        )
+    elif name == "schema_mismatch":
+        skill = _replace(skill, "    body: str\n", "    body: str\n    tags: list[str] = []\n")
+    elif name == "failing_test":
+        test = _replace(test, 'assert data == b"# Hello\\n\\nWorld\\n"', 'assert data == b"# Goodbye\\n"')
+    elif name == "socket_at_runtime":
+        test = _replace(test, "import pytest\n", "import logging.handlers\n\nimport pytest\n")
+        test += (
+            "\n\ndef test_can_log_remotely() -> None:\n"
+            '    handler = logging.handlers.SysLogHandler(address=("127.0.0.1", 514))\n'
+            "    handler.close()\n"
+        )
+    elif name == "process_at_runtime":
+        test = _replace(test, "import pytest\n", "import platform\n\nimport pytest\n")
+        test += "\n\ndef test_platform_is_known() -> None:\n    assert platform.processor() is not None\n"
+    elif name == "naughty":
+        # passes every static gate, misbehaves at run time depending on its input
+        skill = _replace(skill, "import hashlib\n", "import hashlib\nfrom pathlib import Path\n")
+        skill = _replace(
+            skill,
+            "        target = ctx.resolve_write_path(input.path)\n",
+            '        if input.title == "escape":\n'
+            "            outside = Path(input.path)\n"
+            "            outside.write_text(input.body)\n"
+            '            return WriteNoteOutput(written_path=str(outside), sha256="-")\n'
+            '        if input.title == "bad-output":\n'
+            "            return WriteNoteOutput.model_construct(written_path=input.path, sha256=12345)\n"
+            "        target = ctx.resolve_write_path(input.path)\n",
+        )
+    elif name == "probe":
+        if probe is None:
+            raise AssertionError("the probe variant needs a path")
+        test += (
+            f"\n\ndef test_probe() -> None:\n    with open({str(probe)!r}) as fh:\n"
+            "        assert fh.read() is not None\n"
+        )
+    elif name == "probe_eval":
+        skill, _ = variant("eval_in_skill")
+        _, test = variant("probe", probe)
+    else:
+        raise AssertionError(f"unknown variant {name}")
+    return skill, test
+
+
+def write_variant(root: Path, name: str, probe: Path | None = None) -> Path:
+    skill, test = variant(name, probe)
+    (root / "skills").mkdir(parents=True, exist_ok=True)
+    (root / "tests").mkdir(parents=True, exist_ok=True)
+    (root / "skills" / "write_note.py").write_text(skill)
+    (root / "tests" / "test_skill_write_note.py").write_text(test)
+    return root

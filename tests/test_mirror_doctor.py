@@ -1,0 +1,217 @@
+"""Provenance that travels: fresh-clone rebuild, tampered mirrors, audit, provenance, crash safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import Verified
+from support.forge import git, kavi, kavi_json
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def published(verified: Verified, tmp_path: Path) -> tuple[Path, Path]:
+    """A promoted and used forge, mirrored to a bare 'origin' with all of Kavi's refs."""
+    repo = verified.repo
+    kavi_json("promote-skill", verified.proposal_id, "--yes", cwd=repo)
+    kavi_json("run-skill", "write_note", "--json", '{"path": "a.md", "title": "A", "body": "B"}', cwd=repo)
+    kavi_json("ledger", "sync", cwd=repo)
+    origin = tmp_path / "origin.git"
+    git("clone", "-q", "--mirror", str(repo), str(origin), cwd=tmp_path)
+    return repo, origin
+
+
+def _clone(origin: Path, dest: Path) -> Path:
+    git("clone", "-q", str(origin), str(dest), cwd=dest.parent)
+    git("fetch", "-q", "origin", "refs/kavi/*:refs/kavi/*", "refs/notes/kavi:refs/notes/kavi", cwd=dest)
+    return dest
+
+
+def test_fresh_clone_rebuilds_an_equal_ledger(published: tuple[Path, Path], tmp_path: Path) -> None:
+    repo, origin = published
+    clone = _clone(origin, tmp_path / "clone")
+    assert not (clone / ".git/kavi/ledger.db").exists()
+    # the first Kavi command rebuilds the ledger (every signature checked)
+    assert kavi_json("list-skills", cwd=clone) == kavi_json("list-skills", cwd=repo)
+    assert kavi_json("audit", cwd=clone) == kavi_json("audit", cwd=repo)
+    assert kavi_json("audit", cwd=clone)["ok"] is True
+    # the vault was restored byte for byte
+    spec = next((repo / "vault_out/kavi/skill_spec").iterdir())
+    assert (clone / spec.relative_to(repo)).read_bytes() == spec.read_bytes()
+    # and the skill runs in the clone from the approved bytes
+    ran = kavi_json(
+        "run-skill", "write_note", "--json", '{"path": "c.md", "title": "C", "body": "D"}', cwd=clone
+    )
+    assert ran["status"] == "SUCCEEDED"
+    # importing again changes nothing
+    assert kavi_json("ledger", "import", cwd=clone)["imported"] == 0
+
+
+def _mirror(clone: Path) -> list[str]:
+    return git("rev-list", "--reverse", "refs/kavi/ledger", cwd=clone).splitlines()
+
+
+def _recommit(clone: Path, commit: str, parent: str | None, message: str, sign: bool) -> str:
+    tree = git("rev-parse", f"{commit}^{{tree}}", cwd=clone)
+    args = (
+        ["commit-tree", tree, "-m", message] + (["-p", parent] if parent else []) + (["-S"] if sign else [])
+    )
+    return git(*args, cwd=clone)
+
+
+def _rechain(clone: Path, commits: list[str], start: str | None) -> str:
+    """Re-create ``commits`` (messages unchanged, trusted signature) on top of ``start``."""
+    parent = start
+    for c in commits:
+        parent = _recommit(clone, c, parent, git("log", "-1", "--format=%B", c, cwd=clone), sign=True)
+    assert parent is not None
+    return parent
+
+
+@pytest.mark.parametrize("attack", ["unsigned", "gap", "rewrite"])
+def test_tampered_mirror_is_refused_with_the_commit_named(
+    published: tuple[Path, Path], tmp_path: Path, attack: str
+) -> None:
+    _, origin = published
+    clone = _clone(origin, tmp_path / "clone")
+    chain = _mirror(clone)
+    k = 4
+    if attack == "unsigned":
+        message = git("log", "-1", "--format=%B", chain[k], cwd=clone)
+        bad = _recommit(clone, chain[k], chain[k - 1], message, sign=False)
+        tip = _rechain(clone, chain[k + 1 :], bad)
+    elif attack == "gap":
+        bad = _rechain(clone, [chain[k + 1]], chain[k - 1])
+        tip = _rechain(clone, chain[k + 2 :], bad)
+    else:
+        message = git("log", "-1", "--format=%B", chain[k], cwd=clone).replace("Ada Tester", "Mallory Tester")
+        bad = _recommit(clone, chain[k], chain[k - 1], message, sign=True)
+        tip = _rechain(clone, chain[k + 1 :], bad)
+    git("update-ref", "refs/kavi/ledger", tip, cwd=clone)
+    res = kavi("ledger", "import", "--format", "json", cwd=clone)
+    assert res.code == 1, res.output
+    assert res.json["code"] == "KAVI-TRUST"
+    assert res.json["details"]["commit"] == bad
+    expected = {"unsigned": "bad signature", "gap": "gap", "rewrite": "does not match its hash"}[attack]
+    assert expected in res.json["message"]
+    assert not (clone / ".git/kavi/ledger.db").exists()
+
+
+def test_provenance_is_an_in_toto_slsa_statement(published: tuple[Path, Path]) -> None:
+    repo, _ = published
+    st = kavi_json("provenance", "write_note@v1", cwd=repo)
+    assert st["_type"] == "https://in-toto.io/Statement/v1"
+    assert st["predicateType"] == "https://slsa.dev/provenance/v1"
+    (subject,) = st["subject"]
+    assert subject["name"] == "skills/write_note.py"
+    assert subject["digest"]["gitBlob"] == git("rev-parse", "main:skills/write_note.py", cwd=repo)
+    ext = st["predicate"]["buildDefinition"]["externalParameters"]
+    assert ext["backend"] == "files" and ext["spec"]["digest"]["sha256"] and ext["packet"]["digest"]["blake3"]
+    (dep,) = st["predicate"]["buildDefinition"]["resolvedDependencies"]
+    assert len(dep["digest"]["gitCommit"]) == 40
+    names = {b["name"] for b in st["predicate"]["runDetails"]["byproducts"]}
+    assert names == {"BUILD_LOG", "VERIFICATION_REPORT"}
+    bad = kavi("provenance", "write_note@v9", "--format", "json", cwd=repo)
+    assert bad.code == 2
+
+
+def _promote_crashing_at(repo: Path, pid: str, point: str) -> int:
+    env = {**os.environ, "KAVI_FAILPOINT": point}
+    proc = subprocess.run(
+        [sys.executable, "-m", "kavi", "promote-skill", pid, "--yes"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    return proc.returncode
+
+
+@pytest.mark.parametrize(
+    ("point", "missing"),
+    [
+        ("after-merge", ["tag", "ledger", "notes", "mirror"]),
+        ("after-tag", ["ledger", "notes", "mirror"]),
+        ("after-notes", ["mirror"]),
+    ],
+)
+def test_doctor_completes_a_promotion_killed_midway(
+    verified: Verified, point: str, missing: list[str]
+) -> None:
+    repo = verified.repo
+    assert _promote_crashing_at(repo, verified.proposal_id, point) == 137
+    report = kavi_json("doctor", cwd=repo, expect=1)
+    (finding,) = [f for f in report["findings"] if f["check"] == "interrupted promotion"]
+    assert "is on main" in finding["problem"]
+    listed = finding["problem"].split("missing: ")[1]
+    for step in missing:
+        assert step in listed, finding
+    for step in {"tag", "ledger", "notes"} - set(missing):
+        assert step not in listed.split(", mirror")[0].split(", "), finding
+    repaired = kavi_json("doctor", "--repair", cwd=repo)
+    assert repaired["ok"] is True
+    assert kavi_json("doctor", cwd=repo)["findings"] == []
+    # nothing lost: the result is a complete promotion
+    assert kavi_json("show", verified.proposal_id, cwd=repo)["proposal"]["status"] == "TRUSTED"
+    assert kavi_json("audit", "write_note", cwd=repo)["ok"] is True
+    events = kavi_json("status", cwd=repo)
+    assert events["unmirrored"] == 0
+    assert len(git("rev-list", "refs/kavi/ledger", cwd=repo).splitlines()) == events["events"]
+    ran = kavi(
+        "run-skill", "write_note", "--json", json.dumps({"path": "x.md", "title": "t", "body": "b"}), cwd=repo
+    )
+    assert ran.code == 0, ran.output
+
+
+def test_doctor_rolls_back_a_promotion_whose_merge_never_landed(verified: Verified) -> None:
+    from kavi.forge.promote import PENDING_FILE
+
+    repo = verified.repo
+    before = git("rev-parse", "main", cwd=repo)
+    # a crash between writing the journal and moving the branch: the journal exists, main did not move
+    assert _promote_crashing_at(repo, verified.proposal_id, "after-merge") == 137
+    git("update-ref", "refs/heads/main", before, cwd=repo)
+    git("reset", "-q", "--hard", before, cwd=repo)
+    git("tag", "-d", "kavi/write_note/v1", cwd=repo, check=False)
+    report = kavi_json("doctor", cwd=repo, expect=1)
+    assert "never reached main" in report["findings"][0]["problem"]
+    kavi_json("doctor", "--repair", cwd=repo)
+    assert not (repo / ".git/kavi" / PENDING_FILE).exists()
+    assert kavi_json("promote-skill", verified.proposal_id, "--yes", cwd=repo)["version"] == 1
+
+
+def test_doctor_closes_an_abandoned_build(verified: Verified) -> None:
+    from kavi.clock import now_iso
+    from kavi.forge.context import Forge
+    from kavi.ledger.models import Build
+    from kavi.ledger.reducer import EventKind
+
+    repo = verified.repo
+    forge = Forge.open(repo)
+    with forge.ledger.transaction("test") as txn:
+        txn.put(
+            EventKind.BUILD_STARTED,
+            Build(
+                id="0badbeef-0000-4000-8000-000000000000",
+                proposal_id=verified.proposal_id,
+                attempt_number=9,
+                branch_name="skill/write_note-0badbeef",
+                backend="claude",
+                base_commit=git("rev-parse", "main", cwd=repo),
+                started_at=now_iso(),
+            ),
+        )
+    forge.close()
+    report = kavi_json("doctor", cwd=repo, expect=1)
+    assert any("never finished" in f["problem"] for f in report["findings"])
+    kavi_json("doctor", "--repair", cwd=repo)
+    builds = kavi_json("show", verified.proposal_id, cwd=repo)["builds"]
+    abandoned = next(b for b in builds if b["id"].startswith("0badbeef"))
+    assert abandoned["status"] == "FAILED" and "abandoned" in abandoned["summary"]
