@@ -195,13 +195,17 @@ class HookChecker:
         return [f"refs/heads/{b}" for b in self._config.protected]
 
     def is_protected_path(self, path: str) -> bool:
+        """Case-insensitive: on a case-insensitive checkout ``Skills/x.py`` *is* ``skills/x.py``."""
         cfg = self._config
-        if path == KAVI_DIR or path.startswith(KAVI_DIR + "/"):
+        p = path.casefold()
+        for prefix in (KAVI_DIR.casefold(), cfg.skills_dir.casefold()):
+            if p == prefix or p.startswith(prefix + "/"):
+                return True
+        tests = cfg.tests_dir.casefold()
+        if p == tests:
             return True
-        if path.startswith(cfg.skills_dir + "/"):
-            return True
-        if path.startswith(cfg.tests_dir + "/"):
-            return fnmatch.fnmatch(path[len(cfg.tests_dir) + 1 :], "test_skill_*.py")
+        if p.startswith(tests + "/"):
+            return fnmatch.fnmatch(p[len(tests) + 1 :], "test_skill_*.py")
         return False
 
     # -- signatures ------------------------------------------------------------------------
@@ -274,9 +278,21 @@ class HookChecker:
             chain.append(current)
             parents = self.repo.commit(current).parents
             current = parents[0] if parents else None
-        old_tree = None if _is_zero(u.old) else self.repo.commit_tree(u.old)
+        if not _is_zero(u.old) and current != u.old:
+            # the branch's old tip must stay on its first-parent line; otherwise a merge whose
+            # first parent is another line could bring old versions of protected files back
+            # without any commit on the line "changing" them
+            self.reject(
+                u.ref,
+                "first-parent",
+                f"the first-parent history of {branch} does not pass through its current tip "
+                f"{u.old[:12]} (a merge of {branch} into another branch, pushed as {branch})",
+                f"merge your branch into {branch} (so {branch} stays the first parent), then push",
+                commit=u.new,
+            )
+            return
         for commit in reversed(chain):
-            self.check_commit(u, branch, commit, old_tree)
+            self.check_commit(u, branch, commit)
 
     def _subtree_ids(self, tree: str | None) -> tuple[str | None, ...]:
         if tree is None:
@@ -297,15 +313,11 @@ class HookChecker:
             if self.is_protected_path(d.old_path) or self.is_protected_path(d.new_path)
         ]
 
-    def check_commit(self, u: Update, branch: str, commit: str, old_tree: str | None) -> None:
+    def check_commit(self, u: Update, branch: str, commit: str) -> None:
         info = self.repo.commit(commit)
         parent = info.parents[0] if info.parents else None
         parent_tree = self.repo.commit_tree(parent) if parent else None
         changes = self.protected_changes(parent_tree, info.tree)
-        if old_tree is not None:
-            # a change that only brings a path to its already-accepted state (e.g. merging
-            # the protected branch into a feature branch) is not a new change
-            changes = [d for d in changes if not self._matches_accepted(d, old_tree)]
         if not changes:
             return
         fields = trailers(info.message)
@@ -336,12 +348,6 @@ class HookChecker:
             )
             return
         self.check_governance(u, commit, info.tree, parent_tree, changes)
-
-    def _matches_accepted(self, d: RawDelta, old_tree: str) -> bool:
-        entry = self.repo.entry(old_tree, d.path)
-        if d.status == "DELETED":
-            return entry is None
-        return entry is not None and entry.oid == d.new_oid and entry.mode == d.new_mode
 
     def check_governance(
         self, u: Update, commit: str, tree: str, parent_tree: str | None, changes: list[RawDelta]
@@ -468,32 +474,75 @@ class HookChecker:
                     path=path,
                 )
                 return
-        if not self._registry_ok(tree, registry_path, name, version, expected[skill_path]):
-            self.reject(
-                u.ref,
-                "registry-mismatch",
-                f"{registry_path} does not record {name} v{version} with blob "
-                f"{(expected[skill_path] or '-')[:12]}",
-                remedy,
-                commit=commit,
-                path=registry_path,
-            )
+        problem = self._registry_problem(
+            parent_tree,
+            tree,
+            registry_path,
+            name,
+            version,
+            expected[skill_path],
+            expected[test_path],
+            skill_path,
+            test_path,
+        )
+        if problem:
+            self.reject(u.ref, "registry-mismatch", problem, remedy, commit=commit, path=registry_path)
             return
         self._check_binding_tag(u, commit, tree, f"kavi/{name}/v{version}", f, remedy)
 
-    def _registry_ok(self, tree: str, path: str, name: str, version: str, blob: str | None) -> bool:
+    def _registry(self, tree: str | None, path: str) -> dict[str, dict[str, object]] | None:
         from kavi.errors import KaviError
         from kavi.forge.registry import parse_registry
 
-        data = self.repo.file_bytes(tree, path)
+        data = self.repo.file_bytes(tree, path) if tree else None
         if data is None:
-            return False
+            return {}
         try:
             registry = parse_registry(data.decode("utf-8", "replace"), source=path)
         except KaviError:
-            return False
-        entry = registry.skills.get(name)
-        return entry is not None and str(entry.version) == version and entry.blob == blob
+            return None
+        return {n: e.model_dump() for n, e in registry.skills.items()}
+
+    def _registry_problem(
+        self,
+        parent_tree: str | None,
+        tree: str,
+        path: str,
+        name: str,
+        version: str,
+        blob: str | None,
+        test_blob: str | None,
+        skill_path: str,
+        test_path: str,
+    ) -> str | None:
+        import hashlib
+
+        before, after = self._registry(parent_tree, path), self._registry(tree, path)
+        if after is None or before is None:
+            return f"{path} is not a valid Kavi registry"
+        entry = after.get(name)
+        if entry is None:
+            return f"{path} has no entry for {name}"
+        data = self.repo.read_blob(blob) if blob and self.repo.has_object(blob) else b""
+        wanted = {
+            "version": int(version) if version.isdigit() else version,
+            "blob": blob,
+            "test_blob": test_blob,
+            "file": skill_path,
+            "test_file": test_path,
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        for key, value in wanted.items():
+            if entry.get(key) != value:
+                return f"{path} records {key}={entry.get(key)!r} for {name}, the promotion says {value!r}"
+        others_before = {n: e for n, e in before.items() if n != name}
+        others_after = {n: e for n, e in after.items() if n != name}
+        if others_before != others_after:
+            changed = sorted(set(others_before) ^ set(others_after)) or sorted(
+                n for n in others_after if others_after[n] != others_before.get(n)
+            )
+            return f"the promotion of {name} also changes the registry entries of {', '.join(changed)}"
+        return None
 
     def _check_binding_tag(
         self, u: Update, commit: str, tree: str, tag_name: str, f: dict[str, str], remedy: str
@@ -583,12 +632,17 @@ class HookChecker:
                 path=path,
             )
             return
-        data = self.repo.file_bytes(tree, registry_path)
-        if data is not None and f"\n  {name}:" in "\n" + data.decode("utf-8", "replace"):
+        before, after = self._registry(parent_tree, registry_path), self._registry(tree, registry_path)
+        if (
+            before is None
+            or after is None
+            or name not in before
+            or after != {n: e for n, e in before.items() if n != name}
+        ):
             self.reject(
                 u.ref,
                 "registry-mismatch",
-                f"{registry_path} still lists {name} after its revocation",
+                f"{registry_path} after the revocation must be the registry before it minus {name}",
                 remedy,
                 commit=commit,
                 path=registry_path,

@@ -128,6 +128,10 @@ def install_server(target: Path, *, trust: Path | None, protected: list[str] | N
         )
     )
     shutil.rmtree(state / "config-cache", ignore_errors=True)
+    from kavi.gitstore.repo import GitRepo
+
+    # malformed trees (names with '/', '..', '.git') never reach the hook's path rules
+    GitRepo.open(target).config_set("receive.fsckObjects", "true")
     result = _write_hook(git_dir / "hooks", "pre-receive")
     result.pinned_trust = state / TRUST_FILE
     result.notes.append(f"protected branches: {', '.join(config.protected)} (from {source})")
