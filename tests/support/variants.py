@@ -57,11 +57,11 @@ def variant(name: str, probe: Path | None = None) -> tuple[str, str]:
     elif name == "failing_test":
         test = _replace(test, 'assert data == b"# Hello\\n\\nWorld\\n"', 'assert data == b"# Goodbye\\n"')
     elif name == "socket_at_runtime":
-        test = _replace(test, "import pytest\n", "import logging.handlers\n\nimport pytest\n")
+        # email.utils.make_msgid() looks the host name up through the socket module
+        test = _replace(test, "import pytest\n", "import email.utils\n\nimport pytest\n")
         test += (
-            "\n\ndef test_can_log_remotely() -> None:\n"
-            '    handler = logging.handlers.SysLogHandler(address=("127.0.0.1", 514))\n'
-            "    handler.close()\n"
+            "\n\ndef test_notes_get_message_ids() -> None:\n"
+            '    assert email.utils.make_msgid().startswith("<")\n'
         )
     elif name == "process_at_runtime":
         test = _replace(test, "import pytest\n", "import platform\n\nimport pytest\n")

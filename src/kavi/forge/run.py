@@ -31,6 +31,7 @@ from kavi.errors import (
 from kavi.forge.context import Forge
 from kavi.ledger.models import ArtifactKind, Run, RunStatus
 from kavi.ledger.reducer import EventKind
+from kavi.policy.guard import GuardPolicy, guarded, read_violations  # bound before any skill runs
 from kavi.policy.model import Decision
 from kavi.skills.loader import TrustedSkill
 
@@ -127,7 +128,6 @@ def _execute(forge: Forge, skill: TrustedSkill, payload: dict[str, Any]) -> dict
     from pydantic import BaseModel
     from pydantic import ValidationError as PydanticError
 
-    from kavi.policy.guard import GuardPolicy, guarded
     from kavi.skills.base import BaseSkill, SkillContext
     from kavi.skills.loader import prepare_module
     from kavi.yamlio import format_validation
@@ -159,19 +159,19 @@ def _execute(forge: Forge, skill: TrustedSkill, payload: dict[str, Any]) -> dict
         try:
             result = cls().execute(inp, ctx)
         except GuardViolation:
-            raise _guard_error(handle.violations) from None
+            raise _guard_error(read_violations(handle)) from None
         except KaviError:
             raise
         except Exception as exc:
-            if handle.violations:
-                raise _guard_error(handle.violations) from None
+            if read_violations(handle):
+                raise _guard_error(read_violations(handle)) from None
             raise GovernanceError(
                 f"{p.skill_name} raised {type(exc).__name__}: {exc}",
                 code="KAVI-RUN-FAILED",
                 remedy="see the skill's tests; report the failure to the skill's owner",
             ) from None
-    if handle.violations:
-        raise _guard_error(handle.violations)
+    if read_violations(handle):
+        raise _guard_error(read_violations(handle))
     # re-validate from the raw field values: a model built with model_construct() or
     # mutated after construction gets no free pass
     data = dict(result) if isinstance(result, BaseModel) else result

@@ -18,7 +18,9 @@ Seed decision D007, three kinds of checks, all on the AST (nothing is imported o
 
 **Extended safety** (skill and test file, seed decision D007)
   * no ``__import__(...)``, no ``importlib.import_module(...)`` / ``importlib.util`` loaders —
-    imports must be static so the policy scan sees every module a skill uses.
+    imports must be static so the policy scan sees every module a skill uses;
+  * from Kavi itself only the public contract (``kavi.skills.base``, ``kavi.errors``): a
+    TRUSTED skill runs inside Kavi's process and must not reach the ledger or the guard.
 
 Scope containment (only the two files changed) is the gate in :mod:`kavi.gitstore.gate`,
 re-run on the exact commit by ``verify-skill``.
@@ -143,9 +145,32 @@ def _is_constant(node: ast.expr | None) -> bool:
     return False
 
 
+PUBLIC_KAVI_MODULES = frozenset({"kavi.skills.base", "kavi.errors"})
+
+
 def _safety(tree: ast.Module, path: str) -> list[InvariantFinding]:
     out = []
     for node in ast.walk(tree):
+        modules: list[str] = []
+        if isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            if node.module == "kavi":
+                modules = [f"kavi.{a.name}" for a in node.names]
+            else:
+                modules = [node.module]
+        for module in modules:
+            if (module == "kavi" or module.startswith("kavi.")) and module not in PUBLIC_KAVI_MODULES:
+                if module.startswith("kavi.skills.base.") or module.startswith("kavi.errors."):
+                    continue
+                out.append(
+                    InvariantFinding(
+                        path,
+                        node.lineno,
+                        "kavi-internal",
+                        f"imports {module}; skills may only use kavi.skills.base and kavi.errors",
+                    )
+                )
         if not isinstance(node, ast.Call):
             continue
         func = node.func
