@@ -155,10 +155,7 @@ def _safety(tree: ast.Module, path: str) -> list[InvariantFinding]:
         if isinstance(node, ast.Import):
             modules = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            if node.module == "kavi":
-                modules = [f"kavi.{a.name}" for a in node.names]
-            else:
-                modules = [node.module]
+            modules = [f"kavi.{a.name}" for a in node.names] if node.module == "kavi" else [node.module]
         for module in modules:
             if (module == "kavi" or module.startswith("kavi.")) and module not in PUBLIC_KAVI_MODULES:
                 if module.startswith("kavi.skills.base.") or module.startswith("kavi.errors."):
