@@ -21,7 +21,7 @@ from kavi.layout import CONFIG_FILE
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _relative_dir(value: str) -> str:

@@ -9,6 +9,7 @@ recorded in the ledger; the vault itself is derived state that
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -55,9 +56,11 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 
 def render(front: dict[str, Any], body: str) -> bytes:
-    from kavi.yamlio import dump_yaml
-
-    return f"---\n{dump_yaml(front)}---\n\n{body.rstrip()}\n".encode()
+    """Markdown with YAML front matter. Values are written in YAML's JSON-compatible
+    flow style (quoted strings, ``[…]`` lists) — valid YAML for Obsidian and any parser,
+    and no YAML library needed to write it."""
+    lines = [f"{key}: {json.dumps(value, ensure_ascii=False)}" for key, value in front.items()]
+    return ("---\n" + "\n".join(lines) + f"\n---\n\n{body.rstrip()}\n").encode()
 
 
 @dataclass

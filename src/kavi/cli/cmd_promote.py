@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -155,97 +154,3 @@ def register(app: typer.Typer) -> None:
             f"ledger: {result['imported']} event(s) imported from refs/kavi/ledger "
             f"({result['events']} in total, {result['artifacts_restored']} artifact(s) restored)",
         )
-
-
-def register_run(app: typer.Typer) -> None:
-    @app.command("list-skills")
-    def list_skills_cmd(fmt: FormatOpt = Format.text) -> None:
-        """List TRUSTED skills (from the ledger) with version, side-effect class and tag.
-
-        Example: git kavi list-skills
-        """
-        output.use(fmt)
-        from kavi.forge.registry import current_promotions, entry_for
-
-        forge = open_forge()
-        ledger = forge.ledger
-        entries = [entry_for(p, ledger.proposal(p.proposal_id)) for p in current_promotions(ledger).values()]
-        entries.sort(key=lambda e: e.name)
-        rows = [
-            [e.name, f"v{e.version}", e.side_effect_class, e.tag, e.sha256[:12], e.description[:40]]
-            for e in entries
-        ]
-        text = output.table(rows, ["NAME", "VERSION", "SIDE EFFECT", "TAG", "SHA256", "DESCRIPTION"])
-        output.emit({"skills": [e.model_dump() for e in entries]}, text or "no TRUSTED skills yet")
-
-    @app.command("run-skill")
-    def run_cmd(
-        name: Annotated[str, typer.Argument(help="Skill name.")],
-        json_input: Annotated[
-            Optional[str],  # noqa: UP045
-            typer.Option("--json", help="Input as a JSON object."),
-        ] = None,
-        input_file: Annotated[
-            Optional[Path],  # noqa: UP045
-            typer.Option("--input-file", help="Read the input JSON from this file ('-' for stdin)."),
-        ] = None,
-        approve: Annotated[
-            bool, typer.Option("--approve", help="Approve a run the policy marks REQUIRE_APPROVAL.")
-        ] = False,
-        fmt: FormatOpt = Format.text,
-    ) -> None:
-        """Run a TRUSTED skill: hash re-verified, input/output validated, runtime guard on.
-
-        Example: git kavi run-skill write_note --json '{"path": "Inbox/AI/hello.md",
-        "title": "Hello", "body": "World"}'
-        """
-        output.use(fmt)
-        import json
-        import sys
-
-        from kavi.errors import UsageError
-        from kavi.forge.run import parse_input, run_skill
-
-        if (json_input is None) == (input_file is None):
-            raise UsageError("give the input with exactly one of --json or --input-file")
-        if json_input is not None:
-            payload = parse_input(json_input, source="--json")
-        else:
-            source = input_file or Path("-")
-            text = sys.stdin.read() if str(source) == "-" else _read_text(source)
-            payload = parse_input(text, source=str(source))
-        forge = open_forge()
-        if approve:
-            from kavi.cli.approval import obtain_approval
-
-            obtain_approval(
-                plan_digest=name,
-                approver=forge.actor,
-                yes=False,
-                question=f"Run {name} with this input?",
-                action="this run",
-            )
-        outcome = run_skill(forge, name, payload, approved=approve)
-        run = outcome.run
-        output.emit(
-            {
-                "output": outcome.output,
-                "run_id": run.id,
-                "skill": run.skill_name,
-                "status": run.status.value,
-                "promotion_id": run.promotion_id,
-                "duration_s": run.duration_s,
-                "record": outcome.artifact_path,
-            },
-            json.dumps(outcome.output, indent=2)
-            + f"\n(run {run.id[:8]} of {run.skill_name}: {run.status.value} in {run.duration_s:.3f}s)",
-        )
-
-
-def _read_text(path: Path) -> str:
-    from kavi.errors import UsageError
-
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read --input-file {path}: {exc.strerror}") from None

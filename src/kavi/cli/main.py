@@ -11,6 +11,10 @@ def main(argv: list[str] | None = None) -> None:
 
     args = sys.argv[1:] if argv is None else argv
     try:
+        from kavi.cli.run_fast import fast_main
+
+        if fast_main(args):
+            sys.exit(0)
         from kavi.cli.app import build_app
 
         app = build_app()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import os
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,9 +50,26 @@ class Forge:
 
     @cached_property
     def config(self) -> ForgeConfig:
+        """The working tree's ``.kavi/config.yaml`` (cached by content)."""
+        import hashlib
+
+        from kavi import cache
         from kavi.config import load_config
 
-        return load_config(self.workdir)
+        path = self.workdir / CONFIG_FILE
+        try:
+            key = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            return load_config(self.workdir)
+        cached = cache.get(self.kavi_dir, "config", key)
+        if cached is not None:
+            try:
+                return ForgeConfig.model_validate_json(cached)
+            except ValueError:
+                pass
+        config = load_config(self.workdir)
+        cache.put(self.kavi_dir, "config", key, config.model_dump_json())
+        return config
 
     def governance_text(self, path: str) -> str | None:
         """A governance file as committed on the target branch tip (None if absent)."""
@@ -75,11 +91,27 @@ class Forge:
 
     @cached_property
     def policy(self) -> Policy:
-        """The policy committed on the target branch (local edits do not count)."""
+        """The policy committed on the target branch (local edits do not count).
+
+        Cached per target-branch commit, so ``run-skill`` needs neither pygit2 nor YAML
+        when the branch has not moved since the policy was last read.
+        """
+        from kavi import cache
         from kavi.policy.model import Policy, parse_policy
 
+        tip = cache.read_ref(self.location.common_dir, f"refs/heads/{self.config.target_branch}")
+        if tip is not None:
+            cached = cache.get(self.kavi_dir, "policy", tip)
+            if cached is not None:
+                try:
+                    return Policy.model_validate_json(cached)
+                except ValueError:
+                    pass
         text = self.governance_text(POLICY_FILE)
-        return Policy() if text is None else parse_policy(text)
+        policy = Policy() if text is None else parse_policy(text)
+        if tip is not None and tip == self.repo.branch_tip(self.config.target_branch):
+            cache.put(self.kavi_dir, "policy", tip, policy.model_dump_json())
+        return policy
 
     def allowed_signers(self, commit: str | None = None) -> str:
         if commit is None:
@@ -109,11 +141,24 @@ class Forge:
 
     @cached_property
     def actor(self) -> str:
-        """Who is acting: ``Name <email>`` from git, else the OS user."""
-        name = os.environ.get("GIT_COMMITTER_NAME") or self.repo.config_get("user.name")
-        email = os.environ.get("GIT_COMMITTER_EMAIL") or self.repo.config_get("user.email")
-        if name and email:
-            return f"{name} <{email}>"
+        """Who is acting: ``Name <email>`` as git would sign a commit, else the OS user."""
+        import re
+        import subprocess
+
+        try:
+            ident = subprocess.run(
+                ["git", "var", "GIT_COMMITTER_IDENT"],
+                cwd=self.workdir,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            ).stdout
+        except OSError:
+            ident = ""
+        m = re.match(r"^(.*?) <([^>]*)>", ident)
+        if m and m.group(1) and m.group(2):
+            return f"{m.group(1)} <{m.group(2)}>"
         try:
             return getpass.getuser()
         except (KeyError, OSError):

@@ -96,7 +96,7 @@ class PromotionPlan:
 
 
 class PendingPromotion(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     promotion: Promotion
     old_target: str

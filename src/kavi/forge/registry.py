@@ -23,7 +23,7 @@ HEADER = (
 
 
 class RegistryEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     name: str
     version: int
@@ -47,7 +47,7 @@ class RegistryEntry(BaseModel):
 
 
 class Registry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     version: int = 1
     skills: dict[str, RegistryEntry] = Field(default_factory=dict)

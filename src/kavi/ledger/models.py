@@ -12,7 +12,7 @@ from kavi.policy.model import SideEffect
 
 
 class Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class ArtifactKind(str, Enum):

@@ -163,7 +163,7 @@ def _safety(tree: ast.Module, path: str) -> list[InvariantFinding]:
                 out.append(
                     InvariantFinding(
                         path,
-                        node.lineno,
+                        getattr(node, "lineno", 1),
                         "kavi-internal",
                         f"imports {module}; skills may only use kavi.skills.base and kavi.errors",
                     )

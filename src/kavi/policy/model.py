@@ -31,7 +31,7 @@ class Decision(str, Enum):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 DEFAULT_FORBIDDEN_IMPORTS: tuple[str, ...] = (
@@ -87,6 +87,12 @@ DEFAULT_FORBIDDEN_IMPORTS: tuple[str, ...] = (
     "venv",
     "pip",
     "distutils.spawn",
+    "pipes",
+    "invoke",
+    "delegator",
+    "envoy",
+    "sarge",
+    "execnet",
 )
 
 DEFAULT_FORBIDDEN_CALLS: tuple[str, ...] = (
@@ -133,6 +139,8 @@ DEFAULT_FORBIDDEN_CALLS: tuple[str, ...] = (
     "uuid._get_command_stdout",
     "os._spawnvef",
     "os._execvpe",
+    "fcntl.ioctl",
+    "termios.TIOCSTI",
 )
 
 DEFAULT_NETWORK_MODULES: tuple[str, ...] = (
@@ -183,6 +191,11 @@ DEFAULT_NETWORK_MODULES: tuple[str, ...] = (
     "pydoc.serve",
     "pydoc.browse",
     "logging.config.listen",
+    "logging.handlers.SocketHandler",
+    "logging.handlers.DatagramHandler",
+    "logging.handlers.HTTPHandler",
+    "logging.handlers.SMTPHandler",
+    "logging.handlers.SysLogHandler",
 )
 
 DEFAULT_SANDBOX_EXCLUDE: tuple[str, ...] = (

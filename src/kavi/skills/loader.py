@@ -92,6 +92,8 @@ def check_registry(forge: Forge, skill: TrustedSkill) -> None:
 
     rel = f"{forge.config.skills_dir}/registry.yaml"
     path = forge.workdir / rel
+    if _registry_is_the_last_written(forge, path):
+        return  # byte-identical to what the last promotion/revocation wrote from the ledger
     if not path.exists():
         raise TrustError(
             f"{rel} is missing but the ledger has {skill.promotion.skill_name} as TRUSTED",
@@ -115,6 +117,22 @@ def check_registry(forge: Forge, skill: TrustedSkill) -> None:
             why="; ".join(diffs[:5]),
             remedy=f"restore {rel} from the target branch, or run `git kavi doctor`",
         )
+
+
+def _registry_is_the_last_written(forge: Forge, path: Path) -> bool:
+    """Is ``path`` exactly the registry the ledger's latest registry-writing event wrote?"""
+    from kavi.hashing import git_blob_id
+
+    ledger = forge.ledger
+    writes = [(p.created_at, p.registry_blob) for p in ledger.promotions()]
+    writes += [(r.created_at, r.registry_blob or "") for r in ledger.revocations()]
+    if not writes:
+        return False
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    return git_blob_id(data) == max(writes)[1]
 
 
 def read_verified_source(skill: TrustedSkill) -> TrustedSkill:

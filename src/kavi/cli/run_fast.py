@@ -1,0 +1,94 @@
+"""``run-skill`` without Typer: the command automation calls most.
+
+:func:`fast_main` parses ``run-skill`` arguments with the standard library, so the
+command does not pay for importing Typer; ``--help`` still goes through Typer.
+Both paths call :func:`run_skill_command`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kavi.cli import output
+from kavi.cli.output import Format
+
+
+def run_skill_command(
+    name: str, json_input: str | None, input_file: Path | None, approve: bool, fmt: Format
+) -> None:
+    output.use(fmt)
+    import json
+    import sys
+
+    from kavi.errors import UsageError
+    from kavi.forge.context import Forge
+    from kavi.forge.run import parse_input, run_skill
+    from kavi.ledger.autoimport import ensure_ledger
+
+    if (json_input is None) == (input_file is None):
+        raise UsageError("give the input with exactly one of --json or --input-file")
+    if json_input is not None:
+        payload = parse_input(json_input, source="--json")
+    else:
+        source = input_file or Path("-")
+        text = sys.stdin.read() if str(source) == "-" else _read_text(source)
+        payload = parse_input(text, source=str(source))
+    forge = Forge.open()
+    ensure_ledger(forge)
+    if approve:
+        from kavi.cli.approval import obtain_approval
+
+        obtain_approval(
+            plan_digest=name,
+            approver=forge.actor,
+            yes=False,
+            question=f"Run {name} with this input?",
+            action="this run",
+        )
+    outcome = run_skill(forge, name, payload, approved=approve)
+    run = outcome.run
+    output.emit(
+        {
+            "output": outcome.output,
+            "run_id": run.id,
+            "skill": run.skill_name,
+            "status": run.status.value,
+            "promotion_id": run.promotion_id,
+            "duration_s": run.duration_s,
+            "record": outcome.artifact_path,
+        },
+        json.dumps(outcome.output, indent=2)
+        + f"\n(run {run.id[:8]} of {run.skill_name}: {run.status.value} in {run.duration_s:.3f}s)",
+    )
+
+
+def _read_text(path: Path) -> str:
+    from kavi.errors import UsageError
+
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read --input-file {path}: {exc.strerror}") from None
+
+
+def fast_main(argv: list[str]) -> bool:
+    """Handle ``run-skill …`` without Typer; False if argv is not for the fast path."""
+    if not argv or argv[0] != "run-skill" or {"-h", "--help"} & set(argv):
+        return False
+    import argparse
+
+    from kavi.errors import UsageError
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            raise UsageError(f"run-skill: {message}", remedy="see `git kavi run-skill --help`")
+
+    parser = _Parser(prog="kavi run-skill", add_help=False)
+    parser.add_argument("name")
+    parser.add_argument("--json", dest="json_input")
+    parser.add_argument("--input-file", type=Path)
+    parser.add_argument("--approve", action="store_true")
+    parser.add_argument("--format", default="text", choices=[f.value for f in Format])
+    ns = parser.parse_args(argv[1:])
+    run_skill_command(ns.name, ns.json_input, ns.input_file, ns.approve, Format(ns.format))
+    return True
