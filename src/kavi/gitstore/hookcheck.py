@@ -202,8 +202,6 @@ class HookChecker:
             if p == prefix or p.startswith(prefix + "/"):
                 return True
         tests = cfg.tests_dir.casefold()
-        if p == tests:
-            return True
         if p.startswith(tests + "/"):
             return fnmatch.fnmatch(p[len(tests) + 1 :], "test_skill_*.py")
         return False
@@ -276,7 +274,7 @@ class HookChecker:
         current: str | None = u.new
         while current is not None and current in new_commits:
             chain.append(current)
-            parents = self.repo.commit(current).parents
+            parents = self.repo.commit_meta(current)[1]
             current = parents[0] if parents else None
         if not _is_zero(u.old) and current != u.old:
             # the branch's old tip must stay on its first-parent line; otherwise a merge whose
@@ -294,18 +292,16 @@ class HookChecker:
         for commit in reversed(chain):
             self.check_commit(u, branch, commit)
 
-    def _subtree_ids(self, tree: str | None) -> tuple[str | None, ...]:
+    def _guarded_tops(self, tree: str | None) -> frozenset[tuple[str, str]]:
+        """The top-level entries that could hold a protected path (names compared casefolded)."""
         if tree is None:
-            return (None, None, None)
+            return frozenset()
         cfg = self._config
-        out = []
-        for path in (KAVI_DIR, cfg.skills_dir, cfg.tests_dir):
-            entry = self.repo.entry(tree, path)
-            out.append(entry.oid if entry else None)
-        return tuple(out)
+        firsts = {p.split("/", 1)[0].casefold() for p in (KAVI_DIR, cfg.skills_dir, cfg.tests_dir)}
+        return frozenset((n, o) for n, o in self.repo.top_entries(tree).items() if n.casefold() in firsts)
 
     def protected_changes(self, parent_tree: str | None, tree: str) -> list[RawDelta]:
-        if self._subtree_ids(parent_tree) == self._subtree_ids(tree):
+        if self._guarded_tops(parent_tree) == self._guarded_tops(tree):
             return []
         return [
             d
@@ -314,12 +310,13 @@ class HookChecker:
         ]
 
     def check_commit(self, u: Update, branch: str, commit: str) -> None:
-        info = self.repo.commit(commit)
-        parent = info.parents[0] if info.parents else None
-        parent_tree = self.repo.commit_tree(parent) if parent else None
-        changes = self.protected_changes(parent_tree, info.tree)
+        tree, parents = self.repo.commit_meta(commit)
+        parent = parents[0] if parents else None
+        parent_tree = self.repo.commit_meta(parent)[0] if parent else None
+        changes = self.protected_changes(parent_tree, tree)
         if not changes:
             return
+        info = self.repo.commit(commit)
         fields = trailers(info.message)
         action = fields.get("Kavi-Action")
         skill_paths = [d for d in changes if not d.path.startswith(KAVI_DIR + "/") and d.path != KAVI_DIR]

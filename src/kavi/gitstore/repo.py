@@ -284,7 +284,18 @@ class GitRepo:
         return _commit_info(obj)
 
     def commit_tree(self, commit_id: str) -> str:
-        return self.commit(commit_id).tree
+        return self.commit_meta(commit_id)[0]
+
+    def commit_meta(self, commit_id: str) -> tuple[str, tuple[str, ...]]:
+        """(tree, parents) of a commit — cheaper than :meth:`commit` on hot paths."""
+        obj = self.raw.get(commit_id)
+        if not isinstance(obj, pygit2.Commit):
+            raise GitError(f"{commit_id} is not a commit")
+        return str(obj.tree_id), tuple(str(p) for p in obj.parent_ids)
+
+    def top_entries(self, tree_id: str) -> dict[str, str]:
+        """Name → object id of a tree's top-level entries."""
+        return {str(e.name): str(e.id) for e in self._tree(tree_id)}
 
     def extract_signature(self, commit_id: str) -> tuple[str, bytes] | None:
         """(armored signature, signed payload) of a commit, or None if unsigned."""

@@ -23,12 +23,15 @@ def parse_updates(text: str) -> list[tuple[str, str, str]]:
 
 
 def main() -> int:
+    raw = parse_updates(sys.stdin.read())
+    git_dir = Path(os.environ.get("GIT_DIR", ".")).resolve()
+    if _quick(raw, git_dir):
+        return 0
     from kavi.gitstore.hookcheck import HookChecker, Update
     from kavi.gitstore.repo import GitRepo
     from kavi.hooks.pinned import load_pinned
 
-    updates = [Update(o, n, r) for o, n, r in parse_updates(sys.stdin.read())]
-    git_dir = Path(os.environ.get("GIT_DIR", ".")).resolve()
+    updates = [Update(o, n, r) for o, n, r in raw]
     pinned = load_pinned(git_dir)
     if pinned is None:
         sys.stderr.write(
@@ -45,6 +48,21 @@ def main() -> int:
         sys.stderr.write(f"kavi: push rejected ({len(rejections)} problem(s)); nothing was changed\n")
         return 1
     return 0
+
+
+def _quick(raw: list[tuple[str, str, str]], git_dir: Path) -> bool:
+    """The fast lane (no pygit2) for pushes that touch nothing Kavi protects."""
+    import json
+
+    from kavi.hooks.quick import accepts
+
+    state = git_dir / "kavi"
+    try:
+        pinned = json.loads((state / "hook.json").read_text()).get("config", {})
+        (state / "trusted_signers").stat()
+    except (OSError, ValueError):
+        return False
+    return accepts(raw, state, pinned)
 
 
 if __name__ == "__main__":
