@@ -1,0 +1,394 @@
+"""Expression evaluation for the scanner's analysis.
+
+Every expression node is evaluated exactly once per pass to a :class:`Val`; the value
+of names, attributes and subscripts follows the data (aliases, containers,
+``__dict__``/``vars()``/``globals()``/``sys.modules`` look-ups with folded keys). A
+dangerous object is reported at the node that first *reaches* it. Lambdas and
+comprehensions get their own scopes; annotations are evaluated including code hidden
+in string forward references, which ``typing.get_type_hints`` and pydantic ``eval``.
+"""
+
+from __future__ import annotations
+
+import ast
+import unicodedata
+from collections.abc import Sequence
+
+from kavi.policy.scan_names import NameResolver, canon_attr_cached, canon_cached
+from kavi.policy.scan_scope import (
+    CLASS,
+    COMP,
+    EMPTY,
+    FUNCTION,
+    UNK,
+    Rec,
+    Scope,
+    Val,
+    container,
+    contents,
+    union,
+)
+
+_CONSTANT = ast.Constant
+_NO_REC: Rec = ("?", None, None, 0)
+
+
+class ExprEvaluator(NameResolver):
+    def stmts(self, body: Sequence[ast.stmt], scope: Scope, top: bool = False) -> None:
+        handlers = self._S
+        for st in body:
+            handler = handlers.get(st.__class__)
+            if handler is not None:
+                handler(self, st, scope, top)
+            else:
+                self.generic(st, scope)
+
+    def generic(self, node: ast.AST, scope: Scope) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.expr):
+                self.ev(child, scope)
+            elif isinstance(child, ast.stmt):
+                self.stmts([child], scope)
+            else:
+                self.generic(child, scope)
+
+    def assign(self, target: ast.AST, v: Val, scope: Scope, rec: Rec, top: bool) -> None:
+        """Bind an assignment target (names, unpacking, attributes, subscripts) to ``v``."""
+        if isinstance(target, ast.Name):
+            self.bind(scope, target.id, v, rec, (id(rec[1]), rec[3]), top)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            inner = contents(v)
+            kind, expr, rscope, _ = rec
+            for i, elt in enumerate(target.elts):
+                if isinstance(elt, ast.Starred):
+                    self.assign(elt.value, container(inner), scope, ("?", expr, None, i + 1000), top)
+                elif kind == "=":
+                    self.assign(elt, inner, scope, ("unpack", expr, rscope, i), top)
+                else:
+                    self.assign(elt, inner, scope, ("?", expr, None, i + 1000), top)
+        elif isinstance(target, ast.Attribute):
+            self.ev(target.value, scope)
+            if target.attr == "TYPE_CHECKING":
+                self.tc_tampered = True
+            if v is not UNK:
+                self.attr_store(target.attr, v)
+            if rec[0] == "=":
+                self.attr_rec(target.attr, (id(rec[1]), rec[3]), rec)
+        elif isinstance(target, ast.Subscript):
+            base = self.ev(target.value, scope)
+            self.ev(target.slice, scope)
+            if isinstance(target.value, ast.Name):
+                self.update_existing(target.value.id, scope, v)
+            self._namespace_store(target, base, v, scope, rec)
+        elif isinstance(target, ast.Starred):
+            self.assign(target.value, container(contents(v)), scope, _NO_REC, top)
+        else:
+            self.ev(target, scope)
+
+    def _namespace_store(self, target: ast.Subscript, base: Val, v: Val, scope: Scope, rec: Rec) -> None:
+        """``globals()["x"] = v`` binds a global; ``obj.__dict__["x"] = v`` an attribute."""
+        value = target.value
+        into_dict = (isinstance(value, ast.Attribute) and value.attr == "__dict__") or (
+            isinstance(value, ast.Call) and getattr(value.func, "id", None) == "vars" and value.args
+        )
+        if "#ns" not in base.atoms and not into_dict:
+            return
+        for name in self.folder.fold_str(target.slice, scope) or ():
+            if "#ns" in base.atoms:
+                self.bind(self.module, name, v, rec, (id(target), 0))
+            else:
+                if v is not UNK:
+                    self.attr_store(name, v)
+                if rec[0] == "=":
+                    self.attr_rec(name, (id(target), 0), rec)
+
+    def ev(self, node: ast.AST, scope: Scope) -> Val:
+        cls = node.__class__
+        if cls is _CONSTANT:
+            return UNK
+        handler = self._E.get(cls)
+        if handler is None:
+            self.generic(node, scope)
+            return UNK
+        return handler(self, node, scope)
+
+    def e_constant(self, node: ast.AST, scope: Scope) -> Val:
+        return UNK
+
+    def e_name(self, node: ast.Name, scope: Scope) -> Val:
+        if node.ctx.__class__ is not ast.Load:
+            return UNK
+        name = node.id
+        v, builtin = self.lookup(name, scope)
+        if builtin:
+            if name == "__builtins__":
+                self.emit(node, "KS303", "'__builtins__' reaches eval/exec/__import__")
+            elif name == "__loader__":
+                self.emit(node, "KS304", "'__loader__' can load and run modules")
+            else:
+                self.flag(node, v)
+        return v
+
+    def e_attribute(self, node: ast.Attribute, scope: Scope) -> Val:
+        base = self.ev(node.value, scope)
+        attr = node.attr
+        d = self.cp.attr_rules.get(attr)
+        if d is not None:
+            self.emit(node, d.rule, d.what)
+        if node.ctx.__class__ is not ast.Load:
+            return UNK
+        result = self.attr_of(base, attr)
+        if base is not UNK and result is not UNK:
+            self.flag_new(node, result, base)
+            self._flag_marker_attr(node, base, attr)
+        return result
+
+    def _flag_marker_attr(self, node: ast.AST, base: Val, attr: str) -> None:
+        atoms = base.atoms
+        if "#spec" in atoms and attr == "loader":
+            self.emit(node, "KS304", "'__spec__.loader' can load and run modules")
+        if "#anyattr" in atoms and attr in self.cp.danger_leaves:
+            self.emit(node, "KS301", f"{attr!r} read from an object fetched with a computed name")
+
+    def e_subscript(self, node: ast.Subscript, scope: Scope) -> Val:
+        base = self.ev(node.value, scope)
+        self.ev(node.slice, scope)
+        if base is UNK or node.ctx.__class__ is not ast.Load:
+            return UNK
+        result = self.subscript_of(base, node.slice, scope, node)
+        self.flag_new(node, result, base)
+        return result
+
+    def subscript_of(self, base: Val, key: ast.expr, scope: Scope, node: ast.AST) -> Val:
+        out: set[str] = set(base.elems)
+        for atom in base.atoms:
+            if atom == "q:sys.modules":
+                names = self.folder.fold_str(key, scope)
+                for name in names or ():
+                    out.add("q:" + canon_cached(name))
+                    d = self.cp.import_danger(name)
+                    if d is not None:
+                        self.emit(node, d.rule, d.what)
+            elif atom == "#ns":
+                self._ns_lookup(key, scope, node, out)
+            elif atom.startswith("#dict:") or atom == "q:builtins":
+                qual = atom[6:] if atom[0] == "#" else "builtins"
+                names = self.folder.fold_str(key, scope)
+                if names is None:
+                    self.deferred.append(("dict", node, self.atom_val("q:" + qual), key, scope))
+                    out.add("#anyattr")
+                else:
+                    for name in self._name_forms(names):
+                        out.add("q:" + canon_attr_cached(qual, name))
+        if not out:
+            return UNK
+        return Val(frozenset(out), base.elems)
+
+    def _ns_lookup(self, key: ast.expr, scope: Scope, node: ast.AST, out: set[str]) -> None:
+        names = self.folder.fold_str(key, scope)
+        if names is None:
+            self.deferred.append(("ns", node, UNK, key, scope))
+            return
+        for name in self._name_forms(names):
+            if name == "__builtins__":
+                self.emit(node, "KS303", "globals()['__builtins__'] reaches eval/exec/__import__")
+                out.add("q:builtins")
+                continue
+            v, _ = self._lookup_module(name, True)
+            out.update(v.atoms)
+
+    @staticmethod
+    def _name_forms(names: list[str]) -> list[str]:
+        out = list(names)
+        for name in names:
+            if not name.isascii():
+                norm = unicodedata.normalize("NFKC", name)
+                if norm not in out:
+                    out.append(norm)
+        return out
+
+    def e_binop(self, node: ast.BinOp, scope: Scope) -> Val:
+        a = self.ev(node.left, scope)
+        b = self.ev(node.right, scope)
+        if a.elems or b.elems:
+            return Val(EMPTY, a.elems | b.elems)
+        return UNK
+
+    def e_boolop(self, node: ast.BoolOp, scope: Scope) -> Val:
+        out = UNK
+        for value in node.values:
+            out = union(out, self.ev(value, scope))
+        return out
+
+    def e_unaryop(self, node: ast.UnaryOp, scope: Scope) -> Val:
+        self.ev(node.operand, scope)
+        return UNK
+
+    def e_compare(self, node: ast.Compare, scope: Scope) -> Val:
+        self.ev(node.left, scope)
+        for comp in node.comparators:
+            self.ev(comp, scope)
+        return UNK
+
+    def e_ifexp(self, node: ast.IfExp, scope: Scope) -> Val:
+        self.ev(node.test, scope)
+        return union(self.ev(node.body, scope), self.ev(node.orelse, scope))
+
+    def e_seq(self, node: ast.Tuple | ast.List | ast.Set, scope: Scope) -> Val:
+        out = UNK
+        for elt in node.elts:
+            v = self.ev(elt, scope)
+            if v is not UNK:
+                out = union(out, v)
+        if node.__class__ is not ast.Set and node.ctx.__class__ is not ast.Load:  # type: ignore[union-attr]
+            return UNK
+        return container(out)
+
+    def e_dict(self, node: ast.Dict, scope: Scope) -> Val:
+        out = UNK
+        for k in node.keys:
+            if k is not None:
+                self.ev(k, scope)
+        for value in node.values:
+            v = self.ev(value, scope)
+            if v is not UNK:
+                out = union(out, v)
+        for k, value in zip(node.keys, node.values, strict=True):
+            if k is None:
+                out = union(out, contents(self.ev(value, scope)))
+        return container(out)
+
+    def e_joinedstr(self, node: ast.JoinedStr, scope: Scope) -> Val:
+        for value in node.values:
+            if value.__class__ is not ast.Constant:
+                self.ev(value, scope)
+        return UNK
+
+    def e_formatted(self, node: ast.FormattedValue, scope: Scope) -> Val:
+        self.ev(node.value, scope)
+        if node.format_spec is not None:
+            self.ev(node.format_spec, scope)
+        return UNK
+
+    def e_starred(self, node: ast.Starred, scope: Scope) -> Val:
+        return self.ev(node.value, scope)
+
+    def e_slice(self, node: ast.Slice, scope: Scope) -> Val:
+        for part in (node.lower, node.upper, node.step):
+            if part is not None:
+                self.ev(part, scope)
+        return UNK
+
+    def e_await(self, node: ast.Await, scope: Scope) -> Val:
+        return self.ev(node.value, scope)
+
+    def e_yield(self, node: ast.Yield | ast.YieldFrom, scope: Scope) -> Val:
+        if node.value is not None:
+            v = self.ev(node.value, scope)
+            self.returns(scope, v if isinstance(node, ast.YieldFrom) else container(v))
+        return UNK
+
+    def e_namedexpr(self, node: ast.NamedExpr, scope: Scope) -> Val:
+        v = self.ev(node.value, scope)
+        target_scope = scope
+        while target_scope.kind == COMP and target_scope.parent is not None:
+            target_scope = target_scope.parent
+        self.bind(target_scope, node.target.id, v, ("=", node.value, scope, 0), (id(node.value), 0))
+        return v
+
+    def e_lambda(self, node: ast.Lambda, scope: Scope) -> Val:
+        fs = self._function_scope(node, node.args, scope)
+        v = self.ev(node.body, fs)
+        self.returns(fs, v)
+        return self.atom_val(f"f:{fs.ident}")
+
+    def e_comp(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp, scope: Scope) -> Val:
+        cs = self.scope_for(node, COMP, scope)
+        self.loop_depth += 1
+        for i, gen in enumerate(node.generators):
+            iter_scope = scope if i == 0 else cs
+            it = self.ev(gen.iter, iter_scope)
+            self.assign(gen.target, contents(it), cs, ("iter", gen.iter, iter_scope, 0), False)
+            for cond in gen.ifs:
+                self.ev(cond, cs)
+        if isinstance(node, ast.DictComp):
+            v = union(self.ev(node.key, cs), self.ev(node.value, cs))
+        else:
+            v = self.ev(node.elt, cs)
+        self.loop_depth -= 1
+        return container(v)
+
+    def _function_scope(self, node: ast.AST, args: ast.arguments, scope: Scope) -> Scope:
+        defaults = [self.ev(d, scope) for d in args.defaults]
+        kw_defaults = [None if d is None else self.ev(d, scope) for d in args.kw_defaults]
+        fs = self.scopes.get(id(node))
+        if fs is None:
+            fs = self._new_scope(FUNCTION, scope, node)
+            fs.params = [a.arg for a in (*args.posonlyargs, *args.args)]
+            fs.kwonly = [a.arg for a in args.kwonlyargs]
+            fs.vararg = args.vararg.arg if args.vararg else None
+            fs.kwarg = args.kwarg.arg if args.kwarg else None
+            fs.is_method = scope.kind == CLASS
+        offset = len(fs.params) - len(defaults)
+        for i, name in enumerate(fs.params):
+            if i >= offset:
+                expr = args.defaults[i - offset]
+                self.bind(fs, name, defaults[i - offset], ("=", expr, scope, 0), (id(expr), 0))
+            else:
+                self.bind(fs, name, UNK, None, (0, 0))
+        for i, name in enumerate(fs.kwonly):
+            dv = kw_defaults[i]
+            kexpr = args.kw_defaults[i]
+            if dv is not None and kexpr is not None:
+                self.bind(fs, name, dv, ("=", kexpr, scope, 0), (id(kexpr), 0))
+            else:
+                self.bind(fs, name, UNK, None, (0, 0))
+        for extra in (fs.vararg, fs.kwarg):
+            if extra is not None:
+                self.bind(fs, extra, UNK, _NO_REC, (id(node), 1))
+        return fs
+
+    def annotation(self, node: ast.expr, scope: Scope, depth: int = 0) -> None:
+        """Evaluate an annotation, including code hidden in string forward references
+        (``typing.get_type_hints`` and pydantic ``eval`` them)."""
+        self.ev(node, scope)
+        if depth > 3:
+            return
+        strings: list[ast.Constant] = []
+        self._annotation_strings(node, strings)
+        for const in strings:
+            text = const.value
+            if not isinstance(text, str) or len(text) > 10_000:
+                continue
+            try:
+                parsed = ast.parse(text.strip(), mode="eval")
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                continue
+            saved = self.loc
+            if saved is None:
+                self.loc = (const.lineno, const.col_offset + 1)
+            try:
+                self.annotation(parsed.body, scope, depth + 1)
+            finally:
+                self.loc = saved
+
+    def _annotation_strings(self, node: ast.expr, out: list[ast.Constant]) -> None:
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, str):
+                out.append(node)
+        elif isinstance(node, ast.Subscript):
+            head = node.value
+            name = head.attr if isinstance(head, ast.Attribute) else getattr(head, "id", "")
+            if name == "Literal":
+                return
+            inner = node.slice
+            if name == "Annotated" and isinstance(inner, ast.Tuple) and inner.elts:
+                self._annotation_strings(inner.elts[0], out)
+                return
+            self._annotation_strings(inner, out)
+        elif isinstance(node, ast.BinOp):
+            self._annotation_strings(node.left, out)
+            self._annotation_strings(node.right, out)
+        elif isinstance(node, (ast.Tuple, ast.List)):
+            for elt in node.elts:
+                self._annotation_strings(elt, out)
