@@ -282,7 +282,8 @@ def _forge_promotion(served: Served, *, sign_with: Path | None, tamper: str | No
     merge = git(*args, cwd=repo)
     git("merge", "--abort", cwd=repo, check=False)
     git("reset", "-q", "--hard", merge, cwd=repo)
-    tag_msg = f"Kavi promotion: write_note v2\n\n{message.split(chr(10) * 2, 1)[1]}Kavi-Merge: {merge}\nKavi-Tree: {tree}\n"
+    body = message.split("\n\n", 1)[1]
+    tag_msg = f"Kavi promotion: write_note v2\n\n{body}Kavi-Merge: {merge}\nKavi-Tree: {tree}\n"
     git(
         "-c",
         f"user.signingkey={(sign_with or served.key)}.pub",
