@@ -71,7 +71,8 @@ class Demo:
                 remedy="re-run `kavi demo --keep` and inspect the demo repository",
             )
         if show:
-            for line in (text.stdout + text.stderr).rstrip().splitlines():
+            # what the command asked or warned (stderr) reads before its result (stdout)
+            for line in (text.stderr.rstrip() + "\n" + text.stdout.rstrip()).strip().splitlines():
                 if not line.startswith("» "):
                     self.echo(f"  {line}")
         self.steps.append(
@@ -136,7 +137,7 @@ def run_demo(*, keep: bool, echo: Echo, workdir: Path | None = None) -> dict[str
     echo("\n2. Initialise the forge: governance files, ledger, git config")
     demo.kavi("init")
 
-    echo("\n3. Propose the first skill, write_note (seed decision D004)")
+    echo("\n3. Propose the first skill, write_note")
     proposal = demo.kavi_json(
         "propose-skill",
         "--name",
@@ -154,6 +155,34 @@ def run_demo(*, keep: bool, echo: Echo, workdir: Path | None = None) -> dict[str
     echo("\n4. Build it in a sandbox with the `files` backend (an example shipped with Kavi);")
     echo("   the diff-allowlist gate judges what the backend left")
     demo.kavi("build-skill", pid[:8], "--backend", "files", "--from", str(_examples_dir()))
+
+    echo("\n5. Verify: policy scan, invariants, ruff, mypy --strict, pytest under the runtime guard")
+    demo.kavi("verify-skill", pid[:8])
+
+    echo("\n6. Promote — a person's decision, signed with the demo key (--yes stands in for the prompt)")
+    demo.kavi("promote-skill", pid[:8], "--yes")
+
+    echo("\n7. Run the TRUSTED skill (hash re-verified, input/output validated, guard on)")
+    payload = {"path": "Inbox/AI/hello.md", "title": "Hello from Kavi", "body": "Written by a TRUSTED skill."}
+    demo.kavi("run-skill", "write_note", "--json", json.dumps(payload))
+    note = demo.repo / "vault_out" / "Inbox" / "AI" / "hello.md"
+    echo(f"  {note.relative_to(demo.repo)}: {note.read_text().splitlines()[0]!r}")
+
+    echo("\n8. The audit view travels with the repository: git log --notes=kavi")
+    log = demo.sh("git", "log", "--notes=kavi", "-1", "--format=%h %s%n%N").stdout.strip().splitlines()
+    for line in log[:14]:
+        echo(f"  {line}")
+    if len(log) > 14:
+        echo(f"  … ({len(log) - 14} more lines)")
+    verify = demo.sh("git", "verify-commit", "HEAD", check=False)
+    echo(f"  git verify-commit HEAD: {'good signature' if verify.returncode == 0 else 'FAILED'}")
+
+    echo("\n9. Tamper with the promoted file — run-skill refuses the changed bytes")
+    skill = demo.repo / "skills" / "write_note.py"
+    skill.write_text(skill.read_text().replace("# {input.title}", "# (tampered) {input.title}"))
+    demo.kavi("run-skill", "write_note", "--json", json.dumps(payload), expect=1)
+    demo.sh("git", "checkout", "--", "skills/write_note.py")
+    echo("  (restored with `git checkout -- skills/write_note.py`)")
 
     elapsed = time.monotonic() - started
     echo(f"\nDone in {elapsed:.1f}s. The demo forge is at {demo.repo}")
