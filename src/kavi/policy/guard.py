@@ -599,6 +599,9 @@ _LIBRARY_GENERATORS: MappingProxyType[str, tuple[tuple[str, str], ...]] = Mappin
         "_compile_identity_check_function": (("/typing_inspection/typing_objects.py", "checkfn"),),
         "_compile_isinstance_check_function": (("/typing_inspection/typing_objects.py", "checkfn"),),
         "get_annotations.<locals>.<dictcomp>": (("/typing_extensions.py", "typeexpr"),),
+        # not a code generator: hypothesis checks whether a Random it tracks is still
+        # referenced (it never hands the referrers to the caller)
+        "register_random": (("/hypothesis/internal/entropy.py", "gc-referrers"),),
     }
 )
 
@@ -1414,6 +1417,7 @@ def _check(
     _open: Any = _check_open,
     _path: Any = _check_path,
     _dyn: Any = _check_dynamic,
+    _lib: Any = _library_shape,
     _prot: Any = _is_protected,
     _str: Any = _to_str,
     _res: Any = _resolve,
@@ -1450,6 +1454,8 @@ def _check(
     if kind == "native":
         return f"native code: {event} (ctypes is refused)"
     if kind == "tamper":
+        if event == "gc.get_referrers" and caller is not None and _lib(pol, caller.f_code) == "gc-referrers":
+            return None
         return f"tamper: {event}"
     if kind == "sock":
         family = args[1] if _len(args) > 1 else None
@@ -1517,6 +1523,8 @@ def _needs_caller(
     event: str, args: tuple[Any, ...], *, _type: Any = type, _len: Any = len, _str_t: Any = str
 ) -> bool:
     if event == "compile" or event == "marshal.loads" or event == "code.__new__":
+        return True
+    if event == "gc.get_referrers":
         return True
     if event != "object.__setattr__" or _len(args) < 2:
         return False
