@@ -27,6 +27,7 @@ Rules, per ref:
 from __future__ import annotations
 
 import fnmatch
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -34,7 +35,7 @@ from kavi.gitstore.objects import TagInfo, read_tag, trailers
 from kavi.gitstore.repo import MODE_BLOB, ZERO_OID, GitRepo, RawDelta
 from kavi.gitstore.trust import commit_verdict
 from kavi.layout import CONFIG_FILE, KAVI_DIR, SIGNERS_FILE
-from kavi.sshsig import parse_allowed_signers, verify
+from kavi.sshsig import verify
 
 LEDGER_REF = "refs/kavi/ledger"
 NOTES_REF = "refs/notes/kavi"
@@ -113,6 +114,21 @@ PROMOTE_REMEDY = (
 )
 
 
+def fold(name: str) -> str:
+    """A path as a case-insensitive, normalising filesystem sees it.
+
+    NFKC (``ſ`` → ``s``, ``K`` → ``K``), then casefold, then drop format characters
+    (zero-width joiners and the like, which HFS+ ignores in names).
+    """
+    text = unicodedata.normalize("NFKC", name).casefold()
+    return "".join(c for c in text if unicodedata.category(c) != "Cf")
+
+
+def signer_lines(text: str) -> set[str]:
+    """The entries of an allowed-signers file, compared verbatim (comments and blanks aside)."""
+    return {line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")}
+
+
 def _is_zero(oid: str) -> bool:
     return oid == ZERO_OID or set(oid) == {"0"}
 
@@ -185,34 +201,57 @@ class HookChecker:
             return None if value is None or _is_zero(value) or not self.repo.has_object(value) else value
         return self.repo.ref_target(ref)
 
-    def _known_tips(self, exclude: str) -> list[str]:
-        if self.before is not None:
-            return [v for v in self.before.values() if not _is_zero(v) and self.repo.has_object(v)]
-        return [t for r, t in self.repo.refs("refs/").items() if r != exclude]
+    def _protected_tips(self, exclude: str) -> list[str]:
+        """Tips of the other protected branches: a new protected branch is judged on every
+        commit that is not already part of protected history."""
+        tips = []
+        for ref in self.protected_branches:
+            if ref == exclude:
+                continue
+            tip = self._before(ref)
+            if tip is not None:
+                tips.append(tip)
+        return tips
 
     @property
     def protected_branches(self) -> list[str]:
-        return [f"refs/heads/{b}" for b in self._config.protected]
+        """Branches protected at install time stay protected, whatever a config says later."""
+        names = list(self.pinned.config.protected)
+        names += [b for b in self._config.protected if b not in names]
+        return [f"refs/heads/{b}" for b in names]
 
-    def is_protected_path(self, path: str) -> bool:
-        """Case-insensitive: on a case-insensitive checkout ``Skills/x.py`` *is* ``skills/x.py``."""
-        cfg = self._config
-        p = path.casefold()
-        for prefix in (KAVI_DIR.casefold(), cfg.skills_dir.casefold()):
-            if p == prefix or p.startswith(prefix + "/"):
+    def is_protected_path(self, path: str, layouts: Sequence[HookConfig] = ()) -> bool:
+        """Compared after :func:`fold`: on a case-insensitive or normalising checkout
+        ``Skills/x.py`` and ``ſkills/x.py`` *are* ``skills/x.py``. ``layouts`` adds the
+        configurations of commits inside the push (a moved ``skills_dir`` is protected too)."""
+        p = fold(path)
+        for cfg in (self._config, *layouts):
+            for prefix in (fold(KAVI_DIR), fold(cfg.skills_dir)):
+                if p == prefix or p.startswith(prefix + "/"):
+                    return True
+            tests = fold(cfg.tests_dir)
+            if p.startswith(tests + "/") and fnmatch.fnmatch(p[len(tests) + 1 :], "test_skill_*.py"):
                 return True
-        tests = cfg.tests_dir.casefold()
-        if p.startswith(tests + "/"):
-            return fnmatch.fnmatch(p[len(tests) + 1 :], "test_skill_*.py")
         return False
 
     # -- signatures ------------------------------------------------------------------------
 
-    def signed_ok(self, commit: str, principal: str | None = None) -> tuple[bool, str]:
-        key = f"{commit}:{principal}"
+    def signed_ok(
+        self, commit: str, principal: str | None = None, *, at: str | None = None
+    ) -> tuple[bool, str]:
+        """Signed by a key trusted before the push — and, with ``at`` (the commit's parent
+        on a protected branch), still trusted there: a key removed earlier in the same
+        push no longer counts."""
+        key = f"{commit}:{principal}:{at}"
         if key not in self._sig_cache:
             verdict = commit_verdict(self.repo, commit, self._signers, principal=principal)
-            self._sig_cache[key] = (verdict.ok, verdict.principal or verdict.detail)
+            result = (verdict.ok, verdict.principal or verdict.detail)
+            current = self._signers_at(at)
+            if verdict.ok and current is not None and signer_lines(current) != signer_lines(self._signers):
+                again = commit_verdict(self.repo, commit, current, principal=principal)
+                if not again.ok:
+                    result = (False, "the key was removed from .kavi/allowed_signers before this commit")
+            self._sig_cache[key] = result
         return self._sig_cache[key]
 
     def tag_ok(self, tag: TagInfo) -> tuple[bool, str]:
@@ -229,7 +268,41 @@ class HookChecker:
     # -- entry point ---------------------------------------------------------------------
 
     def check(self) -> list[Rejection]:
+        guarded = [*self.protected_branches, LEDGER_REF, NOTES_REF]
         for u in self.updates:
+            alias = next((g for g in guarded if fold(u.ref) == fold(g) and u.ref != g), None)
+            if (
+                alias is None
+                and fold(u.ref).startswith(fold(TAG_PREFIX))
+                and not u.ref.startswith(TAG_PREFIX)
+            ):
+                alias = TAG_PREFIX + "…"
+            if alias is not None:
+                self.reject(
+                    u.ref,
+                    "ref-alias",
+                    f"{u.ref} differs from Kavi's {alias} only in case or "
+                    "normalisation (the same file on a case-insensitive server)",
+                    f"use {alias} itself",
+                )
+                continue
+            if u.ref.startswith("refs/replace/"):
+                self.reject(
+                    u.ref,
+                    "replace-ref",
+                    "replace refs would make git show other objects in place of the ones Kavi checked",
+                    "do not push refs/replace/*; rewrite history instead",
+                )
+                continue
+            if u.ref.startswith(NOTES_REF) and u.ref != NOTES_REF:
+                self.reject(
+                    u.ref,
+                    "unknown-kavi-ref",
+                    f"{u.ref} looks like Kavi's notes (git log shows "
+                    "refs/notes/kavi*) but is not refs/notes/kavi",
+                    "use a notes ref outside refs/notes/kavi*",
+                )
+                continue
             if u.ref in self.protected_branches:
                 self.check_protected_branch(u)
             elif u.ref == LEDGER_REF:
@@ -268,7 +341,7 @@ class HookChecker:
                 commit=u.new,
             )
             return
-        hide = self._known_tips(u.ref) if _is_zero(u.old) else [u.old]
+        hide = self._protected_tips(u.ref) if _is_zero(u.old) else [u.old]
         new_commits = set(self.repo.walk_new_commits(u.new, hide))
         chain: list[str] = []
         current: str | None = u.new
@@ -292,28 +365,53 @@ class HookChecker:
         for commit in reversed(chain):
             self.check_commit(u, branch, commit)
 
-    def _guarded_tops(self, tree: str | None) -> frozenset[tuple[str, str]]:
-        """The top-level entries that could hold a protected path (names compared casefolded)."""
+    def _guarded_tops(self, tree: str | None, layouts: Sequence[HookConfig]) -> frozenset[tuple[str, str]]:
+        """The top-level entries that could hold a protected path: folded names matching a
+        protected first component, and every non-ASCII name (decided by the full diff)."""
         if tree is None:
             return frozenset()
-        cfg = self._config
-        firsts = {p.split("/", 1)[0].casefold() for p in (KAVI_DIR, cfg.skills_dir, cfg.tests_dir)}
-        return frozenset((n, o) for n, o in self.repo.top_entries(tree).items() if n.casefold() in firsts)
+        firsts = {
+            fold(p.split("/", 1)[0])
+            for cfg in (self._config, *layouts)
+            for p in (KAVI_DIR, cfg.skills_dir, cfg.tests_dir)
+        }
+        return frozenset(
+            (n, o) for n, o in self.repo.top_entries(tree).items() if not n.isascii() or fold(n) in firsts
+        )
 
-    def protected_changes(self, parent_tree: str | None, tree: str) -> list[RawDelta]:
-        if self._guarded_tops(parent_tree) == self._guarded_tops(tree):
+    def protected_changes(
+        self, parent_tree: str | None, tree: str, layouts: Sequence[HookConfig] = ()
+    ) -> list[RawDelta]:
+        if self._guarded_tops(parent_tree, layouts) == self._guarded_tops(tree, layouts):
             return []
         return [
             d
             for d in self.repo.diff_raw(parent_tree, tree)
-            if self.is_protected_path(d.old_path) or self.is_protected_path(d.new_path)
+            if self.is_protected_path(d.old_path, layouts) or self.is_protected_path(d.new_path, layouts)
         ]
+
+    def _layout_at(self, commit: str | None) -> list[HookConfig]:
+        """The layout committed at ``commit`` when it differs from the pre-push one."""
+        if commit is None:
+            return []
+        entry = self.repo.entry(commit, CONFIG_FILE)
+        if entry is None:
+            return []
+        layout = self._config_from_blob(entry.oid)
+        return [] if layout == self._config else [layout]
+
+    def _signers_at(self, commit: str | None) -> str | None:
+        if commit is None:
+            return None
+        data = self.repo.file_bytes(commit, SIGNERS_FILE)
+        return None if data is None else data.decode("utf-8", "replace")
 
     def check_commit(self, u: Update, branch: str, commit: str) -> None:
         tree, parents = self.repo.commit_meta(commit)
         parent = parents[0] if parents else None
         parent_tree = self.repo.commit_meta(parent)[0] if parent else None
-        changes = self.protected_changes(parent_tree, tree)
+        layouts = self._layout_at(parent)
+        changes = self.protected_changes(parent_tree, tree, layouts)
         if not changes:
             return
         info = self.repo.commit(commit)
@@ -324,7 +422,7 @@ class HookChecker:
             self.check_promotion(u, branch, commit, info.tree, info.parents, fields, parent_tree)
             return
         if action == "revoke" and len(info.parents) == 1:
-            self.check_revocation(u, branch, commit, info.tree, fields, parent_tree)
+            self.check_revocation(u, branch, commit, info.tree, fields, parent, parent_tree)
             return
         if skill_paths:
             first = skill_paths[0]
@@ -344,34 +442,23 @@ class HookChecker:
                 path=first.path,
             )
             return
-        self.check_governance(u, commit, info.tree, parent_tree, changes)
+        self.check_governance(u, commit, info.tree, parent, parent_tree, changes)
 
     def check_governance(
-        self, u: Update, commit: str, tree: str, parent_tree: str | None, changes: list[RawDelta]
+        self,
+        u: Update,
+        commit: str,
+        tree: str,
+        parent: str | None,
+        parent_tree: str | None,
+        changes: list[RawDelta],
     ) -> None:
         path = changes[0].path
         had_kavi = parent_tree is not None and self.repo.entry(parent_tree, KAVI_DIR) is not None
         if not had_kavi:
-            signers = self.repo.file_bytes(tree, SIGNERS_FILE)
-            pinned = {e.line() for e in parse_allowed_signers(self.pinned.signers)}
-            found = (
-                {e.line() for e in parse_allowed_signers(signers.decode("utf-8", "replace"))}
-                if signers
-                else set()
-            )
-            if found != pinned:
-                self.reject(
-                    u.ref,
-                    "trust-root-mismatch",
-                    "the commit that first adds .kavi/ must carry exactly the trust root pinned when "
-                    "the server hook was installed",
-                    "commit the pinned .kavi/allowed_signers (or reinstall the hook with "
-                    "`git kavi hooks install --server <repo> --trust FILE`)",
-                    commit=commit,
-                    path=SIGNERS_FILE,
-                )
+            self._check_bootstrap(u, commit, tree)
             return
-        ok, detail = self.signed_ok(commit)
+        ok, detail = self.signed_ok(commit, at=parent)
         if not ok:
             self.reject(
                 u.ref,
@@ -381,6 +468,35 @@ class HookChecker:
                 "(git commit -S with gpg.format=ssh); a new key cannot approve its own addition",
                 commit=commit,
                 path=path,
+            )
+
+    def _check_bootstrap(self, u: Update, commit: str, tree: str) -> None:
+        """The commit that first adds ``.kavi/``: exactly the pinned trust root, signed by it."""
+        signers = self.repo.file_bytes(tree, SIGNERS_FILE)
+        found = signer_lines(signers.decode("utf-8", "replace")) if signers else set()
+        if found != signer_lines(self.pinned.signers):
+            self.reject(
+                u.ref,
+                "trust-root-mismatch",
+                "the commit that first adds .kavi/ must carry exactly the trust root pinned when "
+                "the server hook was installed",
+                "commit the pinned .kavi/allowed_signers (or reinstall the hook with "
+                "`git kavi hooks install --server <repo> --trust FILE`)",
+                commit=commit,
+                path=SIGNERS_FILE,
+            )
+            return
+        verdict = commit_verdict(self.repo, commit, self.pinned.signers)
+        if not verdict.ok:
+            self.reject(
+                u.ref,
+                "trust-root-unsigned",
+                f"the commit that first adds .kavi/ must be signed by a key of the pinned trust root "
+                f"({verdict.detail}): it decides the forge's configuration and policy",
+                "sign it with a trusted key: `git commit --amend -S` on the `git kavi init` commit "
+                "(or `git rebase --exec 'git commit --amend --no-edit -S'`), then push again",
+                commit=commit,
+                path=KAVI_DIR,
             )
 
     # -- promotions and revocations ---------------------------------------------------
@@ -399,7 +515,7 @@ class HookChecker:
         parent_tree: str | None,
     ) -> None:
         remedy = PROMOTE_REMEDY.format(branch=branch)
-        ok, detail = self.signed_ok(commit)
+        ok, detail = self.signed_ok(commit, at=parents[0])
         if not ok:
             why = "unsigned" if detail == "unsigned" else f"not signed by an allowed signer ({detail})"
             self.reject(u.ref, "promotion-signature", f"promotion merge is {why}", remedy, commit=commit)
@@ -592,12 +708,19 @@ class HookChecker:
                 return
 
     def check_revocation(
-        self, u: Update, branch: str, commit: str, tree: str, f: dict[str, str], parent_tree: str | None
+        self,
+        u: Update,
+        branch: str,
+        commit: str,
+        tree: str,
+        f: dict[str, str],
+        parent: str | None,
+        parent_tree: str | None,
     ) -> None:
         remedy = (
             "revoke skills with `git kavi revoke-skill <name>` (signed by a trusted key) and push its tag"
         )
-        ok, detail = self.signed_ok(commit)
+        ok, detail = self.signed_ok(commit, at=parent)
         if not ok:
             self.reject(
                 u.ref,

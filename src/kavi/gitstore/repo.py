@@ -298,14 +298,37 @@ class GitRepo:
         return {str(e.name): str(e.id) for e in self._tree(tree_id)}
 
     def extract_signature(self, commit_id: str) -> tuple[str, bytes] | None:
-        """(armored signature, signed payload) of a commit, or None if unsigned."""
-        obj = self.raw.get(commit_id)
-        if not isinstance(obj, pygit2.Commit):
+        """(armored signature, signed payload) of a commit, or None if unsigned.
+
+        Parsed from the raw object the way git does: the signature is the ``gpgsig``
+        *header* (with its continuation lines); a ``gpgsig`` line inside the message
+        does not count. The payload is the object without that header.
+        """
+        try:
+            kind, raw = self.read_raw(commit_id)
+        except (KeyError, ValueError, pygit2.GitError):
             return None
-        sig, data = obj.gpg_signature
-        if sig is None:
+        if kind != "commit":
             return None
-        return sig.decode("utf-8", "replace"), bytes(data)
+        head, sep, message = raw.partition(b"\n\n")
+        lines = head.split(b"\n")
+        kept: list[bytes] = []
+        sig_lines: list[bytes] = []
+        in_sig = False
+        for line in lines:
+            if in_sig and line.startswith(b" "):
+                sig_lines.append(line[1:])
+                continue
+            in_sig = False
+            if line.startswith(b"gpgsig ") and not sig_lines:
+                in_sig = True
+                sig_lines.append(line[len(b"gpgsig ") :])
+                continue
+            kept.append(line)
+        if not sig_lines:
+            return None
+        payload = b"\n".join(kept) + sep + message
+        return b"\n".join(sig_lines).decode("utf-8", "replace") + "\n", payload
 
     # -- trees -----------------------------------------------------------------------
 
