@@ -7,11 +7,12 @@ the hook; replace refs are ignored) decide as the full rules would:
 * only branches are updated, none of them deleted, none an alias of a protected one;
 * on a protected branch the push adds commits and the old tip stays on the new
   first-parent line (``git log --first-parent old..new``);
-* no commit on that line changes a protected path against its first parent (git's
-  case-insensitive literal pathspecs for ``.kavi`` and the skills dir, the test-file
-  glob matched here on ``--name-only`` output);
-* no root tree on that line has a non-ASCII name or a case variant of a protected
-  directory (those aliases are judged by the full check).
+* no commit on that line changes a protected path against its first parent: the
+  top-level names each commit changes (``git diff-tree --stdin``, not recursive) must
+  not be ``.kavi``, the skills dir, a non-ASCII name or a case variant of a protected
+  directory; if the tests dir (or a nested skills dir's parent) changed, the changed
+  paths below it are listed with literal pathspecs and matched here (folded prefix,
+  ``test_skill_*.py`` glob).
 
 Anything else goes to the full check in :mod:`kavi.gitstore.hookcheck`. The fast lane
 can only say "accept" when the full check would; when in doubt it declines.
@@ -63,61 +64,90 @@ def _names(value: object) -> set[str]:
     return {str(v) for v in value} if isinstance(value, list) else set()
 
 
-def _root_names(trees: set[str]) -> set[str] | None:
-    """Every entry name in the given root trees, read in one ``git cat-file --batch``."""
-    out = _git("cat-file", "--batch", stdin="".join(f"{t}\n" for t in sorted(trees)).encode())
-    if out is None:
+def _fold(name: str) -> str:
+    import unicodedata
+
+    text = unicodedata.normalize("NFKC", name).casefold()
+    return "".join(c for c in text if unicodedata.category(c) != "Cf")
+
+
+def _first_parent_line(old: str, new: str, limit: int = 1_000_000) -> list[str] | None:
+    """Commits from ``new`` back along first parents until ``old`` (exclusive), newest first.
+
+    Streams ``git log --first-parent new`` and stops at ``old``: the cost grows with what
+    was pushed, not with the branch's history (``old..new`` would walk all of it without a
+    commit-graph). None if ``old`` is not on the line.
+    """
+    try:
+        proc = subprocess.Popen(
+            ["git", "log", "--first-parent", "--format=%H", new],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=_ENV,
+        )
+    except OSError:
         return None
-    names: set[str] = set()
-    pos = 0
-    while pos < len(out):
-        header_end = out.index(b"\n", pos)
-        header = out[pos:header_end].split()
-        if len(header) != 3 or header[1] != b"tree":
+    line: list[str] = []
+    found = False
+    try:
+        stream = proc.stdout
+        if stream is None:
             return None
-        size = int(header[2])
-        body = out[header_end + 1 : header_end + 1 + size]
-        pos = header_end + 1 + size + 1
-        i = 0
-        while i < len(body):
-            nul = body.index(b"\0", i)
-            names.add(body[body.index(b" ", i) + 1 : nul].decode("utf-8", "replace"))
-            i = nul + 21
-    return names
+        for raw in stream:
+            commit = raw.decode().strip()
+            if commit == old:
+                found = True
+                break
+            line.append(commit)
+            if len(line) > limit:
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+    return line if found else None
 
 
 def _line_is_ordinary(old: str, new: str, layout: dict[str, object]) -> bool:
-    log = _git("log", "--first-parent", "--format=%H %T %P", f"{old}..{new}")
-    if log is None:
-        return False
-    rows = [line.split() for line in log.decode().splitlines() if line.strip()]
-    if not rows or len(rows[-1]) < 3 or rows[-1][2] != old:
+    commits = _first_parent_line(old, new)
+    if not commits:
         return False  # nothing new (a rewind) or the old tip is not on the new first-parent line
     skills, tests = str(layout.get("skills_dir", "skills")), str(layout.get("tests_dir", "tests"))
-    firsts = {p.split("/", 1)[0].casefold() for p in (".kavi", skills, tests)}
-    names = _root_names({row[1] for row in rows})
-    if names is None:
-        return False
-    for name in names:
-        if not name.isascii() or (name.casefold() in firsts and name not in firsts):
-            return False
-    touched = _git(
-        "rev-list", "--first-parent", f"{old}..{new}", "--",
-        ":(icase,literal).kavi", f":(icase,literal){skills}",
+    kavi_top, skills_top, tests_top = (_fold(p.split("/", 1)[0]) for p in (".kavi", skills, tests))
+    # top-level names each commit changes against its first parent (no recursion: cheap)
+    tops = _git(
+        "diff-tree", "--stdin", "--no-commit-id", "--name-only", "-m", "--first-parent", "-z",
+        stdin="".join(f"{c}\n" for c in commits).encode(),
     )  # fmt: skip
-    if touched is None or touched.strip():
+    if tops is None:
         return False
-    # literal pathspecs let git prune its tree walk; the test-file glob is matched here
+    deeper = False
+    for raw in {t for t in tops.split(b"\0") if t}:
+        name = raw.decode("utf-8", "replace")
+        folded = _fold(name)
+        if not name.isascii() or folded == kavi_top:
+            return False  # an alias, or .kavi itself: the full check decides
+        if folded == skills_top and "/" not in skills:
+            return False  # the skills dir changed
+        if folded in (skills_top, tests_top):
+            if name not in (skills.split("/", 1)[0], tests.split("/", 1)[0]):
+                return False  # a case variant of a protected directory
+            deeper = True
+    if not deeper:
+        return True
+    # a nested skills dir or the tests dir changed: look at the paths (literal pathspecs
+    # let git prune its walk; the folded prefix and the test-file glob are matched here)
     changed = _git(
         "log", "--first-parent", "--diff-merges=first-parent", "--no-renames", "--format=",
-        "--name-only", "-z", f"{old}..{new}", "--", f":(icase,literal){tests}",
+        "--name-only", "-z", f"{old}..{new}", "--", f":(literal){skills}", f":(literal){tests}",
     )  # fmt: skip
     if changed is None:
         return False
-    prefix = tests.casefold() + "/"
+    skills_prefix, tests_prefix = _fold(skills) + "/", _fold(tests) + "/"
     for raw in changed.split(b"\0"):
-        low = raw.decode("utf-8", "replace").strip("\n").casefold()
-        if low.startswith(prefix) and fnmatch.fnmatch(low[len(prefix) :], "test_skill_*.py"):
+        path = _fold(raw.decode("utf-8", "replace").strip("\n"))
+        if path.startswith(skills_prefix):
+            return False
+        if path.startswith(tests_prefix) and fnmatch.fnmatch(path[len(tests_prefix) :], "test_skill_*.py"):
             return False
     return True
 
