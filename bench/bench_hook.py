@@ -60,18 +60,22 @@ def timed_push(repo: Path, remote: str, env: dict[str, str], *refs: str) -> floa
     return time.perf_counter() - start
 
 
-def part_one(root: Path, env: dict[str, str], history: int, push: int, rounds: int) -> None:
-    repo = root / "forge"
+def forge_with_remotes(root: Path, name: str, env: dict[str, str], history: int = 0) -> Path:
+    """A signed forge (optionally with ``history`` extra commits), pushed to a plain and a
+    hooked bare repository (remotes ``plain`` and ``hooked``)."""
+    repo = root / name
     sh("git", "init", "-q", "-b", "main", str(repo), cwd=root, env=env)
-    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / "key1"), cwd=root, env=env)
+    key = root / f"{name}-key"
+    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key), cwd=root, env=env)
     sh("git", "config", "gpg.format", "ssh", cwd=repo, env=env)
-    sh("git", "config", "user.signingkey", str(root / "key1.pub"), cwd=repo, env=env)
+    sh("git", "config", "user.signingkey", f"{key}.pub", cwd=repo, env=env)
     (repo / "README.md").write_text("bench\n")
     sh("git", "add", "-A", cwd=repo, env=env)
     sh("git", "commit", "-q", "-m", "init", cwd=repo, env=env)
     sh(*KAVI, "init", cwd=repo, env=env)
-    fast_import_commits(repo, env, "main", history, "history")
-    plain, hooked = root / "plain.git", root / "hooked.git"
+    if history:
+        fast_import_commits(repo, env, "main", history, "history")
+    plain, hooked = root / f"{name}-plain.git", root / f"{name}-hooked.git"
     for bare in (plain, hooked):
         sh("git", "init", "-q", "--bare", str(bare), cwd=root, env=env)
     sh(*KAVI, "hooks", "install", "--server", str(hooked), cwd=repo, env=env)
@@ -79,6 +83,11 @@ def part_one(root: Path, env: dict[str, str], history: int, push: int, rounds: i
     sh("git", "remote", "add", "hooked", str(hooked), cwd=repo, env=env)
     timed_push(repo, "plain", env, "main")
     timed_push(repo, "hooked", env, "main")
+    return repo
+
+
+def part_one(root: Path, env: dict[str, str], history: int, push: int, rounds: int) -> None:
+    repo = forge_with_remotes(root, "forge", env, history)
     # one untimed round: the hook parses the committed config once and caches it by blob id
     fast_import_commits(repo, env, "main", 10, "warmup")
     timed_push(repo, "plain", env, "main")
@@ -89,37 +98,25 @@ def part_one(root: Path, env: dict[str, str], history: int, push: int, rounds: i
         without.append(timed_push(repo, "plain", env, "main"))
         with_hook.append(timed_push(repo, "hooked", env, "main"))
     w, wo = statistics.median(with_hook), statistics.median(without)
-    print(f"[1] push {push} commits onto {history}: without hook {wo * 1000:7.1f} ms, "
-          f"with hook {w * 1000:7.1f} ms")
+    print(
+        f"[1] push {push} commits onto {history}: without hook {wo * 1000:7.1f} ms, "
+        f"with hook {w * 1000:7.1f} ms"
+    )
     print(f"    ratio with/without = {w / wo:.2f}x   (goal <= 1.5x, median of {rounds})")
 
 
 def variant(i: int) -> tuple[str, str, str]:
     name = f"note_{i}"
     camel = f"Note{i}"
-    skill = (EXAMPLE / "skills/write_note.py").read_text().replace("write_note", name).replace("WriteNote", camel)
+    skill = (
+        (EXAMPLE / "skills/write_note.py").read_text().replace("write_note", name).replace("WriteNote", camel)
+    )
     test = (EXAMPLE / "tests/test_skill_write_note.py").read_text().replace("write_note", name)
     return name, skill, test.replace("WriteNote", camel)
 
 
 def part_two(root: Path, env: dict[str, str], promotions: int) -> None:
-    repo = root / "forge2"
-    sh("git", "init", "-q", "-b", "main", str(repo), cwd=root, env=env)
-    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / "key"), cwd=root, env=env)
-    sh("git", "config", "gpg.format", "ssh", cwd=repo, env=env)
-    sh("git", "config", "user.signingkey", str(root / "key.pub"), cwd=repo, env=env)
-    (repo / "README.md").write_text("bench\n")
-    sh("git", "add", "-A", cwd=repo, env=env)
-    sh("git", "commit", "-q", "-m", "init", cwd=repo, env=env)
-    sh(*KAVI, "init", cwd=repo, env=env)
-    plain, hooked = root / "plain2.git", root / "hooked2.git"
-    for bare in (plain, hooked):
-        sh("git", "init", "-q", "--bare", str(bare), cwd=root, env=env)
-    sh(*KAVI, "hooks", "install", "--server", str(hooked), cwd=repo, env=env)
-    sh("git", "remote", "add", "plain", str(plain), cwd=repo, env=env)
-    sh("git", "remote", "add", "hooked", str(hooked), cwd=repo, env=env)
-    timed_push(repo, "plain", env, "main")
-    timed_push(repo, "hooked", env, "main")
+    repo = forge_with_remotes(root, "forge2", env)
     start = time.perf_counter()
     for i in range(promotions):
         name, skill, test = variant(i)
@@ -128,21 +125,42 @@ def part_two(root: Path, env: dict[str, str], promotions: int) -> None:
         (src / "tests").mkdir(parents=True)
         (src / "skills" / f"{name}.py").write_text(skill)
         (src / "tests" / f"test_skill_{name}.py").write_text(test)
-        schema = {"input": {"path": "str", "title": "str", "body": "str"},
-                  "output": {"written_path": "str", "sha256": "str"}}
-        pid = json.loads(sh(*KAVI, "propose-skill", "--name", name, "--desc", "bench", "--side-effect",
-                            "FILE_WRITE", "--io-schema-json", json.dumps(schema), "--format", "json",
-                            cwd=repo, env=env))["proposal_id"]
+        schema = {
+            "input": {"path": "str", "title": "str", "body": "str"},
+            "output": {"written_path": "str", "sha256": "str"},
+        }
+        pid = json.loads(
+            sh(
+                *KAVI,
+                "propose-skill",
+                "--name",
+                name,
+                "--desc",
+                "bench",
+                "--side-effect",
+                "FILE_WRITE",
+                "--io-schema-json",
+                json.dumps(schema),
+                "--format",
+                "json",
+                cwd=repo,
+                env=env,
+            )
+        )["proposal_id"]
         sh(*KAVI, "build-skill", pid, "--backend", "files", "--from", str(src), cwd=repo, env=env)
         sh(*KAVI, "verify-skill", pid, cwd=repo, env=env)
         sh(*KAVI, "promote-skill", pid, "--yes", cwd=repo, env=env)
-        print(f"    made promotion {i + 1}/{promotions} ({time.perf_counter() - start:.0f}s)", file=sys.stderr)
+        print(
+            f"    made promotion {i + 1}/{promotions} ({time.perf_counter() - start:.0f}s)", file=sys.stderr
+        )
     refs = ["main", "refs/tags/kavi/*:refs/tags/kavi/*", "refs/notes/kavi", "refs/kavi/ledger"]
     without = timed_push(repo, "plain", env, *refs)
     with_hook = timed_push(repo, "hooked", env, *refs)
     per = (with_hook - without) / promotions
-    print(f"[2] push {promotions} promotions at once: without hook {without * 1000:7.1f} ms, "
-          f"with hook {with_hook * 1000:7.1f} ms")
+    print(
+        f"[2] push {promotions} promotions at once: without hook {without * 1000:7.1f} ms, "
+        f"with hook {with_hook * 1000:7.1f} ms"
+    )
     print(f"    hook cost per promotion = {per * 1000:.1f} ms")
 
 
@@ -159,7 +177,9 @@ def main() -> None:
     home.mkdir()
     (home / ".gitconfig").write_text("[user]\n\tname = Bench\n\temail = bench@example.com\n")
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k != "PYTHONDONTWRITEBYTECODE"},
+        **{
+            k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k != "PYTHONDONTWRITEBYTECODE"
+        },
         "HOME": str(home),
     }
     try:

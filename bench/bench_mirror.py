@@ -22,14 +22,12 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from kavi.gitstore.mirror import mirror_events  # noqa: E402
-from kavi.gitstore.repo import GitRepo  # noqa: E402
-from kavi.hashing import blake3_hex  # noqa: E402
-from kavi.ledger.models import Artifact, ArtifactKind, Event  # noqa: E402
-from kavi.ledger.store import event_hash  # noqa: E402
-from kavi.sshsig import signer_from_key  # noqa: E402
+from kavi.gitstore.mirror import mirror_events
+from kavi.gitstore.repo import GitRepo
+from kavi.hashing import blake3_hex
+from kavi.ledger.models import Artifact, ArtifactKind, Event
+from kavi.ledger.store import event_hash
+from kavi.sshsig import signer_from_key
 
 
 def make_event(seq: int, prev: str) -> tuple[Event, bytes]:

@@ -23,7 +23,10 @@ import time
 from pathlib import Path
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "src" / "kavi" / "examples" / "write_note"
-SCHEMA = {"input": {"path": "str", "title": "str", "body": "str"}, "output": {"written_path": "str", "sha256": "str"}}
+SCHEMA = {
+    "input": {"path": "str", "title": "str", "body": "str"},
+    "output": {"written_path": "str", "sha256": "str"},
+}
 
 BASELINE = """
 import json, sys
@@ -63,7 +66,9 @@ def main() -> None:
     (home / ".gitconfig").write_text("[user]\n\tname = Bench\n\temail = bench@example.com\n")
     # a user's normal setup: bytecode caching on (this sandbox sets PYTHONDONTWRITEBYTECODE)
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k != "PYTHONDONTWRITEBYTECODE"},
+        **{
+            k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k != "PYTHONDONTWRITEBYTECODE"
+        },
         "HOME": str(home),
     }
     kavi = [sys.executable, "-m", "kavi"]
@@ -78,9 +83,24 @@ def main() -> None:
         sh("git", "add", "-A", cwd=repo, env=env)
         sh("git", "commit", "-q", "-m", "init", cwd=repo, env=env)
         sh(*kavi, "init", cwd=repo, env=env)
-        pid = json.loads(sh(*kavi, "propose-skill", "--name", "write_note", "--desc", "bench", "--side-effect",
-                            "FILE_WRITE", "--io-schema-json", json.dumps(SCHEMA), "--format", "json",
-                            cwd=repo, env=env))["proposal_id"]
+        pid = json.loads(
+            sh(
+                *kavi,
+                "propose-skill",
+                "--name",
+                "write_note",
+                "--desc",
+                "bench",
+                "--side-effect",
+                "FILE_WRITE",
+                "--io-schema-json",
+                json.dumps(SCHEMA),
+                "--format",
+                "json",
+                cwd=repo,
+                env=env,
+            )
+        )["proposal_id"]
         sh(*kavi, "build-skill", pid, "--backend", "files", "--from", str(EXAMPLE), cwd=repo, env=env)
         sh(*kavi, "verify-skill", pid, cwd=repo, env=env)
         sh(*kavi, "promote-skill", pid, "--yes", cwd=repo, env=env)

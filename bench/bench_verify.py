@@ -28,7 +28,10 @@ import time
 from pathlib import Path
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "src" / "kavi" / "examples" / "write_note"
-SCHEMA = {"input": {"path": "str", "title": "str", "body": "str"}, "output": {"written_path": "str", "sha256": "str"}}
+SCHEMA = {
+    "input": {"path": "str", "title": "str", "body": "str"},
+    "output": {"written_path": "str", "sha256": "str"},
+}
 
 
 def main() -> None:
@@ -52,8 +55,22 @@ def main() -> None:
         run("git", "commit", "-q", "-m", "init")
         kavi = [sys.executable, "-m", "kavi"]
         run(*kavi, "init")
-        pid = json.loads(run(*kavi, "propose-skill", "--name", "write_note", "--desc", "bench", "--side-effect",
-                             "FILE_WRITE", "--io-schema-json", json.dumps(SCHEMA), "--format", "json"))["proposal_id"]
+        pid = json.loads(
+            run(
+                *kavi,
+                "propose-skill",
+                "--name",
+                "write_note",
+                "--desc",
+                "bench",
+                "--side-effect",
+                "FILE_WRITE",
+                "--io-schema-json",
+                json.dumps(SCHEMA),
+                "--format",
+                "json",
+            )
+        )["proposal_id"]
         run(*kavi, "build-skill", pid, "--backend", "files", "--from", str(EXAMPLE))
         os.chdir(repo)
         from kavi.backends.env import scrubbed_env
@@ -91,10 +108,17 @@ def main() -> None:
         alone: dict[str, list[float]] = {"ruff": [], "mypy": [], "pytest": []}
         for _ in range(args.rounds):
             for name, fn in (
-                ("ruff", lambda: gates.ruff_gate(work, ["skills/write_note.py", "tests/test_skill_write_note.py"],
-                                                 policy, env)),
+                (
+                    "ruff",
+                    lambda: gates.ruff_gate(
+                        work, ["skills/write_note.py", "tests/test_skill_write_note.py"], policy, env
+                    ),
+                ),
                 ("mypy", lambda: gates.mypy_gate(work, "skills/write_note.py", policy, env, cache)),
-                ("pytest", lambda: gates.pytest_gate(work, "tests/test_skill_write_note.py", policy, test_env, tmp)),
+                (
+                    "pytest",
+                    lambda: gates.pytest_gate(work, "tests/test_skill_write_note.py", policy, test_env, tmp),
+                ),
             ):
                 start = time.perf_counter()
                 result = fn()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from support.variants import SKILL, TEST, variant
 
 from kavi.policy.invariants import Expectation, check_skill, check_test, model_names
+from support.variants import SKILL, TEST, variant
 
 EXPECT = Expectation(
     name="write_note",

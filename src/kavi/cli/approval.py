@@ -44,6 +44,15 @@ class Approval:
             )
 
 
+def require(approval: object, plan_digest: str, action: str) -> None:
+    """Refuse unless ``approval`` is a genuine Approval for exactly this plan."""
+    if not isinstance(approval, Approval):
+        from kavi.errors import TrustError
+
+        raise TrustError(f"{action} requires an Approval from the user-facing command")
+    approval.check(plan_digest)
+
+
 def stdin_is_terminal() -> bool:
     try:
         return sys.stdin.isatty()

@@ -211,13 +211,11 @@ class PromotionOutcome:
 
 
 def promote(forge: Forge, plan: PromotionPlan, approval: Approval) -> PromotionOutcome:
-    from kavi.cli.approval import Approval as ApprovalType
+    from kavi.cli.approval import require
     from kavi.forge.registry import derive, render_registry
     from kavi.policy.invariants import model_names
 
-    if not isinstance(approval, ApprovalType):
-        raise TrustError("promotion requires an Approval from the user-facing command")
-    approval.check(plan.digest)
+    require(approval, plan.digest, "promotion")
     repo = forge.repo
     config = forge.committed_config
     paths = skill_paths(config, plan.proposal.name)

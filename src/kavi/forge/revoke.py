@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kavi.clock import now_iso
-from kavi.errors import ConflictError, GitError, StateError, TrustError
+from kavi.errors import ConflictError, GitError, StateError
 from kavi.forge.context import Forge
 from kavi.hashing import canonical_json, sha256_hex
 from kavi.ledger.models import ArtifactKind, Promotion, Revocation
@@ -95,16 +95,14 @@ def plan_revocation(forge: Forge, name: str, reason: str, signer: SshSigner) -> 
 
 
 def revoke(forge: Forge, plan: RevocationPlan, approval: Approval) -> Revocation:
-    from kavi.cli.approval import Approval as ApprovalType
+    from kavi.cli.approval import require
     from kavi.forge.init import NOTES_REF
     from kavi.forge.records import revocation_trailers
     from kavi.forge.registry import derive, render_registry
     from kavi.forge.sync import mirror_pending
     from kavi.gitstore.objects import add_notes, format_trailers, write_signed_tag
 
-    if not isinstance(approval, ApprovalType):
-        raise TrustError("revocation requires an Approval from the user-facing command")
-    approval.check(plan.digest)
+    require(approval, plan.digest, "revocation")
     repo = forge.repo
     ledger = forge.ledger
     p = plan.promotion

@@ -131,9 +131,10 @@ def verify_skill(
     progress: Progress = lambda _msg: None,
 ) -> VerifyOutcome:
     from kavi.backends.env import scrubbed_env
+    from kavi.forge.invariant_check import expectation_for
     from kavi.gitstore import gate as scope_gate
     from kavi.policy.guard import GuardPolicy
-    from kavi.policy.invariants import Expectation, check_skill, check_test
+    from kavi.policy.invariants import check_skill, check_test
     from kavi.policy.scanner import scan_source
 
     ledger = forge.ledger
@@ -196,13 +197,7 @@ def verify_skill(
             )
 
         def invariants() -> GateResult:
-            expect = Expectation(
-                name=proposal.name,
-                class_name=paths.class_name,
-                side_effect=proposal.side_effect_class.value,
-                io_schema=proposal.io_schema,
-                secrets=tuple(proposal.required_secrets),
-            )
+            expect = expectation_for(proposal, paths)
             (skill_rel, skill_src), (test_rel, test_src) = files
             found = check_skill(skill_src, skill_rel, expect) + check_test(test_src, test_rel)
             return GateResult(
