@@ -516,5 +516,6 @@ def test_downgrade_through_a_merge_whose_first_parent_is_another_line(promoted: 
     _rejected(res, "first-parent", "does not pass through its current tip")
 
 
-def test_fsck_is_enabled_on_the_server(promoted: Served) -> None:
+def test_fsck_is_enabled_and_replace_refs_are_off_on_the_server(promoted: Served) -> None:
     assert git("config", "receive.fsckObjects", cwd=promoted.origin) == "true"
+    assert git("config", "core.useReplaceRefs", cwd=promoted.origin) == "false"

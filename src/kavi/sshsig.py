@@ -12,8 +12,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,12 +30,6 @@ def _ssh_keygen() -> str:
             remedy="install OpenSSH (e.g. `apt install openssh-client`)",
         )
     return found
-
-
-@contextmanager
-def _scratch() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="kavi-sig-") as tmp:
-        yield Path(tmp)
 
 
 def normalize_public_key(line: str) -> str:
@@ -223,6 +215,27 @@ def signature_public_key(signature: str) -> str | None:
     return f"{key_type} {base64.b64encode(key_blob).decode()}"
 
 
+_SIGNER_FILES: dict[str, Path] = {}
+_SIGNER_DIR: list[Path] = []
+
+
+def _signers_file(allowed_signers: str) -> Path:
+    """One file per distinct allowed-signers text for the life of the process."""
+    import atexit
+    import hashlib
+
+    found = _SIGNER_FILES.get(allowed_signers)
+    if found is not None and found.exists():
+        return found
+    if not _SIGNER_DIR:
+        _SIGNER_DIR.append(Path(tempfile.mkdtemp(prefix="kavi-signers-")))
+        atexit.register(shutil.rmtree, _SIGNER_DIR[0], True)
+    path = _SIGNER_DIR[0] / hashlib.sha256(allowed_signers.encode()).hexdigest()
+    path.write_text(allowed_signers)
+    _SIGNER_FILES[allowed_signers] = path
+    return path
+
+
 def verify(
     payload: bytes,
     signature: str,
@@ -234,8 +247,10 @@ def verify(
     """Check ``signature`` over ``payload`` against an allowed-signers text.
 
     With ``principal`` (a signer's claim, e.g. a ``Kavi-Signer`` trailer) one
-    ``ssh-keygen -Y verify`` call decides; a false claim simply fails. Without it the
-    principal is looked up first with ``-Y find-principals``.
+    ``ssh-keygen -Y verify`` call decides; a false claim simply fails. Otherwise the
+    candidates are the principals listed for the key embedded in the signature, and
+    only if that finds none is ``-Y find-principals`` asked (certificates, patterns).
+    The verdict is always ``ssh-keygen -Y verify``'s exit code. Thread-safe.
     """
     if "BEGIN SSH SIGNATURE" not in signature:
         return Verdict(False, None, None, "not an SSH signature")
@@ -244,30 +259,32 @@ def verify(
     if not allowed_signers.strip():
         return Verdict(False, None, key_fp, "no allowed signers")
     keygen = _ssh_keygen()
-    with _scratch() as tmp:
-        sig_file = tmp / "sig"
-        sig_file.write_text(signature)
-        signers_file = tmp / "allowed_signers"
-        signers_file.write_text(allowed_signers)
+    signers_file = _signers_file(allowed_signers)
+    with tempfile.NamedTemporaryFile("w", prefix="sig-", dir=signers_file.parent, delete=True) as fh:
+        fh.write(signature)
+        fh.flush()
+        sig_file = fh.name
         if principal is not None:
-            principals = [principal]
+            candidates = [principal]
         else:
-            found = subprocess.run(
-                [keygen, "-Y", "find-principals", "-s", str(sig_file), "-f", str(signers_file)],
-                capture_output=True,
-                timeout=_TIMEOUT,
-                check=False,
-                stdin=subprocess.DEVNULL,
-            )
-            if found.returncode != 0:
-                return Verdict(False, None, key_fp, "key is not an allowed signer (or not valid now)")
-            principals = [p for p in found.stdout.decode("utf-8", "replace").split() if p]
-        for candidate in principals:
+            candidates = principals_for_key(allowed_signers, embedded) if embedded else []
+            if not candidates:
+                found = subprocess.run(
+                    [keygen, "-Y", "find-principals", "-s", sig_file, "-f", str(signers_file)],
+                    capture_output=True,
+                    timeout=_TIMEOUT,
+                    check=False,
+                    stdin=subprocess.DEVNULL,
+                )
+                if found.returncode != 0:
+                    return Verdict(False, None, key_fp, "key is not an allowed signer (or not valid now)")
+                candidates = [p for p in found.stdout.decode("utf-8", "replace").split() if p]
+        for candidate in candidates:
             proc = subprocess.run(
                 [
                     keygen,
                     *("-Y", "verify", "-n", namespace, "-f", str(signers_file)),
-                    *("-I", candidate, "-s", str(sig_file)),
+                    *("-I", candidate, "-s", sig_file),
                 ],
                 input=payload,
                 capture_output=True,
@@ -276,6 +293,6 @@ def verify(
             )
             if proc.returncode == 0:
                 return Verdict(True, candidate, key_fp, "good signature")
-        if principal is not None:
-            return Verdict(False, None, key_fp, f"not a valid signature by an allowed key of {principal}")
-        return Verdict(False, None, key_fp, "signature does not verify")
+    if principal is not None:
+        return Verdict(False, None, key_fp, f"not a valid signature by an allowed key of {principal}")
+    return Verdict(False, None, key_fp, "signature does not verify (or the key is not valid now)")

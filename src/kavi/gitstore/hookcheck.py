@@ -254,11 +254,41 @@ class HookChecker:
             self._sig_cache[key] = result
         return self._sig_cache[key]
 
+    def _prefetch_signatures(self, items: list[tuple[str, str | None]]) -> None:
+        """Verify many commit signatures concurrently (each is one ssh-keygen process)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from kavi.sshsig import Verdict
+
+        todo = []
+        for commit, principal in items:
+            key = f"{commit}:{principal}:None"
+            if key in self._sig_cache:
+                continue
+            found = self.repo.extract_signature(commit)  # object reads stay on this thread
+            if found is None:
+                self._sig_cache[key] = (False, "unsigned")
+                continue
+            todo.append((key, found[1], found[0], principal))
+        if not todo:
+            return
+
+        def run(item: tuple[str, bytes, str, str | None]) -> tuple[str, Verdict]:
+            key, payload, signature, principal = item
+            return key, verify(payload, signature, self._signers, principal=principal)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for key, verdict in pool.map(run, todo):
+                self._sig_cache[key] = (verdict.ok, verdict.principal or verdict.detail)
+
     def tag_ok(self, tag: TagInfo) -> tuple[bool, str]:
         if tag.signature is None:
             return False, "unsigned tag"
-        verdict = verify(tag.payload, tag.signature, self._signers)
-        return verdict.ok, verdict.principal or verdict.detail
+        key = f"tag:{tag.id}"
+        if key not in self._sig_cache:
+            verdict = verify(tag.payload, tag.signature, self._signers)
+            self._sig_cache[key] = (verdict.ok, verdict.principal or verdict.detail)
+        return self._sig_cache[key]
 
     def reject(
         self, ref: str, rule: str, why: str, remedy: str, commit: str | None = None, path: str | None = None
@@ -819,10 +849,12 @@ class HookChecker:
             from kavi.gitstore.mirror import parse_event
 
             prev_event = parse_event(self.repo.commit(u.old).message)
+        infos = {c: self.repo.commit(c) for c in new}
+        claims = {c: trailers(i.message).get("Kavi-Signer") if ledger else None for c, i in infos.items()}
+        self._prefetch_signatures([(c, claims[c]) for c in new])
         for commit in new:
-            info = self.repo.commit(commit)
-            fields = trailers(info.message)
-            ok, detail = self.signed_ok(commit, fields.get("Kavi-Signer") if ledger else None)
+            info = infos[commit]
+            ok, detail = self.signed_ok(commit, claims[commit])
             if not ok:
                 self.reject(
                     u.ref,

@@ -130,8 +130,11 @@ def install_server(target: Path, *, trust: Path | None, protected: list[str] | N
     shutil.rmtree(state / "config-cache", ignore_errors=True)
     from kavi.gitstore.repo import GitRepo
 
-    # malformed trees (names with '/', '..', '.git') never reach the hook's path rules
-    GitRepo.open(target).config_set("receive.fsckObjects", "true")
+    server = GitRepo.open(target)
+    # malformed trees (names with '/', '..', '.git') never reach the hook's path rules,
+    # and replace refs cannot make git show other objects than the ones Kavi checked
+    server.config_set("receive.fsckObjects", "true")
+    server.config_set("core.useReplaceRefs", "false")
     result = _write_hook(git_dir / "hooks", "pre-receive")
     result.pinned_trust = state / TRUST_FILE
     result.notes.append(f"protected branches: {', '.join(config.protected)} (from {source})")
