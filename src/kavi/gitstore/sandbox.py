@@ -19,12 +19,14 @@ import os
 import re
 import shutil
 import stat
+import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pygit2
 
+from kavi.errors import GitError
 from kavi.gitstore.repo import MODE_BLOB, MODE_EXEC, MODE_LINK, GitRepo
 from kavi.ledger.models import Violation
 from kavi.secrets import redact
@@ -58,16 +60,35 @@ def create(
     base_commit: str,
     exclude: Iterable[str],
 ) -> Sandbox:
-    """Create branch + worktree at ``root/work``; withhold files matching ``exclude``."""
+    """Create branch + worktree at ``root/<worktree_name>``; withhold files matching ``exclude``.
+
+    The checkout is git's own (``git worktree add``, with hooks disabled): libgit2's
+    checkout is about three times slower on large trees.
+    """
     root.mkdir(parents=True, exist_ok=False)
-    work = root / "work"
+    work = root / worktree_name
     home = root / "home"
     tmp = root / "tmp"
     home.mkdir()
     tmp.mkdir()
-    ref = repo.raw.references.create(f"refs/heads/{branch}", pygit2.Oid(hex=base_commit))
-    repo.raw.add_worktree(worktree_name, str(work), ref)
-    box = Sandbox(root, work, home, tmp, worktree_name, branch, base_commit)
+    add = subprocess.run(
+        [
+            "git", "-c", "core.hooksPath=/dev/null", "worktree", "add", "-q", "--no-track",
+            "-b", branch, str(work), base_commit,
+        ],
+        cwd=repo.common_dir,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k not in _GIT_LOCATION_ENV},
+    )  # fmt: skip
+    if add.returncode != 0:
+        repo.delete_ref(f"refs/heads/{branch}")
+        prune_worktree(repo, worktree_name)
+        raise GitError(f"git worktree add failed: {add.stderr.strip()}")
+    gitdir = _gitfile_target(work / ".git")
+    name = gitdir.name if gitdir is not None else worktree_name
+    box = Sandbox(root, work, home, tmp, name, branch, base_commit)
     (work / ".git").unlink()  # no usable git link while the backend runs
     withhold = _matcher(exclude)
     for dirpath, dirnames, filenames in os.walk(work):
@@ -83,6 +104,19 @@ def create(
             else:
                 box.baseline[rel] = _stat_key(os.lstat(full))
     return box
+
+
+_GIT_LOCATION_ENV = frozenset(
+    {"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR"}
+)
+
+
+def _gitfile_target(path: Path) -> Path | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return Path(text[len("gitdir:") :].strip()) if text.startswith("gitdir:") else None
 
 
 def _matcher(patterns: Iterable[str]) -> Callable[[str], bool]:
