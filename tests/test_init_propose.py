@@ -222,3 +222,12 @@ def test_git_finds_the_git_kavi_subcommand(tmp_path: Path) -> None:
     assert json.loads(proc.stdout)["target_branch"] == "main"
     help_proc = subprocess.run(["git-kavi", "--help"], env=env, capture_output=True, text=True)
     assert "propose-skill" in help_proc.stdout
+
+
+def test_usage_errors_are_json_too_when_asked(tmp_path: Path) -> None:
+    repo = make_forge(tmp_path)
+    res = kavi("propose-skill", "--name", "x", "--format", "json", cwd=repo)
+    assert res.code == 2
+    assert json.loads(res.stdout)["message"].startswith("Missing option")
+    res = kavi("show", "no_such_skill", "--format", "json", cwd=repo)
+    assert res.code == 2 and res.json["code"] == "KAVI-NOT-FOUND"

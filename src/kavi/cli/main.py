@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 
@@ -18,6 +19,8 @@ def main(argv: list[str] | None = None) -> None:
         from kavi.cli.app import build_app
 
         app = build_app()
+        if _wants_json(args):
+            _run_json(app, args)
         app(args=args, prog_name=_prog_name(), standalone_mode=True)
     except KaviError as err:
         _report(err)
@@ -40,6 +43,40 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
         sys.exit(EXIT_INTERNAL)
+
+
+def _wants_json(args: list[str]) -> bool:
+    return any(a == "--format=json" for a in args) or any(
+        a == "--format" and b == "json" for a, b in itertools.pairwise(args)
+    )
+
+
+def _run_json(app: object, args: list[str]) -> None:
+    """With ``--format json``, even a usage error the parser finds is one JSON object.
+
+    The parser's exceptions are recognised by shape (click's ``Exit``, ``Abort`` and
+    ``ClickException``), so this works with Typer's vendored click and with click itself.
+    """
+    from kavi.cli import output
+    from kavi.errors import KaviError, UsageError
+
+    output.use(output.Format.json)
+    try:
+        result = app(args=args, prog_name=_prog_name(), standalone_mode=False)  # type: ignore[operator]
+    except KaviError:
+        raise
+    except Exception as exc:
+        kind = type(exc).__name__
+        if kind == "Exit":
+            sys.exit(int(getattr(exc, "exit_code", 0)))
+        if kind == "Abort":
+            sys.exit(130)
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            raise UsageError(
+                str(exc.format_message()), remedy=f"see `{_prog_name()} {args[0]} --help`"
+            ) from None
+        raise
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 def _prog_name() -> str:

@@ -225,6 +225,12 @@ class Ledger:
             by_name = self._many(Proposal, "name = ?", (ref,), "created_at DESC, id")
             if by_name:
                 return by_name[0]
+            if not all(c in "0123456789abcdef" for c in ref.lower()):
+                raise NotFoundError(
+                    f"no proposal named {ref!r}",
+                    remedy="list them with `git kavi list-proposals`, or propose it with "
+                    "`git kavi propose-skill`",
+                )
         return self.resolve(Proposal, ref, what="proposal")
 
     def proposals(self) -> list[Proposal]:
