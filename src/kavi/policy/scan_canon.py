@@ -92,6 +92,17 @@ WEAK_MODULE_ATTRS: dict[str, str] = {
         "_weakref",
         "codecs",
         "platform",
+        "urllib",
+        "http",
+        "ssl",
+        "ftplib",
+        "smtplib",
+        "poplib",
+        "imaplib",
+        "nntplib",
+        "telnetlib",
+        "xmlrpc",
+        "socketserver",
     ]
 }
 WEAK_MODULE_ATTRS.update(

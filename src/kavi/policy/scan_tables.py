@@ -94,6 +94,7 @@ DYN_IMPORT: dict[str, str] = {
     "sys.meta_path": "import hooks load code",
     "sys.path_hooks": "import hooks load code",
     "sys.path_importer_cache": "import hooks load code",
+    "importlib.reload": "reload() runs a module's code again",
 }
 
 # Building code or function objects (KS203): only when called (``isinstance`` is fine).
@@ -111,6 +112,9 @@ UNSAFE_DESER: dict[str, str] = {
     "yaml.CLoader": "yaml.CLoader constructs arbitrary objects",
     "yaml.CUnsafeLoader": "yaml.CUnsafeLoader constructs arbitrary objects",
     "yaml.add_constructor": "custom YAML constructors run code",
+    "yaml.full_load": "yaml.full_load constructs Python objects",
+    "yaml.full_load_all": "yaml.full_load_all constructs Python objects",
+    "yaml.FullLoader": "yaml.FullLoader constructs Python objects",
     "pandas.read_pickle": "read_pickle unpickles arbitrary objects",
     "jsonpickle": "jsonpickle constructs arbitrary objects",
     "joblib.load": "joblib.load unpickles arbitrary objects",

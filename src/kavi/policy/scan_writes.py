@@ -161,18 +161,25 @@ _FILELIKE = re.compile(
 _DRIVE = re.compile(r"^[A-Za-z]:/")
 
 
+_IMPORT_DIR_CALLS: dict[str, int] = {"sys.path.insert": 1, "sys.path.append": 0}
+
+
 class WriteChecker:
     def __init__(self, analyzer: Analyzer) -> None:
         self.an = analyzer
         self.pending: list[tuple[Sink, ast.Call, Scope, str]] = []
+        self.import_dirs: list[tuple[ast.Call, Scope, str]] = []
 
     def reset(self) -> None:
         self.pending = []
+        self.import_dirs = []
 
     def func_call(self, node: ast.Call, qual: str, scope: Scope) -> None:
         sink = FUNC_SINKS.get(qual)
         if sink is not None:
             self.pending.append((sink, node, scope, qual))
+        if qual in _IMPORT_DIR_CALLS:
+            self.import_dirs.append((node, scope, qual))
 
     def method_call(self, node: ast.Call, attr: str, scope: Scope) -> None:
         sink = METHOD_SINKS.get(attr)
@@ -181,7 +188,23 @@ class WriteChecker:
 
     # -- judging -------------------------------------------------------------------
 
+    def _check_import_dirs(self) -> None:
+        """``sys.path.insert(0, "/tmp/x")``: a fixed directory whose planted modules later
+        imports would run. Paths derived from ``__file__`` or the skill's context are fine."""
+        for node, scope, qual in self.import_dirs:
+            index = _IMPORT_DIR_CALLS[qual]
+            arg = self._arg(node, index, None)
+            for text, complete in (self.an.folder.path(arg, scope) or ()) if arg is not None else ():
+                if complete:
+                    self.an.emit(
+                        node,
+                        "KS202",
+                        f"{qual}() adds the fixed directory {text!r}: later imports would load code from it",
+                    )
+                    break
+
     def check_all(self) -> None:
+        self._check_import_dirs()
         seen: set[tuple[int, str]] = set()
         for sink, node, scope, name in self.pending:
             key = (id(node), name)
@@ -242,6 +265,10 @@ class WriteChecker:
         mode_node = self._arg(node, sink.mode_index, sink.mode_kw)
         if sink.mode == "flags":
             return mode_node is None or self._flags_write(mode_node)
+        if mode_node is None and (
+            any(k.arg is None for k in node.keywords) or any(isinstance(a, ast.Starred) for a in node.args)
+        ):
+            return True  # the mode may arrive through ``**kwargs`` / ``*args``: assume a write
         if mode_node is None:
             modes: list[str] | None = [sink.default_mode]
         else:
