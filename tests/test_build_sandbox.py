@@ -112,7 +112,9 @@ MISBEHAVIOUR = {
     "rename_tracked": [("README.md", "deleted"), ("docs/README.md", "outside-allowlist")],
     "nested_repo": [("vendor/inner", "nested-repo")],
     "git_dir_in_sandbox": [(".git", "nested-repo")],
-    "main_repo_tamper": [(".git/config", "tripwire"), (".git/hooks/pre-push", "tripwire")],
+    # confined: the write lands in a copy-on-write layer and is named ("escape");
+    # unconfined: the tripwire finds it in the real repository and restores it
+    "main_repo_tamper": [(".git/config", "escape|tripwire"), (".git/hooks/pre-push", "escape|tripwire")],
     "env_dump": [("env.txt", "outside-allowlist"), ("skills/write_note.py", "secret")],
     "ignored_file": [("vault_out/leak.md", "outside-allowlist")],
 }
@@ -135,8 +137,8 @@ def test_misbehaving_agent_fails_with_precise_reason(
     assert code == 1, build
     assert build["status"] == "FAILED"
     found = {(v["path"], v["rule"]) for v in build["violations"]}  # type: ignore[union-attr]
-    for expected in MISBEHAVIOUR[mode]:
-        assert expected in found, f"{expected} not in {found}"
+    for path, rules in MISBEHAVIOUR[mode]:
+        assert any(p.endswith(path) and r in rules.split("|") for p, r in found), f"{path} not in {found}"
     assert git_state(forge) == before, "main repository changed"
     _assert_clean(forge, tmp_path)
     _assert_no_secret_anywhere(forge, tmp_path, build)
@@ -205,3 +207,76 @@ def test_missing_claude_executable_is_refused_before_any_state(
     assert "fix:" in res.stderr
     assert git_state(forge) == before
     assert kavi("show", pid, "--format", "json", cwd=forge).json["builds"] == []
+
+
+def test_unconfined_builds_fall_back_to_the_tripwire(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
+) -> None:
+    policy = forge / ".kavi/policy.yaml"
+    policy.write_text(policy.read_text().replace("confine: auto", "confine: 'off'"))
+    git("commit", "-q", "-am", "no namespace jail for builds", cwd=forge)
+    _install(tmp_path, monkeypatch, "main_repo_tamper", forge)
+    pid = propose_write_note(forge)
+    before = git_state(forge)
+    code, build = _build(forge, pid)
+    assert code == 1
+    rules = {(v["path"], v["rule"]) for v in build["violations"]}  # type: ignore[union-attr]
+    assert (".git/config", "tripwire") in rules and (".git/hooks/pre-push", "tripwire") in rules
+    assert git_state(forge) == before  # restored
+
+
+def _path_without_namespace_tools(tmp_path: Path) -> str:
+    """A PATH holding the fake claude, git, ssh-keygen and python, but no unshare/setpriv."""
+    import shutil
+    import sys
+
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for name in ("git", "ssh-keygen", "sh", "env"):
+        found = shutil.which(name)
+        assert found, name
+        (tools / name).symlink_to(found)
+    (tools / "python3").symlink_to(sys.executable)
+    return f"{tmp_path / 'bin'}{os.pathsep}{tools}"
+
+
+def test_required_confinement_refuses_to_build_where_namespaces_are_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
+) -> None:
+    import subprocess
+    import sys
+
+    policy = forge / ".kavi/policy.yaml"
+    policy.write_text(policy.read_text().replace("confine: auto", "confine: required"))
+    git("commit", "-q", "-am", "builds must be confined", cwd=forge)
+    _install(tmp_path, monkeypatch, "good", forge)
+    pid = propose_write_note(forge)
+    before = git_state(forge)
+    env = {**os.environ, "PATH": _path_without_namespace_tools(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "kavi", "build-skill", pid, "--backend", "claude"],
+        cwd=forge,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot confine processes" in proc.stderr and "sandbox.confine: auto" in proc.stderr
+    assert git_state(forge) == before
+    assert kavi("show", pid, "--format", "json", cwd=forge).json["builds"] == []
+    _assert_clean(forge, tmp_path)
+
+
+def test_the_transcript_says_how_the_backend_was_confined(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
+) -> None:
+    from kavi.backends import jail
+
+    _install(tmp_path, monkeypatch, "good", forge)
+    pid = propose_write_note(forge)
+    code, build = _build(forge, pid)
+    assert code == 0, build
+    log = (forge / str(build["log_artifact"])).read_text()
+    expected = "confinement: namespaces" if jail.available() else "confinement: none (tripwire only)"
+    assert expected in log

@@ -23,6 +23,10 @@ class BackendRequest:
     allowed_paths: tuple[str, ...]
     env: dict[str, str]
     timeout_seconds: float
+    confine: bool = True  # run external processes in a namespace jail when possible
+    protect: tuple[Path, ...] = ()  # directories the backend must not change (overlaid in the jail)
+    scratch: Path | None = None  # where the jail keeps its scratch layers (outside the sandbox)
+    withhold: tuple[Path, ...] = ()  # secret paths the jail covers with empty read-only mounts
 
 
 @dataclass

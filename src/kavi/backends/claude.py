@@ -15,6 +15,7 @@ import shutil
 from typing import Any
 
 from kavi.backends.base import BackendRequest, BackendResult
+from kavi.backends.jail import Jail, confine
 from kavi.backends.proc import run_bounded
 from kavi.config import ClaudeBackendConfig
 from kavi.errors import BackendError
@@ -110,14 +111,34 @@ class ClaudeBackend:
     def run(self, request: BackendRequest) -> BackendResult:
         argv = build_argv(self.config, self.executable(request.env.get("PATH")), request)
         timeout = min(request.timeout_seconds, self.config.timeout_seconds)
-        proc = run_bounded(argv, cwd=request.sandbox, env=request.env, timeout=timeout)
+        jail = (
+            confine(argv, scratch=request.scratch, protect=request.protect, withhold=request.withhold)
+            if request.confine and request.scratch is not None
+            else Jail(argv, False)
+        )
+        confined = jail.confined
+        proc = run_bounded(jail.argv, cwd=request.sandbox, env=request.env, timeout=timeout)
+        escapes = jail.escapes()
         transcript = (
+            "confinement: "
+            + (
+                "namespaces (PID, /proc, user; no capabilities), copy-on-write view of the repository "
+                f"and home, {len(request.withhold)} secret path(s) withheld"
+                if confined
+                else "none (tripwire only)"
+            )
+            + "\n"
             f"$ {self.config.command} -p <packet> {' '.join(argv[3:])}\n"
             f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}\n"
             f"--- exit: {'killed after timeout' if proc.timed_out else proc.returncode}"
             f" in {proc.duration_s:.1f}s ---\n"
         )
-        details: dict[str, Any] = {"exit_code": proc.returncode, "duration_s": proc.duration_s}
+        details: dict[str, Any] = {
+            "exit_code": proc.returncode,
+            "duration_s": proc.duration_s,
+            "confined": confined,
+            "escapes": escapes,
+        }
         if proc.timed_out:
             return BackendResult(
                 ok=False,

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from kavi.ledger.models import (
 from kavi.ledger.reducer import EventKind
 from kavi.ledger.states import ProposalStatus
 from kavi.secrets import redact, secret_values
+from kavi.textsafe import printable
 
 Progress = Callable[[str], None]
 
@@ -134,22 +136,22 @@ def _log_body(
 ) -> str:
     lines = [
         f"- status: **{build.status.value}**",
-        f"- branch: `{build.branch_name}`",
-        f"- base commit: `{build.base_commit}`",
-        f"- build commit: `{build.commit_id or '(none)'}`",
-        f"- allowed paths: `{paths.skill_file}`, `{paths.test_file}`",
-        f"- summary: {build.summary}",
+        f"- branch: {_code(build.branch_name)}",
+        f"- base commit: {_code(build.base_commit)}",
+        f"- build commit: {_code(build.commit_id or '(none)')}",
+        f"- allowed paths: {_code(paths.skill_file)}, {_code(paths.test_file)}",
+        f"- summary: {_code(build.summary)}",
     ]
     if withheld:
-        lines.append(f"- withheld from the sandbox: {', '.join(f'`{w}`' for w in withheld)}")
+        lines.append(f"- withheld from the sandbox: {', '.join(_code(printable(w)) for w in withheld)}")
     lines += ["", "## Gate", ""]
     if violations:
-        lines += [f"- `{v.path}` — {v.reason} [{v.rule}]" for v in violations]
+        lines += [f"- {_code(v.path)} — {_code(v.reason)} [{v.rule}]" for v in violations]
     else:
         lines.append("- no violations")
     lines += ["", "## Backend transcript", "", "```text"]
     transcript = result.transcript if result is not None else "(backend did not run)"
-    lines += [transcript.replace("```", "'''").rstrip(), "```"]
+    lines += [printable(transcript, multiline=True).replace("```", "'''").rstrip(), "```"]
     return "\n".join(lines)
 
 
@@ -187,6 +189,16 @@ def build_skill(
     if repo.entry(base, PACKET_FILE) is not None:
         raise ValidationError(f"the repository already tracks {PACKET_FILE}; Kavi needs that name")
     sandbox_base = _sandbox_base(forge)
+    if policy.sandbox.confine == "required":
+        from kavi.backends import jail
+
+        if not jail.available():
+            raise ConfigError(
+                "policy requires confined builds, and this machine cannot confine processes",
+                why="user and PID namespaces (unshare, setpriv) are unavailable here",
+                remedy="enable unprivileged user namespaces, or set sandbox.confine: auto in "
+                ".kavi/policy.yaml (a signed governance change)",
+            )
 
     build_id = str(uuid.uuid4())
     branch = f"skill/{proposal.name}-{build_id[:8]}"
@@ -273,7 +285,11 @@ def build_skill(
             credentials=config.backends.credential_names(),
             forbidden=[f"KAVI_SECRET_{s}" for s in proposal.required_secrets],
         )
-        before = tripwire.take(repo)
+        from kavi.backends import jail
+
+        confining = policy.sandbox.confine != "off" and backend.name == "claude" and jail.available()
+        before = None if confining else tripwire.take(repo)
+        home = Path(os.path.expanduser("~"))
         progress(f"running the {backend.name} backend in {box.work}")
         result = backend.run(
             BackendRequest(
@@ -282,9 +298,23 @@ def build_skill(
                 allowed_paths=paths.allowed,
                 env=env,
                 timeout_seconds=timeout or _default_timeout(forge, backend.name),
+                confine=policy.sandbox.confine != "off",
+                protect=tuple(
+                    jail.protected_dirs(forge.workdir, forge.location.common_dir, home, sandbox=box.root)
+                ),
+                scratch=box.root / "jail",
+                withhold=tuple(_withheld(forge, home)) if confining else (),
             )
         )
-        for change in tripwire.check(repo, before):
+        for where, what in result.details.get("escapes", []):
+            violations.append(
+                Violation(
+                    path=where,
+                    reason=f"the backend {what} {where} outside its sandbox (the real file is untouched)",
+                    rule="escape",
+                )
+            )
+        for change in tripwire.check(repo, before) if before is not None else []:
             violations.append(
                 Violation(path=change.split(" ")[0], reason=f"main repository: {change}", rule="tripwire")
             )
@@ -293,25 +323,34 @@ def build_skill(
         snap = sandbox.snapshot(
             repo,
             box,
-            max_file_bytes=policy.sandbox.max_file_bytes,
+            limits=sandbox.Limits(
+                max_file_bytes=policy.sandbox.max_file_bytes,
+                max_files=policy.sandbox.max_files,
+                max_depth=policy.sandbox.max_depth,
+            ),
+            allowed=paths.allowed,
             ignore=[PACKET_FILE] if packet_file.is_file() and not packet_file.is_symlink() else [],
             secrets=secrets,
         )
         violations.extend(snap.problems)
-        tree_id = repo.update_tree(repo.commit_tree(base), snap.changes)
-        person = repo.author()
-        author = Person(f"Kavi build ({backend.name})", BUILD_AUTHOR_EMAIL, person.time, person.offset)
-        commit_id = repo.write_commit(
-            tree=tree_id,
-            parents=[base],
-            message=_commit_message(proposal, build_id, attempt, backend.name, packet_hash),
-            author=author,
-        )
-        repo.set_ref(f"refs/heads/{branch}", commit_id, message="kavi: build commit", old=base)
-        violations.extend(
-            gate.check(repo, base, commit_id, paths.allowed, max_file_bytes=policy.sandbox.max_file_bytes)
-        )
-        violations = _dedupe(violations)
+        try:
+            tree_id = repo.update_tree(repo.commit_tree(base), snap.changes)
+        except GitError as exc:  # a name the checks above did not foresee: fail, commit nothing
+            violations.append(Violation(path=".", reason=exc.message, rule="bad-name"))
+        if tree_id is not None:
+            person = repo.author()
+            author = Person(f"Kavi build ({backend.name})", BUILD_AUTHOR_EMAIL, person.time, person.offset)
+            written = repo.write_commit(
+                tree=tree_id,
+                parents=[base],
+                message=_commit_message(proposal, build_id, attempt, backend.name, packet_hash),
+                author=author,
+            )
+            repo.set_ref(f"refs/heads/{branch}", written, message="kavi: build commit", old=base)
+            commit_id = written
+            violations.extend(
+                gate.check(repo, base, commit_id, paths.allowed, max_file_bytes=policy.sandbox.max_file_bytes)
+            )
     except KaviError as exc:
         error = f"build aborted: {exc.message}"
         pending_exc = exc
@@ -320,10 +359,14 @@ def build_skill(
         pending_exc = exc
     finally:
         if box is not None:
-            sandbox.remove(repo, box)
+            try:
+                sandbox.remove(repo, box)
+            except Exception as exc:  # never let cleanup stop the ledger from recording the build
+                progress(f"warning: could not remove the sandbox {box.root}: {exc}")
         if commit_id is None:
             repo.delete_ref(f"refs/heads/{branch}")
 
+    violations = _finalise(violations, secrets)
     ok = error is None and result is not None and result.ok and not violations
     status = BuildStatus.SUCCEEDED if ok else BuildStatus.FAILED
     finished = started.model_copy(
@@ -331,7 +374,7 @@ def build_skill(
             "status": status,
             "commit_id": commit_id,
             "tree_id": tree_id,
-            "summary": redact(_summary(result, violations, error), secrets),
+            "summary": printable(redact(_summary(result, violations, error), secrets)),
             "violations": violations,
             "finished_at": now_iso(),
         }
@@ -393,6 +436,14 @@ def build_skill(
     )
 
 
+def _code(text: str) -> str:
+    """``text`` as one markdown code span, whatever backticks it holds (agent-chosen names)."""
+    run = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * (run + 1)
+    pad = " " if run else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def _stem(artifact: Artifact, name: str, attempt: int) -> str:
     from kavi.artifacts.vault import artifact_stem
 
@@ -408,12 +459,44 @@ def _default_timeout(forge: Forge, backend: str) -> float:
     }.get(backend, 600.0)
 
 
-def _dedupe(violations: list[Violation]) -> list[Violation]:
+MAX_VIOLATIONS = 200
+
+
+def _finalise(violations: list[Violation], secrets: list[str]) -> list[Violation]:
+    """Sorted, de-duplicated, safe to show and at most :data:`MAX_VIOLATIONS` long.
+
+    Paths and reasons are agent-chosen text: secret values (and encodings of them) are
+    redacted and control characters escaped before they reach the ledger, the build log
+    or a terminal. Beyond the limit one ``truncated`` entry counts the rest.
+    """
     seen: set[tuple[str, str]] = set()
-    out = []
-    for v in sorted(violations, key=lambda v: (v.path, v.rule, v.reason)):
-        if (v.path, v.reason) in seen:
-            continue
-        seen.add((v.path, v.reason))
-        out.append(v)
+    out: list[Violation] = []
+    for v in violations:
+        safe = Violation(
+            path=printable(redact(v.path, secrets)),
+            reason=printable(redact(v.reason, secrets)),
+            rule=v.rule,
+        )
+        if (safe.path, safe.reason) not in seen:
+            seen.add((safe.path, safe.reason))
+            out.append(safe)
+    if len(out) > MAX_VIOLATIONS:  # keep the rarer findings; stray files are the bulk
+        out.sort(key=lambda v: (v.rule == "outside-allowlist", v.path))
+        rest = len(out) - MAX_VIOLATIONS + 1
+        more = Violation(path="…", reason=f"{rest} more violation(s) not listed", rule="truncated")
+        out = [*out[: MAX_VIOLATIONS - 1], more]
+    out.sort(key=lambda v: (v.rule == "truncated", v.path, v.rule, v.reason))
     return out
+
+
+def _withheld(forge: Forge, home: Path) -> list[Path]:
+    """Secret paths outside the sandbox the confined backend must not read."""
+    from kavi.backends.withhold import signing_key_files, withheld_paths
+
+    return withheld_paths(
+        workdir=forge.workdir,
+        common_dir=forge.location.common_dir,
+        home=home,
+        exclude=forge.policy.sandbox.exclude,
+        extra=signing_key_files(forge.repo.config_get("user.signingkey"), home),
+    )

@@ -27,7 +27,6 @@ Rules, per ref:
 from __future__ import annotations
 
 import fnmatch
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -36,6 +35,7 @@ from kavi.gitstore.repo import MODE_BLOB, ZERO_OID, GitRepo, RawDelta
 from kavi.gitstore.trust import commit_verdict
 from kavi.layout import CONFIG_FILE, KAVI_DIR, SIGNERS_FILE
 from kavi.sshsig import verify
+from kavi.textsafe import fold
 
 LEDGER_REF = "refs/kavi/ledger"
 NOTES_REF = "refs/notes/kavi"
@@ -112,16 +112,6 @@ PROMOTE_REMEDY = (
     "`verify-skill`, then `git kavi promote-skill <proposal>` (signed by a trusted key), and push "
     "the branch together with refs/tags/kavi/*, refs/notes/kavi and refs/kavi/ledger"
 )
-
-
-def fold(name: str) -> str:
-    """A path as a case-insensitive, normalising filesystem sees it.
-
-    NFKC (``ſ`` → ``s``, ``K`` → ``K``), then casefold, then drop format characters
-    (zero-width joiners and the like, which HFS+ ignores in names).
-    """
-    text = unicodedata.normalize("NFKC", name).casefold()
-    return "".join(c for c in text if unicodedata.category(c) != "Cf")
 
 
 def signer_lines(text: str) -> set[str]:

@@ -197,16 +197,28 @@ class GitRepo:
             ref = self.raw.references[name]
         except (KeyError, pygit2.InvalidSpecError):
             return None
-        target = ref.resolve().target
+        try:
+            target = ref.resolve().target
+        except (KeyError, pygit2.GitError):  # a symbolic ref pointing nowhere
+            return None
         return str(target)
 
     def refs(self, prefix: str = "refs/") -> dict[str, str]:
+        """Every ref under ``prefix`` → the object it resolves to.
+
+        A symbolic ref that resolves nowhere is listed as ``ref: <target>`` rather than
+        left out: callers comparing snapshots must see it appear.
+        """
         out: dict[str, str] = {}
         for name in self.raw.references:
             if name.startswith(prefix):
                 target = self.ref_target(name)
-                if target:
-                    out[name] = target
+                if target is None:
+                    try:
+                        target = f"ref: {self.raw.references[name].target}"
+                    except (KeyError, pygit2.GitError, pygit2.InvalidSpecError):
+                        continue
+                out[name] = target
         return out
 
     def set_ref(self, name: str, oid: str, *, message: str, old: str | None = None) -> None:
@@ -217,7 +229,14 @@ class GitRepo:
                 f"ref {name} moved concurrently (expected {old[:12]}, found {current or 'none'})",
                 remedy="re-run the command",
             )
-        self.raw.create_reference_direct(name, pygit2.Oid(hex=oid), True, message=message)
+        try:
+            self.raw.create_reference_direct(name, pygit2.Oid(hex=oid), True, message=message)
+        except (OSError, pygit2.GitError) as exc:
+            raise GitError(
+                f"cannot update {name}: {exc}",
+                why="git could not lock or write the ref (another git process, or a stale .lock file)",
+                remedy=f"check that no git command is running, remove a stale {name}.lock, and re-run",
+            ) from exc
 
     def delete_ref(self, name: str) -> None:
         try:
@@ -375,7 +394,13 @@ class GitRepo:
     def update_tree(self, base: str | None, changes: Mapping[str, tuple[int, str] | None]) -> str:
         """A new tree: ``base`` with ``path → (mode, oid)`` set, or removed when None."""
         base_tree = self._tree(base) if base else None
-        return str(self._update(base_tree, _nest(changes)))
+        try:
+            return str(self._update(base_tree, _nest(changes)))
+        except (pygit2.GitError, ValueError) as exc:
+            raise GitError(
+                f"cannot write the tree: {exc}",
+                why="a path is one git refuses to store (e.g. a name it reads as .git)",
+            ) from exc
 
     def _update(self, tree: pygit2.Tree | None, changes: dict[str, Any]) -> pygit2.Oid:
         builder = self.raw.TreeBuilder(tree) if tree is not None else self.raw.TreeBuilder()

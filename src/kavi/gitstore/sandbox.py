@@ -15,6 +15,7 @@ process) and reuse the base blob id, so large repositories are cheap to snapshot
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import os
 import re
 import shutil
@@ -29,7 +30,8 @@ import pygit2
 from kavi.errors import GitError
 from kavi.gitstore.repo import MODE_BLOB, MODE_EXEC, MODE_LINK, GitRepo
 from kavi.ledger.models import Violation
-from kavi.secrets import redact
+from kavi.secrets import redact, redact_bytes
+from kavi.textsafe import is_git_dir_name
 
 StatKey = tuple[int, int, int, int, int]
 
@@ -49,6 +51,7 @@ class Sandbox:
     base_commit: str
     withheld: list[str] = field(default_factory=list)
     baseline: dict[str, StatKey] = field(default_factory=dict)
+    root_id: tuple[int, int] = (0, 0)  # (device, inode) of root: found again if it is moved
 
 
 def create(
@@ -88,9 +91,10 @@ def create(
         raise GitError(f"git worktree add failed: {add.stderr.strip()}")
     gitdir = _gitfile_target(work / ".git")
     name = gitdir.name if gitdir is not None else worktree_name
-    box = Sandbox(root, work, home, tmp, name, branch, base_commit)
+    st = os.lstat(root)
+    box = Sandbox(root, work, home, tmp, name, branch, base_commit, root_id=(st.st_dev, st.st_ino))
     (work / ".git").unlink()  # no usable git link while the backend runs
-    withhold = _matcher(exclude)
+    withhold = name_matcher(exclude)
     for dirpath, dirnames, filenames in os.walk(work):
         rel_dir = os.path.relpath(dirpath, work)
         prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
@@ -119,7 +123,7 @@ def _gitfile_target(path: Path) -> Path | None:
     return Path(text[len("gitdir:") :].strip()) if text.startswith("gitdir:") else None
 
 
-def _matcher(patterns: Iterable[str]) -> Callable[[str], bool]:
+def name_matcher(patterns: Iterable[str]) -> Callable[[str], bool]:
     """One compiled regex for all fnmatch-style patterns."""
     parts = [fnmatch.translate(p) for p in patterns]
     if not parts:
@@ -128,10 +132,73 @@ def _matcher(patterns: Iterable[str]) -> Callable[[str], bool]:
     return lambda name: rx.match(name) is not None
 
 
+def locate(box: Sandbox) -> Path:
+    """Where the sandbox directory is now.
+
+    The backend owns its sandbox and may rename it (or put a symlink in its place):
+    the directory is found again by its device and inode, at ``root`` or beside it.
+    """
+    if _identity(box.root) == box.root_id:
+        return box.root
+    try:
+        with os.scandir(box.root.parent) as it:
+            for entry in it:
+                if _identity(Path(entry.path)) == box.root_id:
+                    return Path(entry.path)
+    except OSError:
+        pass
+    raise GitError(
+        f"the build sandbox {box.root} was moved where Kavi cannot find it",
+        why="the backend renamed its sandbox directory out of the sandbox base",
+        remedy=f"remove the stray directory by hand; look for {box.root.name} under {box.root.parent}",
+    )
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
+
 def remove(repo: GitRepo, box: Sandbox) -> None:
-    """Delete the sandbox directory and prune the worktree's metadata (idempotent)."""
-    shutil.rmtree(box.root, ignore_errors=True)
+    """Delete the sandbox directory and prune the worktree's metadata (idempotent).
+
+    Whatever the backend left: directories nested thousands deep, read-only
+    directories, the root renamed or replaced by a symlink.
+    """
+    try:
+        real: Path | None = locate(box)
+    except GitError:
+        real = None
+    if real is not None and real != box.root:
+        remove_tree(real)
+    remove_tree(box.root)
     prune_worktree(repo, box.worktree_name)
+
+
+def remove_tree(path: Path) -> None:
+    """``rm -rf`` that also empties read-only directories, iteratively (any depth).
+
+    A symlink is removed, never followed.
+    """
+    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+        os.unlink(path)
+        return
+    if not os.path.lexists(path):
+        return
+    for attempt in range(2):
+        try:
+            subprocess.run(["rm", "-rf", "--", str(path)], capture_output=True, check=False)
+        except OSError:
+            shutil.rmtree(path, ignore_errors=True)
+        if not os.path.lexists(path) or attempt:
+            return
+        try:  # read-only directories inside: make them writable (chmod -R never follows links)
+            subprocess.run(["chmod", "-R", "u+rwx", "--", str(path)], capture_output=True, check=False)
+        except OSError:
+            return
 
 
 def prune_worktree(repo: GitRepo, name: str) -> None:
@@ -154,91 +221,195 @@ class Snapshot:
     changes: dict[str, tuple[int, str] | None]
     problems: list[Violation]
     files_seen: int
+    complete: bool = True  # False when a limit stopped the walk early
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_file_bytes: int
+    max_files: int = 20_000
+    max_depth: int = 64
+    # Files outside the allowed paths are kept for inspection only while small:
+    # beyond these, the build commit holds a placeholder naming size and hash.
+    rejected_file_bytes: int = 64 * 1024
+    rejected_total_bytes: int = 1024 * 1024
+
+
+def placeholder(size: int, digest: str, why: str) -> bytes:
+    return f"[kavi: content not kept — {why}; {size} bytes, sha256 {digest}]\n".encode()
 
 
 def snapshot(
     repo: GitRepo,
     box: Sandbox,
     *,
-    max_file_bytes: int,
+    limits: Limits,
+    allowed: Sequence[str] = (),
     ignore: Iterable[str] = (),
     secrets: Sequence[str] = (),
 ) -> Snapshot:
     """Tree changes (relative to the base commit) and problems found in the sandbox.
 
-    A file containing a secret value is reported and committed with the value
-    replaced by ``[REDACTED]``: secrets never enter the object database.
+    The walk is iterative and bounded (``limits.max_depth`` levels, ``limits.max_files``
+    entries). A file containing a secret value — or an encoded form of one — is reported
+    and committed with the value replaced by ``[REDACTED]``; a name or symlink target
+    containing one is reported under a redacted name and not committed: secrets never
+    enter the object database. Files outside ``allowed`` are committed for inspection
+    only while small (``limits.rejected_*``); beyond that, as a placeholder.
     """
-    base_tree = repo.commit_tree(box.base_commit)
-    skip = set(ignore)
-    changes: dict[str, tuple[int, str] | None] = {}
-    problems: list[Violation] = []
-    seen: set[str] = set()
-    work = box.work
+    walker = _Walker(repo, box, limits, set(allowed), set(ignore), secrets)
+    walker.walk(locate(box) / box.work.name)
+    if walker.complete:
+        for path in box.baseline:
+            if path not in walker.seen:
+                walker.changes[path] = None
+    return Snapshot(walker.changes, walker.problems, len(walker.seen), walker.complete)
 
-    def problem(path: str, reason: str, rule: str) -> None:
-        problems.append(Violation(path=path, reason=reason, rule=rule))
 
-    for dirpath, dirnames, filenames in os.walk(work, followlinks=False):
-        rel_dir = os.path.relpath(dirpath, work)
-        rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
-        kept = []
-        for d in sorted(dirnames):
-            rel = rel_dir + d
-            full = os.path.join(dirpath, d)
-            if os.path.islink(full):
-                filenames.append(d)  # a symlink to a directory: judge it as an entry
-                continue
-            if d == ".git" or os.path.exists(os.path.join(full, ".git")):
-                problem(rel, "nested git repository (a .git directory)", "nested-repo")
-                continue
-            kept.append(d)
-        dirnames[:] = kept
-        for name in sorted(filenames):
-            rel = rel_dir + name
-            full = os.path.join(dirpath, name)
-            if rel in skip:
-                continue
+class _Walker:
+    def __init__(
+        self,
+        repo: GitRepo,
+        box: Sandbox,
+        limits: Limits,
+        allowed: set[str],
+        skip: set[str],
+        secrets: Sequence[str],
+    ) -> None:
+        self.repo, self.box, self.limits = repo, box, limits
+        self.allowed, self.skip, self.secrets = allowed, skip, secrets
+        self.base_tree = repo.commit_tree(box.base_commit)
+        self.changes: dict[str, tuple[int, str] | None] = {}
+        self.problems: list[Violation] = []
+        self.seen: set[str] = set()
+        self.entries = 0
+        self.complete = True
+        self.rejected_bytes = 0
+
+    def problem(self, path: str, reason: str, rule: str) -> None:
+        self.problems.append(Violation(path=path, reason=reason, rule=rule))
+
+    def walk(self, work: Path) -> None:
+        stack: list[tuple[str, str, int]] = [(str(work), "", 0)]
+        while stack:
+            dirpath, prefix, depth = stack.pop()
             try:
-                rel.encode("utf-8")
-            except UnicodeEncodeError:
-                problem(repr(rel), "file name is not valid UTF-8", "bad-name")
-                continue
-            st = os.lstat(full)
-            seen.add(rel)
-            if name == ".git":
-                problem(rel, "a .git file inside the sandbox (nested repository link)", "nested-repo")
-                continue
-            if box.baseline.get(rel) == _stat_key(st):
-                continue  # untouched since checkout (same inode, size, mtime, ctime, mode)
-            if stat.S_ISLNK(st.st_mode):
-                target = os.readlink(full)
-                problem(rel, f"symlink (→ {target})", "symlink")
-                oid = repo.write_blob(os.fsencode(target))
-                prior = repo.entry(base_tree, rel) if rel in box.baseline else None
-                if prior is None or prior.mode != MODE_LINK or prior.oid != oid:
-                    changes[rel] = (MODE_LINK, oid)
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                problem(rel, "special file (fifo, socket or device)", "special-file")
-                continue
-            if st.st_size > max_file_bytes:
-                problem(rel, f"file is {st.st_size} bytes (limit {max_file_bytes})", "too-large")
-                continue
-            mode = MODE_EXEC if st.st_mode & 0o111 else MODE_BLOB
-            with open(full, "rb") as fh:
-                data = fh.read()
-            leaked = [v for v in secrets if v.encode("utf-8", "surrogateescape") in data]
-            if leaked:
-                problem(rel, "contains a secret value (redacted in the build commit)", "secret")
-                data = redact(data.decode("utf-8", "surrogateescape"), leaked).encode(
-                    "utf-8", "surrogateescape"
+                with os.scandir(dirpath) as it:
+                    entries = sorted(it, key=lambda e: e.name, reverse=True)
+            except OSError as exc:
+                self.problem(
+                    prefix.rstrip("/") or ".", f"directory cannot be read ({exc.strerror})", "unreadable"
                 )
-            oid = repo.write_blob(data)
-            prior = repo.entry(base_tree, rel) if rel in box.baseline else None
-            if prior is None or prior.oid != oid or prior.mode != mode:
-                changes[rel] = (mode, oid)
-    for path in box.baseline:
-        if path not in seen:
-            changes[path] = None
-    return Snapshot(changes=changes, problems=problems, files_seen=len(seen))
+                continue
+            subdirs: list[tuple[str, str, int]] = []
+            for entry in reversed(entries):
+                self.entries += 1
+                if self.entries > self.limits.max_files:
+                    self.problem(
+                        prefix + entry.name,
+                        f"more than {self.limits.max_files} entries in the sandbox; "
+                        "the rest were not examined",
+                        "too-many-files",
+                    )
+                    self.complete = False
+                    return
+                sub = self.entry(entry, prefix, depth)
+                if sub is not None:
+                    subdirs.append(sub)
+            stack.extend(reversed(subdirs))
+
+    def entry(self, entry: os.DirEntry[str], prefix: str, depth: int) -> tuple[str, str, int] | None:
+        """Judge one entry; a directory to descend into is returned, not walked."""
+        name = entry.name
+        rel = prefix + name
+        if rel in self.skip:
+            return None
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:
+            self.problem(repr(rel), "file name is not valid UTF-8", "bad-name")
+            return None
+        if redact(rel, self.secrets) != rel:
+            self.problem(
+                redact(rel, self.secrets), "the name contains a secret value (not committed)", "secret"
+            )
+            return None
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            self.problem(rel, f"cannot be examined ({exc.strerror})", "unreadable")
+            return None
+        if name == ".git" or is_git_dir_name(name):
+            what = "a .git entry" if name == ".git" else "a name git reads as .git on some filesystems"
+            self.problem(rel, f"{what} inside the sandbox (not committed)", "nested-repo")
+            return None
+        if stat.S_ISDIR(st.st_mode):
+            if os.path.lexists(os.path.join(entry.path, ".git")):
+                self.problem(rel, "nested git repository (a .git directory)", "nested-repo")
+                return None
+            if depth + 1 >= self.limits.max_depth:
+                self.problem(
+                    rel,
+                    f"directories nested deeper than {self.limits.max_depth} levels (not examined)",
+                    "too-deep",
+                )
+                self.complete = False
+                return None
+            return (entry.path, rel + "/", depth + 1)
+        self.seen.add(rel)
+        if self.box.baseline.get(rel) == _stat_key(st):
+            return None  # untouched since checkout (same inode, size, mtime, ctime, mode)
+        if stat.S_ISLNK(st.st_mode):
+            self.symlink(rel, entry.path)
+        elif not stat.S_ISREG(st.st_mode):
+            self.problem(rel, "special file (fifo, socket or device)", "special-file")
+        elif st.st_nlink > 1:
+            self.problem(
+                rel,
+                f"hard link ({st.st_nlink} names for one file): its content belongs to a file "
+                "outside the sandbox too (not committed)",
+                "hard-link",
+            )
+        elif st.st_size > self.limits.max_file_bytes:
+            self.problem(rel, f"file is {st.st_size} bytes (limit {self.limits.max_file_bytes})", "too-large")
+        else:
+            self.regular(rel, entry.path, st)
+        return None
+
+    def symlink(self, rel: str, full: str) -> None:
+        target = redact(os.readlink(full), self.secrets)
+        self.problem(rel, f"symlink (→ {target})", "symlink")
+        oid = self.repo.write_blob(os.fsencode(target))
+        prior = self.repo.entry(self.base_tree, rel) if rel in self.box.baseline else None
+        if prior is None or prior.mode != MODE_LINK or prior.oid != oid:
+            self.changes[rel] = (MODE_LINK, oid)
+
+    def regular(self, rel: str, full: str, st: os.stat_result) -> None:
+        mode = MODE_EXEC if st.st_mode & 0o111 else MODE_BLOB
+        try:
+            with open(full, "rb") as fh:
+                data = fh.read(self.limits.max_file_bytes + 1)
+        except OSError as exc:
+            self.problem(rel, f"cannot be read ({exc.strerror})", "unreadable")
+            return
+        data, leaked = redact_bytes(data, self.secrets)
+        if leaked:
+            self.problem(rel, "contains a secret value (redacted in the build commit)", "secret")
+        if rel not in self.allowed:
+            data = self.rejected(data)
+        oid = self.repo.write_blob(data)
+        prior = self.repo.entry(self.base_tree, rel) if rel in self.box.baseline else None
+        if prior is None or prior.oid != oid or prior.mode != mode:
+            self.changes[rel] = (mode, oid)
+
+    def rejected(self, data: bytes) -> bytes:
+        """A file the gate will refuse: kept verbatim while small, else a placeholder."""
+        size = len(data)
+        if size > self.limits.rejected_file_bytes:
+            why = f"outside the allowed paths and over {self.limits.rejected_file_bytes} bytes"
+        elif self.rejected_bytes + size > self.limits.rejected_total_bytes:
+            why = f"outside the allowed paths, beyond {self.limits.rejected_total_bytes} bytes kept in all"
+        else:
+            self.rejected_bytes += size
+            return data
+        return placeholder(size, hashlib.sha256(data).hexdigest(), why)

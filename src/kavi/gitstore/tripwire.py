@@ -4,17 +4,26 @@ A linked worktree shares ``config``, ``hooks`` and refs with the main repository
 an agent that reached git could rewrite them. Before the backend runs Kavi takes a
 snapshot of the common git dir's config files, hooks, ``info/``,
 ``objects/info/alternates``, HEAD, packed-refs, every worktree's private files, and
-every ref; afterwards it compares. Any difference fails the build, and
-:func:`restore` puts the snapshot back (files rewritten or removed, refs reset or
-deleted), so the repository ends as it was.
+every ref — plus the type and permissions of those directories and any ``*.lock``
+file under ``refs/``; afterwards it compares. Any difference fails the build, and
+:func:`restore` puts the snapshot back (files rewritten or removed, directories
+rebuilt, permissions reset, stale locks removed, refs reset or deleted), so the
+repository ends as it was. It walks iteratively and never opens a non-regular file,
+so a nested maze or a FIFO cannot crash or hang it.
+
+It is the fallback for machines without user namespaces (see
+:mod:`kavi.backends.jail`): a same-user process can still read anything, write the
+object database or the working tree, and race the restore; only the jail stops that.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kavi.errors import KaviError
 from kavi.gitstore.repo import GitRepo
 
 _FILES = (
@@ -28,25 +37,61 @@ _FILES = (
 )
 _DIRS = ("hooks", "info", "worktrees")
 _WORKTREE_VOLATILE = ("index", "ORIG_HEAD", "FETCH_HEAD", "gitdir", "locked")
+_TYPED_DIRS = ("", "hooks", "info", "refs", "refs/heads", "refs/tags", "objects", "worktrees")
+MAX_DEPTH = 32
 
 
 @dataclass
 class Snapshot:
     files: dict[str, tuple[int, bytes] | None] = field(default_factory=dict)  # rel → (mode, bytes)
     refs: dict[str, str] = field(default_factory=dict)
+    dirs: dict[str, int | None] = field(default_factory=dict)  # rel → lstat mode (type and bits)
+    locks: set[str] = field(default_factory=set)  # ``*.lock`` files under refs/ and the git dir
 
 
 def _read(path: Path) -> tuple[int, bytes] | None:
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
+    except OSError:
         return None
-    if os.path.islink(path):
+    if stat.S_ISLNK(st.st_mode):
         return (st.st_mode, b"symlink:" + os.fsencode(os.readlink(path)))
-    if not os.path.isfile(path):
+    if not stat.S_ISREG(st.st_mode):  # a directory, FIFO, socket: its type is what counts
         return (st.st_mode, b"")
-    with open(path, "rb") as fh:
-        return (st.st_mode, fh.read())
+    try:
+        with open(path, "rb") as fh:
+            return (st.st_mode, fh.read())
+    except OSError:
+        return (st.st_mode, b"(unreadable)")
+
+
+def _lmode(path: Path) -> int | None:
+    try:
+        return os.lstat(path).st_mode
+    except OSError:
+        return None
+
+
+def _scan(base: Path, common: Path, depth_limit: int = MAX_DEPTH) -> list[tuple[str, os.DirEntry[str], bool]]:
+    """(rel, entry, is_dir) for everything under ``base``: iterative, at most ``depth_limit`` deep."""
+    out: list[tuple[str, os.DirEntry[str], bool]] = []
+    stack = [(base, 0)]
+    while stack:
+        current, depth = stack.pop()
+        try:
+            with os.scandir(current) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            out.append((Path(entry.path).relative_to(common).as_posix(), entry, is_dir))
+            if is_dir and depth + 1 < depth_limit:
+                stack.append((Path(entry.path), depth + 1))
+    return out
 
 
 def take(repo: GitRepo) -> Snapshot:
@@ -54,19 +99,24 @@ def take(repo: GitRepo) -> Snapshot:
     snap = Snapshot()
     for rel in _FILES:
         snap.files[rel] = _read(common / rel)
-    for rel_dir in _DIRS:
-        base = common / rel_dir
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames.sort()
-            for name in sorted(filenames + [d for d in dirnames if os.path.islink(Path(dirpath, d))]):
-                full = Path(dirpath) / name
-                rel = full.relative_to(common).as_posix()
-                if rel.endswith(".lock") or "/logs/" in f"/{rel}":
-                    continue
-                if rel_dir == "worktrees" and name in _WORKTREE_VOLATILE:
-                    continue
-                snap.files[rel] = _read(full)
-    snap.refs = repo.refs("refs/")
+    for rel in _TYPED_DIRS:
+        snap.dirs[rel] = _lmode(common / rel if rel else common)
+    for top in _DIRS:
+        for rel, entry, is_dir in _scan(common / top, common):
+            if rel.endswith(".lock") or "/logs/" in f"/{rel}":
+                continue
+            if top == "worktrees" and entry.name in _WORKTREE_VOLATILE:
+                continue
+            if is_dir:
+                snap.dirs[rel] = _lmode(Path(entry.path))
+            else:
+                snap.files[rel] = _read(Path(entry.path))
+    snap.locks = {rel for rel, _e, is_dir in _scan(common / "refs", common) if rel.endswith(".lock")}
+    snap.locks |= {p.name for p in common.glob("*.lock")}
+    try:
+        snap.refs = repo.refs("refs/")
+    except KaviError as exc:
+        snap.refs = {"(refs)": f"unreadable: {exc.message}"}
     return snap
 
 
@@ -76,18 +126,43 @@ def _rescan(repo: GitRepo, before: Snapshot) -> Snapshot:
     for rel in before.files:
         if rel not in after.files:
             after.files[rel] = _read(repo.common_dir / rel)
+    for rel in before.dirs:
+        if rel not in after.dirs:
+            after.dirs[rel] = _lmode(repo.common_dir / rel if rel else repo.common_dir)
     return after
+
+
+def _what(mode: int | None) -> str:
+    if mode is None:
+        return "missing"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    return "a symlink" if stat.S_ISLNK(mode) else "a file"
 
 
 def compare(before: Snapshot, after: Snapshot) -> list[str]:
     """Human-readable list of what changed: ``<where> was created|modified|deleted``."""
     changed: list[str] = []
-    for rel in sorted(set(before.files) | set(after.files)):
-        old, new = before.files.get(rel), after.files.get(rel)
+    for rel in sorted(set(before.dirs) | set(after.dirs)):
+        old, new = before.dirs.get(rel), after.dirs.get(rel)
         if old == new:
             continue
-        verb = "created" if old is None else "deleted" if new is None else "modified"
+        where = f".git/{rel}" if rel else ".git"
+        if old is not None and new is not None and stat.S_ISDIR(old) and stat.S_ISDIR(new):
+            bits = f"{stat.S_IMODE(old):o} → {stat.S_IMODE(new):o}"
+            changed.append(f"{where} permissions changed ({bits})")
+        elif old is None:
+            changed.append(f"{where} was created ({_what(new)})")
+        else:
+            changed.append(f"{where} was replaced ({_what(old)} → {_what(new)})")
+    for rel in sorted(set(before.files) | set(after.files)):
+        old_file, new_file = before.files.get(rel), after.files.get(rel)
+        if old_file == new_file:
+            continue
+        verb = "created" if old_file is None else "deleted" if new_file is None else "modified"
         changed.append(f".git/{rel} was {verb}")
+    for rel in sorted(after.locks - before.locks):
+        changed.append(f".git/{rel} was created (a lock file: git would refuse to update that ref)")
     for name in sorted(set(before.refs) | set(after.refs)):
         old_ref, new_ref = before.refs.get(name), after.refs.get(name)
         if old_ref == new_ref:
@@ -107,25 +182,70 @@ def check(repo: GitRepo, before: Snapshot) -> list[str]:
 
 
 def restore(repo: GitRepo, before: Snapshot, after: Snapshot) -> None:
+    """Put ``before`` back. Each path is restored on its own: one failure stops nothing."""
     common = repo.common_dir
-    for rel in set(before.files) | set(after.files):
-        old, new = before.files.get(rel), after.files.get(rel)
-        if old == new:
+    rebuilt: list[str] = []
+    for rel in sorted(set(before.dirs) | set(after.dirs), key=lambda r: r.count("/")):
+        old, new = before.dirs.get(rel), after.dirs.get(rel)
+        if old == new or any(rel.startswith(r + "/") for r in rebuilt):
             continue
-        path = common / rel
-        if path.is_symlink() or path.is_file():
-            path.unlink()
-        if old is not None and not old[1].startswith(b"symlink:"):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(old[1])
-            os.chmod(path, old[0] & 0o7777)
-        elif old is not None:
-            os.symlink(os.fsdecode(old[1][len(b"symlink:") :]), path)
+        path = common / rel if rel else common
+        try:
+            if old is not None and new is not None and stat.S_ISDIR(old) and stat.S_ISDIR(new):
+                os.chmod(path, stat.S_IMODE(old))
+                continue
+            _remove(path)
+            if old is not None and stat.S_ISDIR(old):
+                path.mkdir(mode=stat.S_IMODE(old), parents=True)
+                os.chmod(path, stat.S_IMODE(old))
+            rebuilt.append(rel)
+        except OSError:
+            pass
+    for rel in sorted(set(before.files) | set(after.files)):
+        old_file, new_file = before.files.get(rel), after.files.get(rel)
+        if old_file == new_file and not any(rel.startswith(r + "/") for r in rebuilt):
+            continue
+        try:
+            _restore_file(common / rel, old_file)
+        except OSError:
+            pass
+    for rel in after.locks - before.locks:
+        try:
+            os.unlink(common / rel)
+        except OSError:
+            pass
     for name in set(before.refs) | set(after.refs):
         old_ref, new_ref = before.refs.get(name), after.refs.get(name)
-        if old_ref == new_ref:
+        if old_ref == new_ref or name == "(refs)":
             continue
-        if old_ref is None:
-            repo.delete_ref(name)
-        else:
-            repo.set_ref(name, old_ref, message="kavi: tripwire restore")
+        try:
+            if old_ref is None or old_ref.startswith("ref: "):
+                repo.delete_ref(name)
+            else:
+                repo.set_ref(name, old_ref, message="kavi: tripwire restore")
+        except (KaviError, OSError):
+            pass
+
+
+def _remove(path: Path) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        from kavi.gitstore.sandbox import remove_tree
+
+        remove_tree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)  # never open(): a FIFO in place of a file would block
+
+
+def _restore_file(path: Path, old: tuple[int, bytes] | None) -> None:
+    """Replace whatever is at ``path`` (file, FIFO, directory tree) with ``old``."""
+    _remove(path)
+    if old is None or (not stat.S_ISREG(old[0]) and not stat.S_ISLNK(old[0])):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if stat.S_ISLNK(old[0]):
+        os.symlink(os.fsdecode(old[1][len(b"symlink:") :]), path)
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, stat.S_IMODE(old[0]))
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(old[1])
+    os.chmod(path, stat.S_IMODE(old[0]))

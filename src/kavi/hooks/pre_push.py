@@ -25,6 +25,8 @@ def main(argv: list[str]) -> int:
             updates.append(Update(parts[3], parts[1], parts[2]))
     before = {}
     for name, target in repo.refs(f"refs/remotes/{remote}/").items():
+        if target.startswith("ref: "):
+            continue  # a dangling symbolic ref (e.g. origin/HEAD): no object to compare
         before["refs/heads/" + name[len(f"refs/remotes/{remote}/") :]] = target
     for u in updates:
         before[u.ref] = u.old

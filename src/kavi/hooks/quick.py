@@ -27,6 +27,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from kavi.textsafe import fold
+
 ZERO = "0" * 40
 _ENV = {**os.environ, "GIT_NO_REPLACE_OBJECTS": "1"}
 
@@ -62,13 +64,6 @@ def _layout(old: str, cache_dir: Path, pinned: dict[str, object]) -> dict[str, o
 
 def _names(value: object) -> set[str]:
     return {str(v) for v in value} if isinstance(value, list) else set()
-
-
-def _fold(name: str) -> str:
-    import unicodedata
-
-    text = unicodedata.normalize("NFKC", name).casefold()
-    return "".join(c for c in text if unicodedata.category(c) != "Cf")
 
 
 def _first_parent_line(old: str, new: str, limit: int = 1_000_000) -> list[str] | None:
@@ -112,7 +107,7 @@ def _line_is_ordinary(old: str, new: str, layout: dict[str, object]) -> bool:
     if not commits:
         return False  # nothing new (a rewind) or the old tip is not on the new first-parent line
     skills, tests = str(layout.get("skills_dir", "skills")), str(layout.get("tests_dir", "tests"))
-    kavi_top, skills_top, tests_top = (_fold(p.split("/", 1)[0]) for p in (".kavi", skills, tests))
+    kavi_top, skills_top, tests_top = (fold(p.split("/", 1)[0]) for p in (".kavi", skills, tests))
     # top-level names each commit changes against its first parent (no recursion: cheap)
     tops = _git(
         "diff-tree", "--stdin", "--no-commit-id", "--name-only", "-m", "--first-parent", "-z",
@@ -123,7 +118,7 @@ def _line_is_ordinary(old: str, new: str, layout: dict[str, object]) -> bool:
     deeper = False
     for raw in {t for t in tops.split(b"\0") if t}:
         name = raw.decode("utf-8", "replace")
-        folded = _fold(name)
+        folded = fold(name)
         if not name.isascii() or folded == kavi_top:
             return False  # an alias, or .kavi itself: the full check decides
         if folded == skills_top and "/" not in skills:
@@ -142,9 +137,9 @@ def _line_is_ordinary(old: str, new: str, layout: dict[str, object]) -> bool:
     )  # fmt: skip
     if changed is None:
         return False
-    skills_prefix, tests_prefix = _fold(skills) + "/", _fold(tests) + "/"
+    skills_prefix, tests_prefix = fold(skills) + "/", fold(tests) + "/"
     for raw in changed.split(b"\0"):
-        path = _fold(raw.decode("utf-8", "replace").strip("\n"))
+        path = fold(raw.decode("utf-8", "replace").strip("\n"))
         if path.startswith(skills_prefix):
             return False
         if path.startswith(tests_prefix) and fnmatch.fnmatch(path[len(tests_prefix) :], "test_skill_*.py"):

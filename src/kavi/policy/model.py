@@ -277,6 +277,11 @@ class RuntimePolicy(_Strict):
 class SandboxPolicy(_Strict):
     exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_SANDBOX_EXCLUDE))
     max_file_bytes: int = 1_000_000
+    # auto: namespace jail for backend processes when the kernel allows it; required:
+    # refuse to build without it; off: never (the tripwire still guards the repository)
+    confine: Literal["auto", "required", "off"] = "auto"
+    max_files: int = Field(default=20_000, ge=100)
+    max_depth: int = Field(default=64, ge=8)
 
 
 class VerifyPolicy(_Strict):

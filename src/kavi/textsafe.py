@@ -1,0 +1,58 @@
+"""Agent-chosen text made safe to compare and to show.
+
+File names, symlink targets and transcripts come from an untrusted backend. Before
+Kavi compares a name with a protected one it is :func:`fold`-ed the way a
+case-insensitive, normalising filesystem would see it; before Kavi prints one to a
+terminal or writes it into markdown, :func:`printable` turns control characters
+(escape sequences, newlines, bidi overrides) into visible ``\\x1b``-style escapes.
+Standard library only: the server hook's fast lane imports this.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+# Bidirectional overrides and isolates: they reorder what a reader sees (CVE-2021-42574).
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+_NTFS_GIT_NAMES = frozenset({".git", "git~1"})
+
+
+def fold(name: str) -> str:
+    """A path as a case-insensitive, normalising filesystem sees it.
+
+    NFKC (``ſ`` → ``s``, ``K`` → ``K``), then casefold, then drop format characters
+    (zero-width joiners and the like, which HFS+ ignores in names).
+    """
+    text = unicodedata.normalize("NFKC", name).casefold()
+    return "".join(c for c in text if unicodedata.category(c) != "Cf")
+
+
+def is_git_dir_name(component: str) -> bool:
+    """Would some filesystem git supports read this path component as ``.git``?
+
+    ``.GIT`` (case-insensitive), ``.g\\u200cit`` (HFS+ ignores the joiner), ``git~1``
+    (the NTFS short name), ``.git.`` / ``.git `` (NTFS drops trailing dots and spaces)
+    and ``.git::$INDEX_ALLOCATION`` (an NTFS stream name).
+    """
+    name = fold(component).split(":", 1)[0].rstrip(" .")
+    return name in _NTFS_GIT_NAMES
+
+
+def printable(text: str, *, multiline: bool = False) -> str:
+    """``text`` with every control character shown as an escape instead of acting.
+
+    C0 and C1 controls, DEL and bidi overrides become ``\\xNN`` / ``\\uNNNN``; with
+    ``multiline`` newlines and tabs are kept (for transcripts inside a code fence).
+    """
+    out: list[str] = []
+    for ch in text:
+        code = ord(ch)
+        if multiline and ch in "\n\t":
+            out.append(ch)
+        elif code < 0x20 or 0x7F <= code < 0xA0:
+            out.append(f"\\x{code:02x}")
+        elif ch in _BIDI or 0xD800 <= code < 0xE000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)

@@ -1,0 +1,129 @@
+"""Small pieces the build relies on: showing agent-chosen text safely, and redacting secrets."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import pytest
+
+from kavi.backends.withhold import HOME_SECRETS, signing_key_files, withheld_paths
+from kavi.secrets import REDACTED, redact, redact_bytes, secret_forms
+from kavi.textsafe import is_git_dir_name, printable
+
+SECRET = "tok-4f9a1c2e-live-credential"
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("plain/path.py", "plain/path.py"),
+        ("evil\x1b]0;owned\x07.txt", "evil\\x1b]0;owned\\x07.txt"),
+        ("two\nlines", "two\\x0alines"),
+        ("csi\x9b31m", "csi\\x9b31m"),
+        ("bidi\u202eexe.py", "bidi\\u202eexe.py"),
+        ("del\x7f", "del\\x7f"),
+        ("ünïcode ok", "ünïcode ok"),
+    ],
+)
+def test_printable_escapes_control_characters(raw: str, shown: str) -> None:
+    assert printable(raw) == shown
+
+
+def test_printable_multiline_keeps_newlines_and_tabs_only() -> None:
+    assert printable("a\n\tb\r\x1b[2J", multiline=True) == "a\n\tb\\x0d\\x1b[2J"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [".git", ".GIT", ".Git", "git~1", "GIT~1", ".git.", ".git ", ".g\u200cit", ".git::$INDEX_ALLOCATION"],
+)
+def test_names_some_filesystem_reads_as_dot_git(name: str) -> None:
+    assert is_git_dir_name(name)
+
+
+@pytest.mark.parametrize("name", [".github", ".gitignore", "git", "git~2", ".gitmodules", "x.git"])
+def test_ordinary_names_are_not_dot_git(name: str) -> None:
+    assert not is_git_dir_name(name)
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda v: v,
+        lambda v: v[::-1],
+        lambda v: v.encode().hex(),
+        lambda v: v.encode().hex().upper(),
+        lambda v: base64.b64encode(v.encode()).decode(),
+        lambda v: base64.b64encode(b"x" + v.encode() + b"yz").decode(),
+        lambda v: base64.b64encode(b"xy" + v.encode()).decode(),
+        lambda v: base64.urlsafe_b64encode(b"\xff\xfe" + v.encode()).decode(),
+        lambda v: v.encode("utf-16-le").decode("latin-1"),
+        lambda v: v.encode("utf-16-be").decode("latin-1"),
+    ],
+)
+def test_redact_finds_the_secret_in_each_encoding(encode: object) -> None:
+    form = encode(SECRET)  # type: ignore[operator]
+    text = f"before {form} after"
+    out = redact(text, [SECRET])
+    assert REDACTED in out
+    # what is left of the encoded form is at most the two base64 groups at its ends
+    # (a few characters of the value), never enough to rebuild it
+    left = out.replace("before ", "").replace(" after", "").replace(REDACTED, "")
+    assert len(left) <= 16
+
+
+def test_redact_bytes_reports_whether_it_found_anything() -> None:
+    data, found = redact_bytes(b"key=" + base64.b64encode(SECRET.encode()), [SECRET])
+    assert found and REDACTED.encode() in data
+    assert redact_bytes(b"nothing here", [SECRET]) == (b"nothing here", False)
+
+
+def test_short_secrets_get_no_encoded_forms() -> None:
+    """A 5-character value's hex would match ordinary commit ids: only the value itself."""
+    assert secret_forms("abcde") == (b"abcde",)
+    assert redact("commit 6162636465 abcde", ["abcde"]) == f"commit 6162636465 {REDACTED}"
+
+
+def test_withheld_paths_lists_excluded_files_and_credential_stores(tmp_path: Path) -> None:
+    work = tmp_path / "forge"
+    (work / ".git").mkdir(parents=True)
+    (work / ".git" / "secrets.json").write_text("inside .git: not walked")
+    (work / "app" / "deep").mkdir(parents=True)
+    (work / ".env").write_text("A=1")
+    (work / "app" / "deep" / "server.pem").write_text("pem")
+    (work / "app" / "main.py").write_text("print()")
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".netrc").write_text("machine x")
+    os.symlink(home / ".netrc", home / ".npmrc")  # a symlink is never mounted over
+    found = withheld_paths(
+        workdir=work,
+        common_dir=work / ".git",
+        home=home,
+        exclude=[".env", "*.pem", "secrets.*"],
+        extra=[tmp_path / "missing-key"],
+    )
+    assert sorted(found) == sorted(
+        [work / ".env", work / "app" / "deep" / "server.pem", home / ".ssh", home / ".netrc"]
+    )
+    assert ".ssh" in HOME_SECRETS
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("~/keys/approver.pub", "HOME/keys/approver"),
+        ("/etc/kavi/key", "/etc/kavi/key"),
+        ("key::ssh-ed25519 AAAA", None),
+        ("ssh-ed25519 AAAAC3Nza", None),
+        ("", None),
+    ],
+)
+def test_signing_key_files(tmp_path: Path, value: str, expected: str | None) -> None:
+    files = signing_key_files(value, tmp_path)
+    if expected is None:
+        assert files == []
+    else:
+        assert files == [Path(expected.replace("HOME", str(tmp_path)))]
