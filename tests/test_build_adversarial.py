@@ -1022,6 +1022,44 @@ def test_credential_stores_and_the_signing_key_are_withheld(arena: Arena) -> Non
     arena.require(out, failed=False, secret_forms={"private key material": KEY_SECRET}, extra=extra)
 
 
+@pytest.mark.jail_only
+def test_the_users_ssh_agent_is_out_of_reach(arena: Arena) -> None:
+    """A running ssh-agent signs for whoever reaches its socket: the jail covers it.
+
+    ``SSH_AUTH_SOCK`` is scrubbed from the agent's environment, but the socket itself sits
+    in the filesystem; the attack finds it by the path Kavi's environment names.
+    """
+    sock_dir = arena.tmp / "ssh-agent-dir"
+    sock_dir.mkdir(mode=0o700)
+    sock = sock_dir / "agent.sock"
+    started = subprocess.run(["ssh-agent", "-a", str(sock), "-s"], capture_output=True, text=True, check=True)
+    agent_pid = int(re.search(r"SSH_AGENT_PID=(\d+)", started.stdout).group(1))  # type: ignore[union-attr]
+    try:
+        arena.monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        arena.agent(
+            """
+            write_good()
+            import socket as _socket
+            conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            try:
+                conn.connect(CTX["sock"])
+                conn.sendall(b"\\x00\\x00\\x00\\x01\\x0b")  # SSH_AGENTC_REQUEST_IDENTITIES
+                reached = conn.recv(5)[4:5] == b"\\x0c"  # SSH_AGENT_IDENTITIES_ANSWER
+            except OSError:
+                reached = False
+            Path(CTX["verdict"]).write_text("reached" if reached else "blocked")
+            """,
+            sock=sock,
+            verdict=arena.tmp / "agent-verdict",
+        )
+        out = arena.build()
+    finally:
+        os.kill(agent_pid, signal.SIGTERM)
+    verdict = (arena.tmp / "agent-verdict").read_text()
+    extra = ["SSH-AGENT: the build agent talked to the user's ssh-agent"] if verdict != "blocked" else []
+    arena.require(out, failed=False, extra=extra)
+
+
 def test_credential_printed_to_the_transcript_is_redacted(arena: Arena) -> None:
     arena.agent(
         """

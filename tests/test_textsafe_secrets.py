@@ -127,3 +127,30 @@ def test_signing_key_files(tmp_path: Path, value: str, expected: str | None) -> 
         assert files == []
     else:
         assert files == [Path(expected.replace("HOME", str(tmp_path)))]
+
+
+def test_agent_sockets(tmp_path: Path) -> None:
+    from kavi.backends.withhold import agent_sockets
+
+    home = tmp_path / "home"
+    env = {"XDG_RUNTIME_DIR": "/run/user/1000", "SSH_AUTH_SOCK": "/tmp/ssh-Xa12/agent.77"}
+    assert agent_sockets(env, home) == [Path("/run/user/1000"), Path("/tmp/ssh-Xa12")]
+    # a socket directly in a shared directory: only the socket itself is covered
+    assert agent_sockets({"SSH_AUTH_SOCK": "/tmp/agent.sock"}, home) == [Path("/tmp/agent.sock")]
+    assert agent_sockets({"SSH_AUTH_SOCK": str(home / "agent.sock")}, home) == [home / "agent.sock"]
+    assert agent_sockets({}, home) == []
+
+
+def test_the_sandbox_is_never_withheld(tmp_path: Path) -> None:
+    runtime = tmp_path / "run"
+    box = runtime / "kavi-build-1"
+    box.mkdir(parents=True)
+    found = withheld_paths(
+        workdir=tmp_path / "forge",
+        common_dir=tmp_path / "forge" / ".git",
+        home=None,
+        exclude=[],
+        env={"XDG_RUNTIME_DIR": str(runtime)},
+        sandbox=box,
+    )
+    assert found == []

@@ -4,14 +4,17 @@ The sandbox already withholds files matching ``policy.sandbox.exclude``; but the
 runs as the user, so the main working tree's copies (an untracked ``.env``) and the
 user's credential stores were one ``open()`` away. In the namespace jail each path
 listed here is covered by an empty, read-only mount: it reads as empty and cannot be
-written. (Without the jail there is no way to hide them from a same-user process; the
-tripwire does not see reads.)
+written. Key agents' sockets are covered the same way: through one, an agent could sign
+(a promotion tag, say) with the user's key without ever reading it. (Without the jail
+there is no way to hide any of this from a same-user process; the tripwire does not see
+reads.)
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 # Credential stores under $HOME: keys, cloud and registry tokens, git credentials,
@@ -47,22 +50,51 @@ def withheld_paths(
     common_dir: Path,
     home: Path | None,
     exclude: Iterable[str],
+    env: Mapping[str, str] | None = None,
+    sandbox: Path | None = None,
     extra: Iterable[Path] = (),
 ) -> list[Path]:
-    """Existing paths to cover: excluded names in the working tree, credential stores, ``extra``."""
+    """Existing paths to cover: excluded names in the working tree, credential stores,
+    agent sockets (:func:`agent_sockets`), ``extra``. Never the sandbox or a directory
+    holding it; never a symlink (the mount would land on its target)."""
     from kavi.gitstore.sandbox import name_matcher
 
     matches = name_matcher(exclude)
     found: list[Path] = list(_matching(workdir, common_dir, matches))
     if home is not None:
         found += [home / rel for rel in HOME_SECRETS]
+    found += agent_sockets(env or {}, home)
     found += list(extra)
+    box = sandbox.resolve() if sandbox is not None else None
     out: list[Path] = []
     seen: set[str] = set()
     for path in found:
-        if os.path.lexists(path) and not os.path.islink(path) and str(path) not in seen:
-            seen.add(str(path))
-            out.append(path)
+        if not os.path.lexists(path) or os.path.islink(path) or str(path) in seen:
+            continue
+        if box is not None and (path == box or path in box.parents):
+            continue
+        seen.add(str(path))
+        out.append(path)
+    return out
+
+
+def agent_sockets(env: Mapping[str, str], home: Path | None) -> list[Path]:
+    """Where key agents listen: with one, an agent could sign as the user without the key.
+
+    ``$XDG_RUNTIME_DIR`` (gpg-agent, keyrings, D-Bus), and ``$SSH_AUTH_SOCK``'s private
+    directory — or the socket alone when it sits in a shared directory like ``/tmp``.
+    """
+    out: list[Path] = []
+    runtime = env.get("XDG_RUNTIME_DIR")
+    if runtime:
+        out.append(Path(runtime))
+    sock = env.get("SSH_AUTH_SOCK")
+    if sock:
+        path = Path(sock)
+        shared = {Path("/"), Path("/tmp"), Path("/var/tmp"), Path(tempfile.gettempdir())}
+        if home is not None:
+            shared.add(home)
+        out.append(path if path.parent in shared else path.parent)
     return out
 
 

@@ -303,7 +303,7 @@ def build_skill(
                     jail.protected_dirs(forge.workdir, forge.location.common_dir, home, sandbox=box.root)
                 ),
                 scratch=box.root / "jail",
-                withhold=tuple(_withheld(forge, home)) if confining else (),
+                withhold=tuple(_withheld(forge, home, box.root)) if confining else (),
             )
         )
         for where, what in result.details.get("escapes", []):
@@ -489,7 +489,7 @@ def _finalise(violations: list[Violation], secrets: list[str]) -> list[Violation
     return out
 
 
-def _withheld(forge: Forge, home: Path) -> list[Path]:
+def _withheld(forge: Forge, home: Path, sandbox_root: Path) -> list[Path]:
     """Secret paths outside the sandbox the confined backend must not read."""
     from kavi.backends.withhold import signing_key_files, withheld_paths
 
@@ -498,5 +498,7 @@ def _withheld(forge: Forge, home: Path) -> list[Path]:
         common_dir=forge.location.common_dir,
         home=home,
         exclude=forge.policy.sandbox.exclude,
+        env=os.environ,
+        sandbox=sandbox_root,
         extra=signing_key_files(forge.repo.config_get("user.signingkey"), home),
     )
