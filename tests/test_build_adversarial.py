@@ -135,7 +135,9 @@ def _named(pair: tuple[str, str], found: set[tuple[str, str]]) -> bool:
     if pair in found:
         return True
     path, rule = pair
-    return rule == "tripwire" and any(r == "escape" and p.endswith("/" + path) for p, r in found)
+    return rule == "tripwire" and any(
+        r == "escape" and (p == path or p.endswith("/" + path)) for p, r in found
+    )
 
 
 @dataclass

@@ -138,7 +138,7 @@ def test_misbehaving_agent_fails_with_precise_reason(
     assert build["status"] == "FAILED"
     found = {(v["path"], v["rule"]) for v in build["violations"]}  # type: ignore[union-attr]
     for path, rules in MISBEHAVIOUR[mode]:
-        assert any(p.endswith(path) and r in rules.split("|") for p, r in found), f"{path} not in {found}"
+        assert any(p == path and r in rules.split("|") for p, r in found), f"{path} not in {found}"
     assert git_state(forge) == before, "main repository changed"
     _assert_clean(forge, tmp_path)
     _assert_no_secret_anywhere(forge, tmp_path, build)

@@ -307,9 +307,10 @@ def build_skill(
             )
         )
         for where, what in result.details.get("escapes", []):
+            shown = _outside_path(forge, home, Path(where))
             violations.append(
                 Violation(
-                    path=where,
+                    path=shown,
                     reason=f"the backend {what} {where} outside its sandbox (the real file is untouched)",
                     rule="escape",
                 )
@@ -487,6 +488,16 @@ def _finalise(violations: list[Violation], secrets: list[str]) -> list[Violation
         out = [*out[: MAX_VIOLATIONS - 1], more]
     out.sort(key=lambda v: (v.rule == "truncated", v.path, v.rule, v.reason))
     return out
+
+
+def _outside_path(forge: Forge, home: Path, path: Path) -> str:
+    """A path outside the sandbox as a user reads it: ``.git/config``, ``~/.bashrc``."""
+    common = forge.location.common_dir.resolve()
+    for base, label in ((common, ".git/"), (forge.workdir.resolve(), ""), (home.resolve(), "~/")):
+        if path == base or base in path.parents:
+            rel = path.relative_to(base).as_posix()
+            return (label + rel).rstrip("/") if rel != "." else label.rstrip("/") or "."
+    return str(path)
 
 
 def _withheld(forge: Forge, home: Path, sandbox_root: Path) -> list[Path]:
