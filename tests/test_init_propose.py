@@ -231,3 +231,21 @@ def test_usage_errors_are_json_too_when_asked(tmp_path: Path) -> None:
     assert json.loads(res.stdout)["message"].startswith("Missing option")
     res = kavi("show", "no_such_skill", "--format", "json", cwd=repo)
     assert res.code == 2 and res.json["code"] == "KAVI-NOT-FOUND"
+
+
+def test_the_man_page_names_every_command() -> None:
+    """``git kavi --help`` shows man/git-kavi.1 (git turns it into ``git help kavi``)."""
+    import re
+
+    from typer.main import get_command
+
+    from kavi.cli.app import build_app
+
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "man" / "git-kavi.1").read_text()
+    assert '"share/man/man1" = ["man/git-kavi.1"]' in (root / "pyproject.toml").read_text()
+    group = get_command(build_app())
+    names = list(group.commands)  # type: ignore[attr-defined]
+    assert len(names) > 10
+    missing = [n for n in names if not re.search(rf"\\fB{re.escape(n)}\b|^\.B {re.escape(n)}\b", page, re.M)]
+    assert missing == [], f"commands missing from man/git-kavi.1: {missing}"

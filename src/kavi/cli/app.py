@@ -1,8 +1,6 @@
 """The Typer application. Command modules import nothing heavy at import time:
 ``git kavi --help`` and ``--version`` load neither pygit2, httpx nor pydantic."""
 
-from __future__ import annotations
-
 from typing import Annotated, Optional
 
 import typer

@@ -1,7 +1,5 @@
 """Commands: audit, provenance, doctor."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Optional
 

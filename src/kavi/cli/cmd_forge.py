@@ -1,7 +1,5 @@
 """Commands: init, propose-skill, build-skill, status, show, list-proposals."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -17,7 +15,7 @@ if TYPE_CHECKING:
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output format: text or json (one JSON object).")]
 
 
-def open_forge() -> Forge:
+def open_forge() -> "Forge":
     from kavi.forge.context import Forge
     from kavi.ledger.autoimport import ensure_ledger
 
@@ -26,11 +24,11 @@ def open_forge() -> Forge:
     return forge
 
 
-def proposal_dict(p: Proposal) -> dict[str, Any]:
+def proposal_dict(p: "Proposal") -> dict[str, Any]:
     return p.model_dump(mode="json")
 
 
-def build_dict(b: Build) -> dict[str, Any]:
+def build_dict(b: "Build") -> dict[str, Any]:
     data = b.model_dump(mode="json")
     data["build_id"] = b.id
     data["branch"] = b.branch_name

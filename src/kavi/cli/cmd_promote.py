@@ -1,7 +1,5 @@
 """Commands: promote-skill, list-skills, run-skill, ledger sync/import, audit, provenance, doctor."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,5 @@
 """Commands: list-skills, run-skill (see :mod:`kavi.cli.run_fast` for its fast path)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Optional
 

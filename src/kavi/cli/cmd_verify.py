@@ -1,7 +1,5 @@
 """Commands: verify-skill, check-invariants, policy scan."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any, Optional
 

@@ -12,6 +12,11 @@ def main(argv: list[str] | None = None) -> None:
 
     args = sys.argv[1:] if argv is None else argv
     try:
+        if args == ["--version"]:  # no need to build the command tree for this
+            from kavi import __version__
+
+            sys.stdout.write(f"kavi {__version__}\n")
+            sys.exit(0)
         from kavi.cli.run_fast import fast_main
 
         if fast_main(args):
