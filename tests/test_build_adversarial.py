@@ -11,12 +11,14 @@ what Kavi guarantees, whatever the agent does:
 * no sandbox directory, worktree or surviving agent process left behind.
 
 The agent runs as the same user as Kavi, so it can discover the main repository
-(``/proc/<parent>/cwd``) without being told. Every attack runs twice: in the namespace
-jail (:mod:`kavi.backends.jail`), and with ``sandbox.confine: off``, where only the
-tripwire stands between the agent and the repository. Attacks marked ``jail_only``
-(reading Kavi's environment, rewriting objects, the ledger, the vault or the working
-tree, daemons) cannot be stopped without the jail; they are skipped in the tripwire
-run — the documented limit of unconfined builds (docs/decisions.md, D023).
+(``/proc/<parent>/cwd``) without being told. Attacks beyond the sandbox run twice: in
+the namespace jail (:mod:`kavi.backends.jail`), and with ``sandbox.confine: off``,
+where only the tripwire stands between the agent and the repository. Attacks marked
+``jail_only`` (reading Kavi's environment, rewriting objects, the ledger, the vault or
+the working tree, daemons) cannot be stopped without the jail and run confined only —
+the documented limit of unconfined builds (docs/decisions.md, D024); ``one_mode``
+attacks exercise the sandbox walk and the gate, the same code in both modes, and run
+once.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Any
 import pytest
 
 from support import evil_agent
+from support.evidence import Evidence
 from support.forge import git, git_state, kavi, make_forge, propose_write_note
 
 SECRET = "sentinel-kavi-secret-7f3a9c"
@@ -146,7 +149,8 @@ class Arena:
     repo: Path
     proposal: str
     monkeypatch: pytest.MonkeyPatch
-    pidfile: Path
+    evidence: Evidence
+    confined: bool
     before: dict[str, Any] = field(default_factory=dict)
     events_before: list[tuple[int, str, str]] = field(default_factory=list)
 
@@ -158,7 +162,7 @@ class Arena:
             attack,
             {
                 "fence": str(self.tmp),
-                "pidfile": str(self.pidfile),
+                "evidence_port": str(self.evidence.port),
                 "repo": str(self.repo),
                 **{k: str(v) for k, v in ctx.items()},
             },
@@ -235,6 +239,13 @@ class Arena:
     def require(self, out: Outcome, *expected: tuple[str, str], extra: Sequence[str] = (), **kw: Any) -> None:
         problems = list(extra) + self.verdict(out, *expected, **kw)
         assert not problems, "broken guarantees:\n  - " + "\n  - ".join(problems)
+
+    def alive(self) -> list[int]:
+        """Daemons the agent started that still run (unconfined runs: pids are the host's;
+        confined, the jail's death takes them and tests look for their late reports)."""
+        if self.confined:
+            return []
+        return [pid for pid in self.evidence.all("daemon_pid") if _is_our_agent(int(pid), self.tmp)]
 
     def ledger_problems(self, out: Outcome, *, failed: bool) -> list[str]:
         problems = []
@@ -337,7 +348,7 @@ class Arena:
         for name, commit in _build_commits(self.repo).items():
             if not git("log", "-1", "--format=%s", commit, cwd=self.repo).startswith("kavi build:"):
                 problems.append(f"LEFTOVER: branch {name} without a build commit")
-        alive = _alive(self.pidfile, self.tmp)
+        alive = self.alive()
         if alive:
             problems.append(f"LEFTOVER: agent processes still running after the build: {alive}")
         return problems
@@ -386,12 +397,6 @@ def _commit_dump(repo: Path, commit: str) -> str:
     return "\n".join(parts)
 
 
-def _agent_pids(pidfile: Path) -> list[int]:
-    if not pidfile.exists():
-        return []
-    return [int(x) for x in pidfile.read_text().split() if x.strip().isdigit() and int(x) > 0]
-
-
 def _is_our_agent(pid: int, tmp: Path) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -401,33 +406,32 @@ def _is_our_agent(pid: int, tmp: Path) -> bool:
     return state != "Z" and str(tmp / "bin" / "claude").encode() in cmdline
 
 
-def _alive(pidfile: Path, tmp: Path) -> list[int]:
-    return [pid for pid in _agent_pids(pidfile) if _is_our_agent(pid, tmp)]
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Attacks on what lies outside the sandbox run twice: confined (``sandbox.confine:
+    auto`` on a machine with user namespaces) and unconfined (``confine: off``, the
+    tripwire fallback). ``jail_only`` attacks run confined; ``one_mode`` attacks (the
+    sandbox walk and the gate, which confinement does not change) run once."""
+    if "arena" not in metafunc.fixturenames:
+        return
+    from kavi.backends import jail
+
+    node = metafunc.definition
+    if node.get_closest_marker("jail_only"):
+        modes = ["jail"]
+    elif node.get_closest_marker("one_mode"):
+        modes = ["jail" if jail.available() else "tripwire"]
+    else:
+        modes = ["jail", "tripwire"]
+    metafunc.parametrize("arena", modes, indirect=True)
 
 
-def _wait_for(path: Path, limit: float = 10.0) -> bool:
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        if path.exists():
-            return True
-        time.sleep(0.05)
-    return path.exists()
-
-
-@pytest.fixture(params=["jail", "tripwire"])
+@pytest.fixture
 def arena(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Arena]:
-    """Every attack runs twice: confined (``sandbox.confine: auto`` on a machine with user
-    namespaces) and unconfined (``confine: off``, the tripwire fallback)."""
     from kavi.backends import jail
 
     confine = "auto" if request.param == "jail" else "off"
-    if request.node.get_closest_marker("jail_only"):
-        if confine == "off":
-            pytest.skip("without the namespace jail a same-user process can do this (documented limit)")
-        if not jail.available():
-            pytest.skip("this machine has no user namespaces: the jail is unavailable")
-    elif confine == "auto" and not jail.available():
-        pytest.skip("this machine has no user namespaces: the tripwire run covers this attack")
+    if confine == "auto" and not jail.available():
+        pytest.skip("this machine has no user namespaces: the jail is unavailable")
     repo = make_forge(tmp_path)
     if confine != "auto":  # the fallback where namespaces are unavailable: tripwire only
         policy = repo / ".kavi" / "policy.yaml"
@@ -437,13 +441,15 @@ def arena(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("ANTHROPIC_API_KEY", CREDENTIAL)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     pid = propose_write_note(repo)
-    a = Arena(tmp_path, repo, pid, monkeypatch, tmp_path / "agent-pids")
+    evidence = Evidence()
+    a = Arena(tmp_path, repo, pid, monkeypatch, evidence, confined=confine == "auto")
     yield a
-    for p in _alive(a.pidfile, tmp_path):  # kill what the agent left running, by pid
+    for p in a.alive():  # kill what the agent left running, by pid
         try:
             os.kill(p, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    evidence.close()
     # Leftovers may be too deep for Python's recursive rmtree (pytest's own tmp cleanup
     # included): remove them with rm(1), which walks iteratively.
     doomed = [*(tmp_path / "tmp").glob("kavi-build-*"), repo / ".git" / "info" / "d"]
@@ -487,8 +493,8 @@ def test_control_well_behaved_evil_harness_succeeds(arena: Arena) -> None:
 def test_hard_link_to_a_file_outside_the_sandbox(arena: Arena) -> None:
     """The skill file is a second name of a file outside the sandbox (same inode).
 
-    (In the namespace jail the repository itself is another mount, where ``link`` fails
-    with EXDEV; a file elsewhere on the sandbox's filesystem can still be linked.)
+    (In the namespace jail nothing outside the sandbox is on its mount: ``link`` fails
+    with EXDEV or ENOENT, and the agent links a file of its own sandbox instead.)
     """
     outside = arena.tmp / "outside" / "private.txt"
     outside.parent.mkdir()
@@ -497,7 +503,12 @@ def test_hard_link_to_a_file_outside_the_sandbox(arena: Arena) -> None:
         """
         write_good()
         os.remove(SKILL)
-        os.link(CTX["outside"], SKILL)
+        try:
+            os.link(CTX["outside"], SKILL)
+            report("linked", "outside")
+        except OSError:
+            os.link(TEST, SKILL)
+            report("linked", "inside")
         """,
         outside=outside,
     )
@@ -507,10 +518,13 @@ def test_hard_link_to_a_file_outside_the_sandbox(arena: Arena) -> None:
         for v in out.json.get("violations", [])
         if v["path"] == "skills/write_note.py" and "hard link" in v["reason"]
     ]
-    extra = [] if hard else ["GATE: a hard link to a file outside the sandbox was committed as the skill"]
+    extra = [] if hard else ["GATE: a hard link was committed as the skill"]
+    if arena.confined and arena.evidence.get("linked") != "inside":
+        extra.append("JAIL: the agent hard-linked a file from outside its sandbox")
     arena.require(out, extra=extra)
 
 
+@pytest.mark.one_mode
 @pytest.mark.parametrize("kind", ["fifo", "socket", "directory"])
 def test_non_regular_entry_at_an_allowed_path(arena: Arena, kind: str) -> None:
     arena.agent(
@@ -538,6 +552,7 @@ def test_non_regular_entry_at_an_allowed_path(arena: Arena, kind: str) -> None:
     arena.require(out, *expected)
 
 
+@pytest.mark.one_mode
 def test_symlinked_parent_directory(arena: Arena) -> None:
     """``skills -> <outside>``: the skill file is written through a directory symlink."""
     arena.agent(
@@ -555,6 +570,7 @@ def test_symlinked_parent_directory(arena: Arena) -> None:
     )
 
 
+@pytest.mark.one_mode
 def test_allowed_file_written_through_dotdot_symlink(arena: Arena) -> None:
     arena.agent(
         """
@@ -567,6 +583,7 @@ def test_allowed_file_written_through_dotdot_symlink(arena: Arena) -> None:
     arena.require(out, ("docs/up", "symlink"), ("docs/up", "outside-allowlist"))
 
 
+@pytest.mark.one_mode
 def test_non_utf8_file_and_directory_names(arena: Arena) -> None:
     arena.agent(
         """
@@ -586,6 +603,7 @@ def test_non_utf8_file_and_directory_names(arena: Arena) -> None:
     arena.require(out, extra=extra)
 
 
+@pytest.mark.one_mode
 def test_case_variants_of_the_allowed_paths(arena: Arena) -> None:
     arena.agent(
         """
@@ -605,6 +623,7 @@ def test_case_variants_of_the_allowed_paths(arena: Arena) -> None:
     )
 
 
+@pytest.mark.one_mode
 def test_gitattributes_and_gitignore_do_not_hide_files(arena: Arena) -> None:
     arena.agent(
         """
@@ -623,6 +642,7 @@ def test_gitattributes_and_gitignore_do_not_hide_files(arena: Arena) -> None:
     )
 
 
+@pytest.mark.one_mode
 @pytest.mark.parametrize("name", ["git~1", ".GIT/config"])
 def test_names_git_refuses_in_a_tree(arena: Arena, name: str) -> None:
     """``.GIT`` and ``git~1`` are ``.git`` on case-insensitive and 8.3 (NTFS) filesystems."""
@@ -639,6 +659,7 @@ def test_names_git_refuses_in_a_tree(arena: Arena, name: str) -> None:
     arena.require(out, extra=[] if named else [f"REASON: {name} not named among {sorted(out.found)}"])
 
 
+@pytest.mark.one_mode
 @pytest.mark.parametrize("trick", ["utime", "rename_over", "truncate_rewrite"])
 def test_stat_tricks_do_not_hide_a_modified_tracked_file(arena: Arena, trick: str) -> None:
     """Same size, mtime put back: the snapshot still sees README.md changed (ctime moved)."""
@@ -665,6 +686,7 @@ def test_stat_tricks_do_not_hide_a_modified_tracked_file(arena: Arena, trick: st
     arena.require(out, ("README.md", "outside-allowlist"))
 
 
+@pytest.mark.one_mode
 @pytest.mark.parametrize("how", ["rewrite", "symlink"])
 def test_modifying_the_build_packet(arena: Arena, how: str) -> None:
     arena.agent(
@@ -696,6 +718,7 @@ def test_modifying_the_build_packet(arena: Arena, how: str) -> None:
 # ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.one_mode
 def test_deeply_nested_directories(arena: Arena) -> None:
     """1,200 nested directories (path ~2,400 bytes, well inside PATH_MAX)."""
     arena.agent(
@@ -708,6 +731,7 @@ def test_deeply_nested_directories(arena: Arena) -> None:
     arena.require(out)
 
 
+@pytest.mark.one_mode
 def test_huge_and_sparse_files(arena: Arena) -> None:
     arena.agent(
         """
@@ -723,6 +747,7 @@ def test_huge_and_sparse_files(arena: Arena) -> None:
     arena.require(out, ("big.bin", "too-large"), ("skills/write_note.py", "too-large"), extra=extra)
 
 
+@pytest.mark.one_mode
 def test_many_files(arena: Arena) -> None:
     arena.agent(
         """
@@ -743,6 +768,7 @@ def test_many_files(arena: Arena) -> None:
     arena.require(out, ("junk/f00000.txt", "outside-allowlist"), extra=extra)
 
 
+@pytest.mark.one_mode
 def test_rejected_junk_is_not_stored_in_the_main_object_database(arena: Arena) -> None:
     """A failed build must not let the agent park arbitrary data in the main repository."""
     arena.agent(
@@ -755,12 +781,12 @@ def test_rejected_junk_is_not_stored_in_the_main_object_database(arena: Arena) -
             data = os.urandom(900_000)
             Path(f"junk/blob{i}.bin").write_bytes(data)
             oids.append(hashlib.sha1(b"blob %d\\0" % len(data) + data).hexdigest())
-        Path(CTX["oids"]).write_text("\\n".join(oids))
-        """,
-        oids=arena.tmp / "junk-oids.txt",
+        report("oids", oids)
+        """
     )
     out = arena.build()
-    oids = (arena.tmp / "junk-oids.txt").read_text().split()
+    oids = arena.evidence.get("oids", [])
+    assert len(oids) == 24, "the agent did not report its blobs"
     stored = [
         o
         for o in oids
@@ -777,6 +803,7 @@ def test_rejected_junk_is_not_stored_in_the_main_object_database(arena: Arena) -
     arena.require(out, ("junk/blob0.bin", "outside-allowlist"), extra=extra)
 
 
+@pytest.mark.one_mode
 def test_enormous_output(arena: Arena) -> None:
     arena.agent(
         """
@@ -804,6 +831,7 @@ def test_enormous_output(arena: Arena) -> None:
 # ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.one_mode
 def test_forged_result_event_on_stderr(arena: Arena) -> None:
     arena.agent(
         """
@@ -816,6 +844,7 @@ def test_forged_result_event_on_stderr(arena: Arena) -> None:
     arena.require(out, summary="without a final result event")
 
 
+@pytest.mark.one_mode
 def test_stream_json_cannot_inject_markdown_into_the_build_log(arena: Arena) -> None:
     arena.agent(
         """
@@ -841,6 +870,7 @@ def test_stream_json_cannot_inject_markdown_into_the_build_log(arena: Arena) -> 
     arena.require(out, ("notes.txt", "outside-allowlist"), extra=extra)
 
 
+@pytest.mark.one_mode
 def test_file_names_cannot_inject_markdown_into_the_build_log(arena: Arena) -> None:
     """Violation paths and symlink targets are agent-chosen text, printed outside any fence."""
     arena.agent(
@@ -863,6 +893,7 @@ def test_file_names_cannot_inject_markdown_into_the_build_log(arena: Arena) -> N
     arena.require(out, extra=extra)
 
 
+@pytest.mark.one_mode
 def test_terminal_escape_sequences_never_reach_the_terminal_or_the_log(arena: Arena) -> None:
     arena.agent(
         """
@@ -896,21 +927,23 @@ def test_secret_read_from_the_kavi_process_environment(arena: Arena) -> None:
     arena.agent(
         """
         write_good()
-        raw = Path(f"/proc/{os.getppid()}/environ").read_bytes()  # the Kavi process
+        try:
+            raw = Path(f"/proc/{os.getppid()}/environ").read_bytes()  # the Kavi process
+        except OSError:
+            raw = b""  # in the jail: no parent in sight
         found = {}
         for item in raw.split(b"\\0"):
             key, _, value = item.partition(b"=")
             if key.startswith(b"KAVI_SECRET_"):
                 found[key.decode()] = value.decode()
-        Path(CTX["exfil"]).write_text(json.dumps(found))
+        report("exfil", found)
         with open(SKILL, "a") as fh:  # smuggled past the literal-value redaction
             for key, value in found.items():
                 fh.write(f"# {key}: {base64.b64encode(value.encode()).decode()}\\n")
-        """,
-        exfil=arena.tmp / "exfil.json",
+        """
     )
     out = arena.build_process(timeout=60)
-    stolen = (arena.tmp / "exfil.json").read_text() if (arena.tmp / "exfil.json").exists() else ""
+    stolen = json.dumps(arena.evidence.get("exfil", {}))
     extra = (
         [f"SECRET: the agent read KAVI_SECRET_TOKEN from /proc/<kavi>/environ: {stolen}"]
         if SECRET in stolen
@@ -922,6 +955,7 @@ def test_secret_read_from_the_kavi_process_environment(arena: Arena) -> None:
     arena.require(out, failed=False, extra=extra)
 
 
+@pytest.mark.one_mode
 def test_secret_in_file_names_and_symlink_targets(arena: Arena) -> None:
     """The agent's own credential, put where Kavi does not redact: names and link targets."""
     arena.agent(
@@ -938,6 +972,7 @@ def test_secret_in_file_names_and_symlink_targets(arena: Arena) -> None:
     arena.require(out)
 
 
+@pytest.mark.one_mode
 def test_credential_smuggled_in_an_encoding(arena: Arena) -> None:
     """Literal-match redaction misses trivial encodings of the agent's own credential."""
     arena.agent(
@@ -984,22 +1019,26 @@ KEY_SECRET = "sentinel-private-key-material-c4e1"
 
 @pytest.mark.jail_only
 def test_credential_stores_and_the_signing_key_are_withheld(arena: Arena) -> None:
-    """~/.ssh, cloud credentials and the key promotions are signed with read as nothing.
+    """~/.ssh, cloud credentials, anything in the home, and the key promotions are signed
+    with, read as nothing.
 
-    The signing key is configured outside ``~/.ssh`` on purpose: it is withheld because
-    ``user.signingkey`` names it, not because of where it lives.
+    The home is hidden wholesale (no list of credential stores to fall behind). The
+    signing key is kept in the forge's own directory (untracked) on purpose: that
+    directory stays in view, and the key is withheld because ``user.signingkey`` names it.
     """
     home = Path(os.environ["HOME"])
     stores = {
         home / ".ssh" / "id_ed25519": KEY_SECRET,
         home / ".aws" / "credentials": KEY_SECRET,
         home / ".git-credentials": KEY_SECRET,
-        home / "keys" / "approver": KEY_SECRET,
+        home / ".vault-token": KEY_SECRET,
+        home / ".bash_history": KEY_SECRET,
+        arena.repo / ".keys" / "approver": KEY_SECRET,
     }
     for path, value in stores.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(value + "\n")
-    git("config", "--global", "user.signingkey", str(home / "keys" / "approver.pub"), cwd=arena.repo)
+    git("config", "--global", "user.signingkey", str(arena.repo / ".keys" / "approver.pub"), cwd=arena.repo)
     arena.agent(
         """
         write_good()
@@ -1049,19 +1088,19 @@ def test_the_users_ssh_agent_is_out_of_reach(arena: Arena) -> None:
                 reached = conn.recv(5)[4:5] == b"\\x0c"  # SSH_AGENT_IDENTITIES_ANSWER
             except OSError:
                 reached = False
-            Path(CTX["verdict"]).write_text("reached" if reached else "blocked")
+            report("verdict", "reached" if reached else "blocked")
             """,
             sock=sock,
-            verdict=arena.tmp / "agent-verdict",
         )
         out = arena.build()
     finally:
         os.kill(agent_pid, signal.SIGTERM)
-    verdict = (arena.tmp / "agent-verdict").read_text()
+    verdict = arena.evidence.get("verdict")
     extra = ["SSH-AGENT: the build agent talked to the user's ssh-agent"] if verdict != "blocked" else []
     arena.require(out, failed=False, extra=extra)
 
 
+@pytest.mark.one_mode
 def test_credential_printed_to_the_transcript_is_redacted(arena: Arena) -> None:
     arena.agent(
         """
@@ -1316,7 +1355,7 @@ def late():
             fh.write("\\n- status: **SUCCEEDED** (amended)\\n")
     SANDBOX.mkdir(parents=True, exist_ok=True)
     (SANDBOX / "still-here.txt").write_text("x\\n")
-    Path(CTX["marker"]).write_text("done")
+    report("late", "done")
     time.sleep(30)  # and stay around
 
 MAIN = main_repo()
@@ -1327,19 +1366,22 @@ daemon(late)
 
 @pytest.mark.jail_only
 def test_setsid_daemon_outlives_the_agent_and_writes_later(arena: Arena) -> None:
-    arena.agent(_LATE_ATTACK, marker=arena.tmp / "late-marker")
+    arena.agent(_LATE_ATTACK)
     out = arena.build()
-    _wait_for(arena.tmp / "late-marker", 10)  # give a surviving daemon its chance
-    arena.require(out, failed=False)
+    late = arena.evidence.wait("late", 5)  # give a surviving daemon its chance
+    extra = ["DAEMON: the agent's daemon outlived the build and wrote afterwards"] if late else []
+    arena.require(out, failed=False, extra=extra)
 
 
 @pytest.mark.jail_only
 def test_setsid_daemon_survives_the_timeout_kill(arena: Arena) -> None:
     attack = _LATE_ATTACK.replace("daemon(late)", "daemon(late, keep_stdio=True)")  # holds the output
-    arena.agent(attack + "\ntime.sleep(600)\n", marker=arena.tmp / "late-marker")
+    arena.agent(attack + "\ntime.sleep(600)\n")
     out = arena.build("--timeout", "2")
-    _wait_for(arena.tmp / "late-marker", 10)
+    late = arena.evidence.wait("late", 5)
     extra = [] if out.duration < 15 else [f"TIMEOUT: the build took {out.duration:.1f}s"]
+    if late:
+        extra.append("DAEMON: the agent's daemon survived the timeout kill and wrote afterwards")
     arena.require(out, summary="did not finish within 2s", extra=extra)
 
 
@@ -1357,6 +1399,7 @@ def test_sandbox_root_swapped_for_a_symlink(arena: Arena) -> None:
     arena.require(out, failed=False)
 
 
+@pytest.mark.one_mode
 def test_read_only_directories_in_the_sandbox(arena: Arena) -> None:
     """``chmod 0500`` directories: a non-root ``rmtree`` cannot empty them (root can)."""
     arena.agent(

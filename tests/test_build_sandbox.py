@@ -11,11 +11,13 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from support import fake_claude
+from support.evidence import Evidence
 from support.forge import git, git_state, kavi, make_forge, propose_write_note
 
 SECRET = "sentinel-kavi-secret-7f3a9c"
@@ -31,11 +33,19 @@ def forge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return repo
 
 
-def _install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, repo: Path) -> Path:
-    record = tmp_path / "claude-record.json"
-    fake_claude.install(tmp_path / "bin", mode, record=record, main_repo=repo, marker=tmp_path / "marker")
+@pytest.fixture
+def evidence() -> Iterator[Evidence]:
+    """What the fake claude reports back (see support.evidence)."""
+    server = Evidence()
+    yield server
+    server.close()
+
+
+def _install(
+    evidence: Evidence, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, repo: Path
+) -> None:
+    fake_claude.install(tmp_path / "bin", mode, evidence=evidence, main_repo=repo)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    return record
 
 
 def _build(repo: Path, proposal: str, *extra: str) -> tuple[int, dict[str, object]]:
@@ -66,8 +76,10 @@ def _assert_clean(repo: Path, tmp_path: Path) -> None:
     assert leftovers == []
 
 
-def test_well_behaved_agent_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path) -> None:
-    record = _install(tmp_path, monkeypatch, "good", forge)
+def test_well_behaved_agent_builds(
+    evidence: Evidence, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
+) -> None:
+    _install(evidence, tmp_path, monkeypatch, "good", forge)
     pid = propose_write_note(forge)
     before = git_state(forge)
     code, build = _build(forge, pid)
@@ -85,7 +97,7 @@ def test_well_behaved_agent_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     _assert_clean(forge, tmp_path)
     _assert_no_secret_anywhere(forge, tmp_path, build)
     # what the agent saw: a scrubbed environment, sandbox cwd outside the repo, the right flags
-    seen = fake_claude.recorded(record)
+    seen = fake_claude.recorded(evidence)
     env = seen["env"]
     assert isinstance(env, dict)
     assert "KAVI_SECRET_TOKEN" not in env and "SOME_OTHER_VAR" not in env
@@ -128,9 +140,9 @@ SUMMARY_ONLY = {
 
 @pytest.mark.parametrize("mode", sorted(MISBEHAVIOUR))
 def test_misbehaving_agent_fails_with_precise_reason(
-    mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
+    evidence: Evidence, mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
 ) -> None:
-    _install(tmp_path, monkeypatch, mode, forge)
+    _install(evidence, tmp_path, monkeypatch, mode, forge)
     pid = propose_write_note(forge)
     before = git_state(forge)
     code, build = _build(forge, pid)
@@ -146,8 +158,10 @@ def test_misbehaving_agent_fails_with_precise_reason(
     assert status == "PROPOSED"
 
 
-def test_rename_is_named_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path) -> None:
-    _install(tmp_path, monkeypatch, "rename_tracked", forge)
+def test_rename_is_named_as_such(
+    evidence: Evidence, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
+) -> None:
+    _install(evidence, tmp_path, monkeypatch, "rename_tracked", forge)
     _code, build = _build(forge, propose_write_note(forge))
     reasons = {v["path"]: v["reason"] for v in build["violations"]}  # type: ignore[union-attr]
     assert "renamed from README.md" in reasons["docs/README.md"]
@@ -155,9 +169,9 @@ def test_rename_is_named_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 @pytest.mark.parametrize("mode", sorted(SUMMARY_ONLY))
 def test_agent_reporting_failure_fails_the_build(
-    mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
+    evidence: Evidence, mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
 ) -> None:
-    _install(tmp_path, monkeypatch, mode, forge)
+    _install(evidence, tmp_path, monkeypatch, mode, forge)
     code, build = _build(forge, propose_write_note(forge))
     assert code == 1
     assert build["status"] == "FAILED"
@@ -166,26 +180,25 @@ def test_agent_reporting_failure_fails_the_build(
 
 
 def test_hanging_agent_is_killed_with_its_children(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
+    evidence: Evidence, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
 ) -> None:
-    _install(tmp_path, monkeypatch, "hang", forge)
+    _install(evidence, tmp_path, monkeypatch, "hang", forge)
     start = time.monotonic()
     code, build = _build(forge, propose_write_note(forge), "--timeout", "2")
     assert time.monotonic() - start < 15
     assert code == 1
     assert "did not finish within 2s" in str(build["summary"])
-    time.sleep(3.5)  # the background child would have written the marker by now
-    assert not (tmp_path / "marker").exists()
+    assert evidence.wait("alive", 4) is None  # the background child would have reported by now
     _assert_clean(forge, tmp_path)
 
 
 def test_withheld_secret_files_never_reach_the_sandbox(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
+    evidence: Evidence, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
 ) -> None:
     (forge / ".env").write_text(f"TOKEN={SECRET}\n")
     git("add", "-f", ".env", cwd=forge)
     git("commit", "-q", "-m", "oops, a committed .env", cwd=forge)
-    _install(tmp_path, monkeypatch, "read_withheld", forge)
+    _install(evidence, tmp_path, monkeypatch, "read_withheld", forge)
     code, build = _build(forge, propose_write_note(forge))
     assert code == 1
     listing = git("show", f"{build['commit']}:listing.txt", cwd=forge)
@@ -210,12 +223,12 @@ def test_missing_claude_executable_is_refused_before_any_state(
 
 
 def test_unconfined_builds_fall_back_to_the_tripwire(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
+    evidence: Evidence, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
 ) -> None:
     policy = forge / ".kavi/policy.yaml"
     policy.write_text(policy.read_text().replace("confine: auto", "confine: 'off'"))
     git("commit", "-q", "-am", "no namespace jail for builds", cwd=forge)
-    _install(tmp_path, monkeypatch, "main_repo_tamper", forge)
+    _install(evidence, tmp_path, monkeypatch, "main_repo_tamper", forge)
     pid = propose_write_note(forge)
     before = git_state(forge)
     code, build = _build(forge, pid)
@@ -241,7 +254,7 @@ def _path_without_namespace_tools(tmp_path: Path) -> str:
 
 
 def test_required_confinement_refuses_to_build_where_namespaces_are_missing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
+    evidence: Evidence, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
 ) -> None:
     import subprocess
     import sys
@@ -249,7 +262,7 @@ def test_required_confinement_refuses_to_build_where_namespaces_are_missing(
     policy = forge / ".kavi/policy.yaml"
     policy.write_text(policy.read_text().replace("confine: auto", "confine: required"))
     git("commit", "-q", "-am", "builds must be confined", cwd=forge)
-    _install(tmp_path, monkeypatch, "good", forge)
+    _install(evidence, tmp_path, monkeypatch, "good", forge)
     pid = propose_write_note(forge)
     before = git_state(forge)
     env = {**os.environ, "PATH": _path_without_namespace_tools(tmp_path)}
@@ -269,11 +282,11 @@ def test_required_confinement_refuses_to_build_where_namespaces_are_missing(
 
 
 def test_the_transcript_says_how_the_backend_was_confined(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
+    evidence: Evidence, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
 ) -> None:
     from kavi.backends import jail
 
-    _install(tmp_path, monkeypatch, "good", forge)
+    _install(evidence, tmp_path, monkeypatch, "good", forge)
     pid = propose_write_note(forge)
     code, build = _build(forge, pid)
     assert code == 0, build

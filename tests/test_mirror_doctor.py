@@ -215,3 +215,36 @@ def test_doctor_closes_an_abandoned_build(verified: Verified) -> None:
     builds = kavi_json("show", verified.proposal_id, cwd=repo)["builds"]
     abandoned = next(b for b in builds if b["id"].startswith("0badbeef"))
     assert abandoned["status"] == "FAILED" and "abandoned" in abandoned["summary"]
+
+
+def test_doctor_removes_only_its_own_leftover_sandboxes(verified: Verified, tmp_path: Path) -> None:
+    """A leftover sandbox of this forge's build goes, however deep it is nested; one whose
+    build this ledger never knew (another forge's, or planted) is not doctor's to touch."""
+    import tempfile
+
+    repo = verified.repo
+    base = Path(tempfile.gettempdir())  # the test's TMPDIR: the default sandbox base
+    build_id = kavi_json("show", verified.proposal_id, cwd=repo)["builds"][0]["id"]
+    ours = base / f"kavi-build-{build_id}"
+    other = base / "kavi-build-00000000-0000-4000-8000-000000000000"
+    for root in (ours, other):
+        root.mkdir()
+        fd = os.open(root, os.O_RDONLY)
+        for _ in range(1200):  # deeper than Python's recursion limit (rmtree recurses)
+            os.mkdir("d", dir_fd=fd)
+            inner = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        os.close(fd)
+        (root / "d").chmod(0o500)  # read-only inside: a plain rm -rf cannot empty it
+    try:
+        report = kavi_json("doctor", cwd=repo, expect=1)
+        named = [f["problem"] for f in report["findings"] if f["check"] == "leftover sandbox"]
+        assert len(named) == 1 and str(ours) in named[0], named
+        kavi_json("doctor", "--repair", cwd=repo)
+        assert not ours.exists()
+        assert other.exists()
+    finally:  # pytest's own cleanup recurses too
+        for root in (ours, other):
+            subprocess.run(["chmod", "-R", "u+rwx", str(root)], capture_output=True, check=False)
+            subprocess.run(["rm", "-rf", str(root)], check=False)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import base64
-import os
 from pathlib import Path
 
 import pytest
 
-from kavi.backends.withhold import HOME_SECRETS, signing_key_files, withheld_paths
+from kavi.backends.withhold import signing_key_files, withheld_paths
 from kavi.secrets import REDACTED, redact, redact_bytes, secret_forms
 from kavi.textsafe import is_git_dir_name, printable
 
@@ -86,7 +85,7 @@ def test_short_secrets_get_no_encoded_forms() -> None:
     assert redact("commit 6162636465 abcde", ["abcde"]) == f"commit 6162636465 {REDACTED}"
 
 
-def test_withheld_paths_lists_excluded_files_and_credential_stores(tmp_path: Path) -> None:
+def test_withheld_paths_resolves_what_it_covers(tmp_path: Path) -> None:
     work = tmp_path / "forge"
     (work / ".git").mkdir(parents=True)
     (work / ".git" / "secrets.json").write_text("inside .git: not walked")
@@ -94,21 +93,37 @@ def test_withheld_paths_lists_excluded_files_and_credential_stores(tmp_path: Pat
     (work / ".env").write_text("A=1")
     (work / "app" / "deep" / "server.pem").write_text("pem")
     (work / "app" / "main.py").write_text("print()")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "prod.env").write_text("B=2")
+    (work / ".env.prod").symlink_to(elsewhere / "prod.env")  # the real file is covered
     home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
-    (home / ".netrc").write_text("machine x")
-    os.symlink(home / ".netrc", home / ".npmrc")  # a symlink is never mounted over
+    (home / ".config").mkdir(parents=True)
+    (tmp_path / "dotfiles-ssh").mkdir()
+    (home / ".ssh").symlink_to(tmp_path / "dotfiles-ssh")  # a link out of the hidden home
+    (home / ".config" / "gh").symlink_to(home / "inside")  # a link within it: hidden anyway
+    (home / "inside").mkdir()
+    sock = tmp_path / "agent.sock"
+    sock.write_text("")  # stands for the socket: only its path matters here
     found = withheld_paths(
         workdir=work,
         common_dir=work / ".git",
+        exclude=[".env", ".env.*", "*.pem", "secrets.*"],
         home=home,
-        exclude=[".env", "*.pem", "secrets.*"],
+        env={"SSH_AUTH_SOCK": str(tmp_path / "link-to-sock")},
         extra=[tmp_path / "missing-key"],
     )
-    assert sorted(found) == sorted(
-        [work / ".env", work / "app" / "deep" / "server.pem", home / ".ssh", home / ".netrc"]
+    assert set(found) >= {work / ".env", work / "app" / "deep" / "server.pem", elsewhere / "prod.env"}
+    assert tmp_path / "dotfiles-ssh" in found
+    assert home / "inside" not in found
+    (tmp_path / "link-to-sock").symlink_to(sock)
+    again = withheld_paths(
+        workdir=work,
+        common_dir=work / ".git",
+        exclude=[],
+        env={"SSH_AUTH_SOCK": str(tmp_path / "link-to-sock")},
     )
-    assert ".ssh" in HOME_SECRETS
+    assert sock in again and tmp_path / "link-to-sock" not in again
 
 
 @pytest.mark.parametrize(
@@ -129,18 +144,6 @@ def test_signing_key_files(tmp_path: Path, value: str, expected: str | None) -> 
         assert files == [Path(expected.replace("HOME", str(tmp_path)))]
 
 
-def test_agent_sockets(tmp_path: Path) -> None:
-    from kavi.backends.withhold import agent_sockets
-
-    home = tmp_path / "home"
-    env = {"XDG_RUNTIME_DIR": "/run/user/1000", "SSH_AUTH_SOCK": "/tmp/ssh-Xa12/agent.77"}
-    assert agent_sockets(env, home) == [Path("/run/user/1000"), Path("/tmp/ssh-Xa12")]
-    # a socket directly in a shared directory: only the socket itself is covered
-    assert agent_sockets({"SSH_AUTH_SOCK": "/tmp/agent.sock"}, home) == [Path("/tmp/agent.sock")]
-    assert agent_sockets({"SSH_AUTH_SOCK": str(home / "agent.sock")}, home) == [home / "agent.sock"]
-    assert agent_sockets({}, home) == []
-
-
 def test_the_sandbox_is_never_withheld(tmp_path: Path) -> None:
     runtime = tmp_path / "run"
     box = runtime / "kavi-build-1"
@@ -148,9 +151,35 @@ def test_the_sandbox_is_never_withheld(tmp_path: Path) -> None:
     found = withheld_paths(
         workdir=tmp_path / "forge",
         common_dir=tmp_path / "forge" / ".git",
-        home=None,
         exclude=[],
-        env={"XDG_RUNTIME_DIR": str(runtime)},
+        env={"SSH_AUTH_SOCK": str(runtime)},
         sandbox=box,
     )
     assert found == []
+
+
+def test_exec_roots_keep_what_the_backend_needs_to_start(tmp_path: Path) -> None:
+    """A node CLI installed under the (hidden) home: its package dir and node's prefix."""
+    from kavi.backends.jail import exec_roots
+
+    home = tmp_path / "home"
+    node_prefix = home / ".nvm" / "versions" / "node" / "v20"
+    (node_prefix / "bin").mkdir(parents=True)
+    (node_prefix / "lib").mkdir()
+    node = node_prefix / "bin" / "node"
+    node.write_text("")
+    node.chmod(0o755)
+    package = node_prefix / "lib" / "node_modules" / "claude-code"
+    package.mkdir(parents=True)
+    (package / "cli.js").write_text("#!/usr/bin/env node\nconsole.log(1)\n")
+    (node_prefix / "bin" / "claude").symlink_to(package / "cli.js")
+    roots = exec_roots(str(node_prefix / "bin" / "claude"), str(node_prefix / "bin"), home)
+    assert roots == [package, node_prefix]
+    # a program directly in the home directory: the file alone, never the whole home
+    (home / "tool").write_text("#!/bin/sh\n")
+    assert exec_roots(str(home / "tool"), None, home)[0] == home / "tool"
+    # ~/.local is no installation prefix to expose (it holds keyrings and more)
+    (home / ".local" / "bin").mkdir(parents=True)
+    (home / ".local" / "lib").mkdir()
+    (home / ".local" / "bin" / "x").write_text("")
+    assert exec_roots(str(home / ".local" / "bin" / "x"), None, home) == [home / ".local" / "bin"]

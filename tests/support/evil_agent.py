@@ -6,6 +6,9 @@ events ending in a ``result`` event) and, in between, runs one *attack*: a snipp
 Python given by the test. The snippet runs with these names in scope:
 
 ``CTX``         dict of test-provided values (paths inside the test's tmp dir only)
+``report``      ``report(key, value)``: evidence for the test, sent over loopback TCP
+                (a confined agent can write no file the test could read); ``ask(key)``
+                waits for a value reported by the test or by another agent
 ``SKILL``       the allowed skill path (relative), ``TEST`` the allowed test path
 ``write_good``  writes correct contents to both allowed paths
 ``main_repo``   finds the repository Kavi runs in the way a same-user process can:
@@ -19,8 +22,9 @@ Python given by the test. The snippet runs with these names in scope:
                 to print none)
 
 Safety: ``main_repo()`` refuses any path outside ``CTX["fence"]`` (the test's tmp dir),
-so a misfiring discovery can never touch a real repository. Every daemon's pid is
-appended to ``CTX["pidfile"]`` so the test can kill it by pid.
+so a misfiring discovery can never touch a real repository. Every daemon reports its
+pid (``daemon_pid``) so the test can kill it by pid (unconfined runs: confined, the pid
+is one of the jail's own namespace and the jail's death takes the daemon with it).
 """
 
 from __future__ import annotations
@@ -47,6 +51,31 @@ PWNED = FENCE / "pwned"  # payloads planted by attacks only ever touch files ins
 
 def event(obj):
     print(json.dumps(obj), flush=True)
+
+
+def report(key, value):
+    """Tell the test something (loopback TCP: the one channel a confined agent shares)."""
+    try:
+        with socket.create_connection(("127.0.0.1", int(CTX["evidence_port"])), timeout=5) as conn:
+            conn.sendall((json.dumps({{"key": key, "value": value}}) + "\n").encode())
+    except (OSError, KeyError, ValueError):
+        pass
+
+
+def ask(key, limit=20.0):
+    """Wait for the test (or another agent) to report ``key``; its value, or None."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", int(CTX["evidence_port"])), timeout=5) as conn:
+                conn.sendall((json.dumps({{"get": key}}) + "\n").encode())
+                value = json.loads(conn.makefile("r").readline() or "null")
+        except (OSError, KeyError, ValueError):
+            value = None
+        if value is not None:
+            return value
+        time.sleep(0.05)
+    return None
 
 
 def _allowed():
@@ -154,8 +183,7 @@ def daemon(fn, keep_stdio=False):
     os.waitpid(pid, 0)
     grandchild = int(os.read(r, 32) or b"0")
     os.close(r)
-    with open(CTX["pidfile"], "a") as fh:
-        fh.write(f"{{grandchild}}\n")
+    report("daemon_pid", grandchild)
     return grandchild
 
 

@@ -9,10 +9,10 @@ misbehaves in one specific way.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
+from support.evidence import Evidence
 from support.forge import WRITE_NOTE_DIR
 
 MODES = (
@@ -35,16 +35,23 @@ MODES = (
 )
 
 SCRIPT = r"""#!{python}
-import json, os, subprocess, sys, time
+import json, os, socket, subprocess, sys, time
 from pathlib import Path
 
 MODE = {mode!r}
 SOURCE = Path({source!r})
-RECORD = Path({record!r})
+EVIDENCE_PORT = {port!r}
 MAIN_REPO = Path({main_repo!r}) if {main_repo!r} else None
 
+
+def report(key, value):
+    # loopback TCP: the one channel a confined agent shares with the test
+    with socket.create_connection(("127.0.0.1", EVIDENCE_PORT), timeout=5) as conn:
+        conn.sendall((json.dumps({{"key": key, "value": value}}) + "\n").encode())
+
+
 args = sys.argv[1:]
-RECORD.write_text(json.dumps({{"argv": args, "cwd": os.getcwd(), "env": dict(os.environ)}}))
+report("record", {{"argv": args, "cwd": os.getcwd(), "env": dict(os.environ)}})
 
 def event(obj):
     print(json.dumps(obj), flush=True)
@@ -105,8 +112,11 @@ elif MODE == "env_dump":
         fh.write("\n# " + dump.replace("\n", "\n# ") + "\n")
     print(dump, file=sys.stderr)
 elif MODE == "hang":
-    subprocess.Popen([sys.executable, "-c",
-        "import time, pathlib; time.sleep(3); pathlib.Path({marker!r}).write_text('alive')"])
+    child = ("import json, socket, time\n"
+             "time.sleep(3)\n"
+             f"conn = socket.create_connection(('127.0.0.1', {{EVIDENCE_PORT}}))\n"
+             "conn.sendall(json.dumps({{'key': 'alive', 'value': 1}}).encode() + bytes([10]))\n")
+    subprocess.Popen([sys.executable, "-c", child])
     time.sleep(600)
 elif MODE == "is_error":
     result.update({{"subtype": "error_during_execution", "is_error": True}})
@@ -128,9 +138,8 @@ def install(
     bin_dir: Path,
     mode: str,
     *,
-    record: Path,
+    evidence: Evidence,
     main_repo: Path | None = None,
-    marker: Path | None = None,
 ) -> Path:
     if mode not in MODES:
         raise ValueError(f"unknown fake claude mode {mode!r}")
@@ -141,15 +150,15 @@ def install(
             python=sys.executable,
             mode=mode,
             source=str(WRITE_NOTE_DIR),
-            record=str(record),
+            port=evidence.port,
             main_repo=str(main_repo) if main_repo else "",
-            marker=str(marker or bin_dir / "marker"),
         )
     )
     script.chmod(0o755)
     return script
 
 
-def recorded(record: Path) -> dict[str, object]:
-    data: dict[str, object] = json.loads(record.read_text())
+def recorded(evidence: Evidence) -> dict[str, object]:
+    """What the fake claude saw: its argv, cwd and environment."""
+    data: dict[str, object] = evidence.wait("record", 5)
     return data

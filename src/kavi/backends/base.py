@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from kavi.backends.jail import Confinement
+
 
 @dataclass(frozen=True)
 class BackendRequest:
@@ -23,10 +25,8 @@ class BackendRequest:
     allowed_paths: tuple[str, ...]
     env: dict[str, str]
     timeout_seconds: float
-    confine: bool = True  # run external processes in a namespace jail when possible
-    protect: tuple[Path, ...] = ()  # directories the backend must not change (overlaid in the jail)
-    scratch: Path | None = None  # where the jail keeps its scratch layers (outside the sandbox)
-    withhold: tuple[Path, ...] = ()  # secret paths the jail covers with empty read-only mounts
+    # How to confine the backend's processes where the machine can (None: run them as they are)
+    confinement: Confinement | None = None
 
 
 @dataclass

@@ -111,9 +111,10 @@ class ClaudeBackend:
     def run(self, request: BackendRequest) -> BackendResult:
         argv = build_argv(self.config, self.executable(request.env.get("PATH")), request)
         timeout = min(request.timeout_seconds, self.config.timeout_seconds)
+        plan = request.confinement
         jail = (
-            confine(argv, scratch=request.scratch, protect=request.protect, withhold=request.withhold)
-            if request.confine and request.scratch is not None
+            confine(argv, plan, cwd=request.sandbox, path_env=request.env.get("PATH"))
+            if plan is not None
             else Jail(argv, False)
         )
         confined = jail.confined
@@ -122,8 +123,9 @@ class ClaudeBackend:
         transcript = (
             "confinement: "
             + (
-                "namespaces (PID, /proc, user; no capabilities), copy-on-write view of the repository "
-                f"and home, {len(request.withhold)} secret path(s) withheld"
+                "namespaces (PID, /proc, user; no capabilities); read-only filesystem, copy-on-write "
+                "repository, private /tmp, hidden home, "
+                f"{len(plan.withhold) if plan else 0} secret path(s) withheld"
                 if confined
                 else "none (tripwire only)"
             )

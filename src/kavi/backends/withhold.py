@@ -1,44 +1,28 @@
-"""What a confined backend must not even read: secret files outside its sandbox.
+"""What a confined backend must not even read, among what the jail leaves in view.
 
-The sandbox already withholds files matching ``policy.sandbox.exclude``; but the agent
-runs as the user, so the main working tree's copies (an untracked ``.env``) and the
-user's credential stores were one ``open()`` away. In the namespace jail each path
-listed here is covered by an empty, read-only mount: it reads as empty and cannot be
-written. Key agents' sockets are covered the same way: through one, an agent could sign
-(a promotion tag, say) with the user's key without ever reading it. (Without the jail
-there is no way to hide any of this from a same-user process; the tripwire does not see
-reads.)
+The jail hides ``$HOME``, the temporary directories and ``$XDG_RUNTIME_DIR`` wholesale;
+the forge (copy-on-write) and the rest of the filesystem (read-only) stay visible. Here
+is what, among those, is covered by an empty read-only mount: files in the forge's
+working tree matching ``policy.sandbox.exclude`` (an untracked ``.env``), the key
+``user.signingkey`` names, the ssh-agent socket wherever it lives, and container
+daemons' sockets (a member of the ``docker`` group is root on the host). Symlinks are
+followed: the real file is covered, wherever the link points. (Without the jail none of
+this can be hidden from a same-user process; the tripwire does not see reads.)
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
-# Credential stores under $HOME: keys, cloud and registry tokens, git credentials,
-# and the agent CLIs' own logins (the backend runs with a throwaway HOME anyway).
-HOME_SECRETS: tuple[str, ...] = (
-    ".ssh",
-    ".gnupg",
-    ".aws",
-    ".azure",
-    ".config/gcloud",
-    ".config/gh",
-    ".config/git/credentials",
-    ".config/hub",
-    ".docker/config.json",
-    ".kube",
-    ".netrc",
-    ".git-credentials",
-    ".npmrc",
-    ".pypirc",
-    ".password-store",
-    ".claude",
-    ".claude.json",
-    ".config/kavi",
-    ".local/share/keyrings",
+# Sockets of daemons that act for whoever can connect.
+DAEMON_SOCKETS: tuple[str, ...] = (
+    "/run/docker.sock",
+    "/var/run/docker.sock",
+    "/run/containerd/containerd.sock",
+    "/run/podman/podman.sock",
+    "/run/buildkit/buildkitd.sock",
 )
 
 MAX_SCANNED = 200_000  # entries of the working tree examined for excluded names
@@ -48,58 +32,63 @@ def withheld_paths(
     *,
     workdir: Path,
     common_dir: Path,
-    home: Path | None,
     exclude: Iterable[str],
+    home: Path | None = None,
     env: Mapping[str, str] | None = None,
     sandbox: Path | None = None,
     extra: Iterable[Path] = (),
 ) -> list[Path]:
-    """Existing paths to cover: excluded names in the working tree, credential stores,
-    agent sockets (:func:`agent_sockets`), ``extra``. Never the sandbox or a directory
-    holding it; never a symlink (the mount would land on its target)."""
+    """Existing real paths to cover: excluded names in the working tree, what symlinks in
+    ``home`` point to outside it (a dotfiles-managed ``~/.ssh``), the ssh-agent socket,
+    daemon sockets, ``extra``. Symlinks resolved; never the sandbox, anything in it, or a
+    directory holding it."""
     from kavi.gitstore.sandbox import name_matcher
 
-    matches = name_matcher(exclude)
-    found: list[Path] = list(_matching(workdir, common_dir, matches))
+    found: list[Path] = list(_matching(workdir, common_dir, name_matcher(exclude)))
     if home is not None:
-        found += [home / rel for rel in HOME_SECRETS]
-    found += agent_sockets(env or {}, home)
+        found += _links_out_of(home)
+    sock = (env or {}).get("SSH_AUTH_SOCK")
+    if sock:
+        found.append(Path(sock))
+    found += [Path(p) for p in DAEMON_SOCKETS]
     found += list(extra)
     box = sandbox.resolve() if sandbox is not None else None
     out: list[Path] = []
-    seen: set[str] = set()
     for path in found:
-        if not os.path.lexists(path) or os.path.islink(path) or str(path) in seen:
+        try:
+            real = path.resolve(strict=True)
+        except (OSError, RuntimeError):
+            continue  # missing, or a symlink loop
+        if real == Path("/") or real in out:
             continue
-        if box is not None and (path == box or path in box.parents):
+        if box is not None and (real == box or real in box.parents or box in real.parents):
             continue
-        seen.add(str(path))
-        out.append(path)
+        out.append(real)
     return out
 
 
-def agent_sockets(env: Mapping[str, str], home: Path | None) -> list[Path]:
-    """Where key agents listen: with one, an agent could sign as the user without the key.
-
-    ``$XDG_RUNTIME_DIR`` (gpg-agent, keyrings, D-Bus), and ``$SSH_AUTH_SOCK``'s private
-    directory — or the socket alone when it sits in a shared directory like ``/tmp``.
-    """
-    out: list[Path] = []
-    runtime = env.get("XDG_RUNTIME_DIR")
-    if runtime:
-        out.append(Path(runtime))
-    sock = env.get("SSH_AUTH_SOCK")
-    if sock:
-        path = Path(sock)
-        shared = {Path("/"), Path("/tmp"), Path("/var/tmp"), Path(tempfile.gettempdir())}
-        if home is not None:
-            shared.add(home)
-        out.append(path if path.parent in shared else path.parent)
+def _links_out_of(home: Path) -> list[Path]:
+    """Symlinks at the top of ``home`` and ``home/.config`` whose target lies outside it
+    (hiding ``home`` hides the link, not its target)."""
+    out = []
+    for directory in (home, home / ".config"):
+        try:
+            with os.scandir(directory) as it:
+                links = [Path(e.path) for e in it if e.is_symlink()]
+        except OSError:
+            continue
+        for link in links:
+            try:
+                target = link.resolve(strict=True)
+            except (OSError, RuntimeError):
+                continue
+            if target != home and home not in target.parents:
+                out.append(target)
     return out
 
 
 def _matching(workdir: Path, common_dir: Path, match: Callable[[str], bool]) -> Iterator[Path]:
-    """Files under ``workdir`` (not in any ``.git``) whose name or path matches; iterative."""
+    """Entries under ``workdir`` (not in any ``.git``) whose name or path matches; iterative."""
     skip = {str(common_dir)}
     stack = [(str(workdir), "")]
     scanned = 0

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kavi.backends.base import Backend, BackendRequest, BackendResult
+from kavi.backends.jail import Confinement
 from kavi.clock import now_iso
 from kavi.errors import ConfigError, GitError, KaviError, StateError, ValidationError
 from kavi.forge.context import Forge
@@ -85,7 +86,7 @@ def make_backend(forge: Forge, name: str, from_dir: Path | None) -> Backend:
     )
 
 
-def _sandbox_base(forge: Forge) -> Path:
+def sandbox_base(forge: Forge) -> Path:
     configured = forge.committed_config.sandbox_root
     base = Path(os.path.expanduser(configured)) if configured else Path(tempfile.gettempdir())
     base = base.resolve()
@@ -188,7 +189,7 @@ def build_skill(
         )
     if repo.entry(base, PACKET_FILE) is not None:
         raise ValidationError(f"the repository already tracks {PACKET_FILE}; Kavi needs that name")
-    sandbox_base = _sandbox_base(forge)
+    sandbox_root_base = sandbox_base(forge)
     if policy.sandbox.confine == "required":
         from kavi.backends import jail
 
@@ -269,7 +270,7 @@ def build_skill(
     try:
         box = sandbox.create(
             repo,
-            root=sandbox_base / f"kavi-build-{build_id}",
+            root=sandbox_root_base / f"kavi-build-{build_id}",
             worktree_name=f"kavi-{build_id[:12]}",
             branch=branch,
             base_commit=base,
@@ -289,7 +290,7 @@ def build_skill(
 
         confining = policy.sandbox.confine != "off" and backend.name == "claude" and jail.available()
         before = None if confining else tripwire.take(repo)
-        home = Path(os.path.expanduser("~"))
+        home = Path(os.path.expanduser("~")).resolve()
         progress(f"running the {backend.name} backend in {box.work}")
         result = backend.run(
             BackendRequest(
@@ -298,12 +299,7 @@ def build_skill(
                 allowed_paths=paths.allowed,
                 env=env,
                 timeout_seconds=timeout or _default_timeout(forge, backend.name),
-                confine=policy.sandbox.confine != "off",
-                protect=tuple(
-                    jail.protected_dirs(forge.workdir, forge.location.common_dir, home, sandbox=box.root)
-                ),
-                scratch=box.root / "jail",
-                withhold=tuple(_withheld(forge, home, box.root)) if confining else (),
+                confinement=_confinement(forge, home, box.root) if confining else None,
             )
         )
         for where, what in result.details.get("escapes", []):
@@ -500,16 +496,25 @@ def _outside_path(forge: Forge, home: Path, path: Path) -> str:
     return str(path)
 
 
-def _withheld(forge: Forge, home: Path, sandbox_root: Path) -> list[Path]:
-    """Secret paths outside the sandbox the confined backend must not read."""
+def _confinement(forge: Forge, home: Path, sandbox_root: Path) -> Confinement:
+    """What the jailed backend may see: its sandbox; the forge copy-on-write; not much else."""
+    from kavi.backends import jail
     from kavi.backends.withhold import signing_key_files, withheld_paths
 
-    return withheld_paths(
-        workdir=forge.workdir,
-        common_dir=forge.location.common_dir,
-        home=home,
-        exclude=forge.policy.sandbox.exclude,
-        env=os.environ,
-        sandbox=sandbox_root,
-        extra=signing_key_files(forge.repo.config_get("user.signingkey"), home),
+    return jail.Confinement(
+        sandbox_root=sandbox_root,
+        protect=tuple(jail.protected_dirs(forge.workdir, forge.location.common_dir, sandbox=sandbox_root)),
+        home=home if home != Path("/") else None,
+        runtime_dirs=jail.runtime_dirs(os.environ),
+        withhold=tuple(
+            withheld_paths(
+                workdir=forge.workdir,
+                common_dir=forge.location.common_dir,
+                exclude=forge.policy.sandbox.exclude,
+                home=home,
+                env=os.environ,
+                sandbox=sandbox_root,
+                extra=signing_key_files(forge.repo.config_get("user.signingkey"), home),
+            )
+        ),
     )

@@ -12,10 +12,8 @@ leftover sandboxes, recreates missing tags and notes, and restores artifacts fro
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from kavi.clock import now_iso
@@ -104,7 +102,8 @@ def check_pending_promotion(forge: Forge, report: DoctorReport, repair: bool) ->
 
 
 def check_builds(forge: Forge, report: DoctorReport, repair: bool) -> None:
-    from kavi.gitstore.sandbox import prune_worktree
+    from kavi.forge.build import sandbox_base
+    from kavi.gitstore.sandbox import prune_worktree, remove_tree
 
     report.checked.append("unfinished builds")
     ledger = forge.ledger
@@ -119,7 +118,7 @@ def check_builds(forge: Forge, report: DoctorReport, repair: bool) -> None:
         report.findings.append(finding)
         if repair:
             prune_worktree(repo, f"kavi-{build.id[:12]}")
-            shutil.rmtree(Path(tempfile.gettempdir()) / f"kavi-build-{build.id}", ignore_errors=True)
+            remove_tree(sandbox_base(forge) / f"kavi-build-{build.id}")
             tip = repo.branch_tip(build.branch_name)
             commit = tip if tip and tip != build.base_commit else None
             if commit is None:
@@ -266,17 +265,27 @@ def check_registry(forge: Forge, report: DoctorReport) -> None:
         )
 
 
-def check_sandboxes(report: DoctorReport, repair: bool, running: set[str]) -> None:
+def check_sandboxes(forge: Forge, report: DoctorReport, repair: bool, running: set[str]) -> None:
+    """Sandboxes of this forge's builds that outlived them (another forge's are not ours)."""
+    from kavi.errors import NotFoundError
+    from kavi.forge.build import sandbox_base
+    from kavi.gitstore.sandbox import remove_tree
+
     report.checked.append("leftover sandboxes")
-    base = Path(tempfile.gettempdir())
+    base = sandbox_base(forge)
     for d in sorted(base.glob("kavi-build-*")):
-        if d.name[len("kavi-build-") :] in running:
+        build_id = d.name[len("kavi-build-") :]
+        if build_id in running:
             continue
+        try:
+            forge.ledger.build(build_id)
+        except NotFoundError:
+            continue  # not a build of this forge: leave it to its own
         finding = Finding("leftover sandbox", f"{d} belongs to no running build", "remove it")
         report.findings.append(finding)
         if repair:
-            shutil.rmtree(d, ignore_errors=True)
-            finding.repaired = True
+            remove_tree(d)
+            finding.repaired = not os.path.lexists(d)
 
 
 def doctor(forge: Forge, *, repair: bool) -> DoctorReport:
@@ -287,5 +296,5 @@ def doctor(forge: Forge, *, repair: bool) -> DoctorReport:
     check_ledger(forge, report, repair)
     check_registry(forge, report)
     running = {b.id for b in forge.ledger.unfinished_builds()}
-    check_sandboxes(report, repair, running)
+    check_sandboxes(forge, report, repair, running)
     return report

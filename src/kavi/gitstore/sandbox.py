@@ -366,8 +366,8 @@ class _Walker:
         elif st.st_nlink > 1:
             self.problem(
                 rel,
-                f"hard link ({st.st_nlink} names for one file): its content belongs to a file "
-                "outside the sandbox too (not committed)",
+                f"hard link ({st.st_nlink} names for one file): its content may be a file's "
+                "outside the sandbox (not committed)",
                 "hard-link",
             )
         elif st.st_size > self.limits.max_file_bytes:
