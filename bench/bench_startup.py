@@ -9,6 +9,7 @@ nor pydantic (the lazy-import rule), and prints the median of N runs of each.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -18,14 +19,22 @@ from pathlib import Path
 HEAVY = ("pygit2", "httpx", "pydantic", "yaml")
 
 
+# Bytecode is written, as in any installation: with PYTHONDONTWRITEBYTECODE set (some CI
+# images set it) every edited module would be recompiled on each run, and typer's (compiled
+# by pip at install time) would not.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def interleaved_medians(commands: dict[str, list[str]], runs: int) -> dict[str, float]:
-    """Median wall time of each command, runs interleaved (a, b, c, a, b, c, …) so that
-    load on a shared machine falls on all of them alike."""
+    """Median wall time of each command after one warm-up run, runs interleaved (a, b, c,
+    a, b, c, …) so that load on a shared machine falls on all of them alike."""
     times: dict[str, list[float]] = {name: [] for name in commands}
+    for argv in commands.values():
+        subprocess.run(argv, check=True, capture_output=True, env=ENV)
     for _ in range(runs):
         for name, argv in commands.items():
             start = time.perf_counter()
-            subprocess.run(argv, check=True, capture_output=True)
+            subprocess.run(argv, check=True, capture_output=True, env=ENV)
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
 
