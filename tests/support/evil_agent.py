@@ -35,7 +35,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from support.forge import WRITE_NOTE_DIR
+from support.fake_claude import example_sources
 
 PRELUDE = r'''#!{python}
 import base64, errno, json, os, re, shutil, signal, socket, stat, subprocess, sys, time, zlib
@@ -43,7 +43,6 @@ from pathlib import Path
 
 CTX = json.loads({ctx!r})
 ARGS = sys.argv[1:]
-SOURCE = Path(CTX["source"])
 FENCE = Path(CTX["fence"]).resolve()
 SANDBOX = Path.cwd()
 PWNED = FENCE / "pwned"  # payloads planted by attacks only ever touch files inside the fence
@@ -91,11 +90,12 @@ SKILL, TEST = _allowed()
 
 
 def write_good(skill=None, test=None):
-    pairs = ((skill or SKILL, SOURCE / "skills" / "write_note.py"),
-             (test or TEST, SOURCE / "tests" / "test_skill_write_note.py"))
-    for target, src in pairs:
+    # the example's contents travel in CTX: a confined agent cannot read the Kavi
+    # checkout when it lives under /tmp (a CI clone)
+    pairs = ((skill or SKILL, CTX["skill_source"]), (test or TEST, CTX["test_source"]))
+    for target, text in pairs:
         Path(target).parent.mkdir(parents=True, exist_ok=True)
-        Path(target).write_bytes(src.read_bytes())
+        Path(target).write_text(text)
 
 
 def _fenced(path):
@@ -206,7 +206,8 @@ if EMIT:
 def install(bin_dir: Path, attack: str, ctx: dict[str, Any]) -> Path:
     """Write ``bin_dir/claude`` running ``attack`` (Python source, dedented)."""
     bin_dir.mkdir(parents=True, exist_ok=True)
-    full = {"source": str(WRITE_NOTE_DIR), **ctx}
+    sources = example_sources()
+    full = {"skill_source": sources["skill"], "test_source": sources["test"], **ctx}
     script = bin_dir / "claude"
     script.write_text(
         PRELUDE.format(python=sys.executable, ctx=json.dumps(full))

@@ -9,6 +9,7 @@ misbehaves in one specific way.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -39,7 +40,9 @@ import json, os, socket, subprocess, sys, time
 from pathlib import Path
 
 MODE = {mode!r}
-SOURCE = Path({source!r})
+# the example skill's files, embedded: a confined agent cannot read the Kavi checkout
+# when it lives under /tmp (a CI clone), which the jail replaces with an empty one
+SOURCES = json.loads({sources!r})
 EVIDENCE_PORT = {port!r}
 MAIN_REPO = Path({main_repo!r}) if {main_repo!r} else None
 
@@ -67,11 +70,9 @@ packet = Path("KAVI_BUILD_PACKET.md").read_text()
 event({{"type": "assistant", "message": {{"content": [{{"type": "text", "text": "Writing the skill."}}]}}}})
 
 skill_path, test_path = allowed
-source_skill = SOURCE / "skills" / "write_note.py"
-source_test = SOURCE / "tests" / "test_skill_write_note.py"
-for target, src in ((skill_path, source_skill), (test_path, source_test)):
+for target, text in ((skill_path, SOURCES["skill"]), (test_path, SOURCES["test"])):
     Path(target).parent.mkdir(parents=True, exist_ok=True)
-    Path(target).write_bytes(src.read_bytes())
+    Path(target).write_text(text)
 
 result = {{"type": "result", "subtype": "success", "is_error": False, "num_turns": 3,
           "total_cost_usd": 0.01, "result": "Both files written.", "permission_denials": []}}
@@ -149,13 +150,21 @@ def install(
         SCRIPT.format(
             python=sys.executable,
             mode=mode,
-            source=str(WRITE_NOTE_DIR),
+            sources=json.dumps(example_sources()),
             port=evidence.port,
             main_repo=str(main_repo) if main_repo else "",
         )
     )
     script.chmod(0o755)
     return script
+
+
+def example_sources() -> dict[str, str]:
+    """The write_note example's skill and test file contents."""
+    return {
+        "skill": (WRITE_NOTE_DIR / "skills" / "write_note.py").read_text(),
+        "test": (WRITE_NOTE_DIR / "tests" / "test_skill_write_note.py").read_text(),
+    }
 
 
 def recorded(evidence: Evidence) -> dict[str, object]:
