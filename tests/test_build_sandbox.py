@@ -124,9 +124,9 @@ MISBEHAVIOUR = {
     "rename_tracked": [("README.md", "deleted"), ("docs/README.md", "outside-allowlist")],
     "nested_repo": [("vendor/inner", "nested-repo")],
     "git_dir_in_sandbox": [(".git", "nested-repo")],
-    # confined: the write lands in a copy-on-write layer and is named ("escape");
-    # unconfined: the tripwire finds it in the real repository and restores it
-    "main_repo_tamper": [(".git/config", "escape|tripwire"), (".git/hooks/pre-push", "escape|tripwire")],
+    # unconfined: the tripwire finds the writes in the real repository and restores it;
+    # confined, the forge is out of the agent's sight (the test checks that instead)
+    "main_repo_tamper": [(".git/config", "tripwire"), (".git/hooks/pre-push", "tripwire")],
     "env_dump": [("env.txt", "outside-allowlist"), ("skills/write_note.py", "secret")],
     "ignored_file": [("vault_out/leak.md", "outside-allowlist")],
 }
@@ -149,7 +149,10 @@ def test_misbehaving_agent_fails_with_precise_reason(
     assert code == 1, build
     assert build["status"] == "FAILED"
     found = {(v["path"], v["rule"]) for v in build["violations"]}  # type: ignore[union-attr]
+    hidden = evidence.get("main_repo") == "hidden"
     for path, rules in MISBEHAVIOUR[mode]:
+        if hidden and rules == "tripwire":
+            continue
         assert any(p == path and r in rules.split("|") for p, r in found), f"{path} not in {found}"
     assert git_state(forge) == before, "main repository changed"
     _assert_clean(forge, tmp_path)

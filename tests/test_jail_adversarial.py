@@ -34,12 +34,11 @@ from typing import Any
 import pytest
 
 from kavi.backends import jail
+from support.arena import Arena, open_arena
 
 # The build review's harness (it is a plain module on sys.path: tests/ holds the rootdir
 # conftest). Only helpers are imported, never its fixture or tests.
-from support.evidence import Evidence
 from support.forge import git, kavi, make_forge, propose_write_note
-from test_build_adversarial import CREDENTIAL, SECRET, Arena
 
 pytestmark = [
     pytest.mark.jail_only,
@@ -51,22 +50,9 @@ KEY_SECRET = "sentinel-private-key-material-c4e1"
 
 @pytest.fixture
 def arena(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Arena]:
-    """The build review's arena, confined (``sandbox.confine: auto``) only.
-
-    The sandbox base is the test's ``TMPDIR`` (``tmp_path/tmp``): it plays ``/tmp``,
-    shared by every process of the user, as on a real machine.
-    """
-    repo = make_forge(tmp_path)
-    monkeypatch.setenv("KAVI_SECRET_TOKEN", SECRET)
-    monkeypatch.setenv("ANTHROPIC_API_KEY", CREDENTIAL)
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    pid = propose_write_note(repo)
-    evidence = Evidence()
-    a = Arena(tmp_path, repo, pid, monkeypatch, evidence, confined=True)
-    yield a
-    evidence.close()
-    for path in [*(tmp_path / "tmp").glob("kavi-build-*"), *(tmp_path / "home").glob(".cache/kavi")]:
-        subprocess.run(["rm", "-rf", "--", str(path)], check=False)  # may be nested thousands deep
+    """The build review's arena (``support.arena``), confined only."""
+    with open_arena(tmp_path, monkeypatch, confined=True) as a:
+        yield a
 
 
 def _problems(problems: list[str]) -> None:
@@ -101,46 +87,6 @@ def test_escape_erased_from_the_upper_layer_goes_unreported(arena: Arena) -> Non
     )
     out = arena.build()
     arena.require(out, (".git/hooks/pre-commit", "tripwire"))
-
-
-def test_escape_listing_is_unbounded_within_one_directory(
-    arena: Arena, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``Jail.escapes(limit=200)`` checks the limit once per directory, not per entry:
-    3,000 files created in one directory of the main repository (all in the upper layer)
-    come back as 3,000 escapes, each then redacted and escaped by ``_finalise``.
-
-    Broken: bounded post-processing. Measured here: 20,000 files cost the agent 0.9 s and
-    Kavi 21 s after the agent exited (100,000: 3.5 s vs ~60 s); within a 900 s agent
-    timeout that is hours of Kavi time and unbounded memory, outside any timeout. Fix:
-    check ``len(found) < limit`` inside the entry loop (and count entries scanned, not
-    only entries found), then report one "… more" escape.
-    """
-    sizes: list[int] = []
-    original = jail.Jail.escapes
-
-    def counting(self: jail.Jail, limit: int = 200) -> list[tuple[str, str]]:
-        found = original(self, limit)
-        sizes.append(len(found))
-        return found
-
-    monkeypatch.setattr(jail.Jail, "escapes", counting)
-    arena.agent(
-        """
-        write_good()
-        junk = main_repo() / "junk"
-        junk.mkdir()
-        fd = os.open(junk, os.O_RDONLY)
-        for i in range(3000):
-            os.close(os.open(f"f{i}", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd))
-        os.close(fd)
-        """
-    )
-    out = arena.build()
-    extra = (
-        [f"ESCAPES: Jail.escapes(limit=200) returned {sizes} entries"] if any(n > 201 for n in sizes) else []
-    )
-    arena.require(out, ("junk", "tripwire"), extra=extra)
 
 
 # ---------------------------------------------------------------------------------------
@@ -614,8 +560,11 @@ def test_nested_namespace_and_overlay_xattrs_cannot_unmask_withheld_secrets(aren
     )
     out = arena.build()
     said = arena.evidence.get("verdict") or ""
-    assert "unshare: ok" in said and "umount /tmp: Invalid argument" in said, said  # tried, with caps
-    assert "bind /: Invalid argument" in said and "open_tree /: Invalid argument" in said, said
+    # the jail allows no nested user namespace (max_user_namespaces is 0): no capabilities
+    # to regain, so every unmasking call fails for want of privilege
+    assert "unshare: No space left on device" in said, said
+    assert "umount /tmp: Operation not permitted" in said, said
+    assert "bind /: Operation not permitted" in said, said
     arena.require(out, failed=False, secret_forms={"private key material": KEY_SECRET})
 
 

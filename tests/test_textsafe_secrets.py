@@ -85,45 +85,32 @@ def test_short_secrets_get_no_encoded_forms() -> None:
     assert redact("commit 6162636465 abcde", ["abcde"]) == f"commit 6162636465 {REDACTED}"
 
 
-def test_withheld_paths_resolves_what_it_covers(tmp_path: Path) -> None:
+def test_withheld_paths_covers_where_links_out_of_hidden_dirs_lead(tmp_path: Path) -> None:
     work = tmp_path / "forge"
-    (work / ".git").mkdir(parents=True)
-    (work / ".git" / "secrets.json").write_text("inside .git: not walked")
-    (work / "app" / "deep").mkdir(parents=True)
-    (work / ".env").write_text("A=1")
-    (work / "app" / "deep" / "server.pem").write_text("pem")
-    (work / "app" / "main.py").write_text("print()")
+    work.mkdir()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "prod.env").write_text("B=2")
-    (work / ".env.prod").symlink_to(elsewhere / "prod.env")  # the real file is covered
+    (work / ".env").symlink_to(elsewhere / "prod.env")  # hidden link, visible target
+    (work / "README.md").write_text("x")
     home = tmp_path / "home"
     (home / ".config").mkdir(parents=True)
     (tmp_path / "dotfiles-ssh").mkdir()
-    (home / ".ssh").symlink_to(tmp_path / "dotfiles-ssh")  # a link out of the hidden home
-    (home / ".config" / "gh").symlink_to(home / "inside")  # a link within it: hidden anyway
+    (tmp_path / "dotfiles-gh").mkdir()
+    (home / ".ssh").symlink_to(tmp_path / "dotfiles-ssh")
+    (home / ".config" / "gh").symlink_to(tmp_path / "dotfiles-gh")
     (home / "inside").mkdir()
+    (home / ".inside-link").symlink_to(home / "inside")  # stays in the hidden home: no need
+    found = withheld_paths(hidden=[work, home], extra=[tmp_path / "missing-key"])
+    assert set(found) == {elsewhere / "prod.env", tmp_path / "dotfiles-ssh", tmp_path / "dotfiles-gh"}
+
+
+def test_withheld_paths_resolves_the_ssh_agent_socket(tmp_path: Path) -> None:
     sock = tmp_path / "agent.sock"
     sock.write_text("")  # stands for the socket: only its path matters here
-    found = withheld_paths(
-        workdir=work,
-        common_dir=work / ".git",
-        exclude=[".env", ".env.*", "*.pem", "secrets.*"],
-        home=home,
-        env={"SSH_AUTH_SOCK": str(tmp_path / "link-to-sock")},
-        extra=[tmp_path / "missing-key"],
-    )
-    assert set(found) >= {work / ".env", work / "app" / "deep" / "server.pem", elsewhere / "prod.env"}
-    assert tmp_path / "dotfiles-ssh" in found
-    assert home / "inside" not in found
     (tmp_path / "link-to-sock").symlink_to(sock)
-    again = withheld_paths(
-        workdir=work,
-        common_dir=work / ".git",
-        exclude=[],
-        env={"SSH_AUTH_SOCK": str(tmp_path / "link-to-sock")},
-    )
-    assert sock in again and tmp_path / "link-to-sock" not in again
+    found = withheld_paths(env={"SSH_AUTH_SOCK": str(tmp_path / "link-to-sock")})
+    assert sock in found and tmp_path / "link-to-sock" not in found
 
 
 @pytest.mark.parametrize(
@@ -148,14 +135,8 @@ def test_the_sandbox_is_never_withheld(tmp_path: Path) -> None:
     runtime = tmp_path / "run"
     box = runtime / "kavi-build-1"
     box.mkdir(parents=True)
-    found = withheld_paths(
-        workdir=tmp_path / "forge",
-        common_dir=tmp_path / "forge" / ".git",
-        exclude=[],
-        env={"SSH_AUTH_SOCK": str(runtime)},
-        sandbox=box,
-    )
-    assert found == []
+    found = withheld_paths(env={"SSH_AUTH_SOCK": str(runtime)}, sandbox=box)
+    assert [p for p in found if p == runtime or runtime in p.parents] == []
 
 
 def test_exec_roots_keep_what_the_backend_needs_to_start(tmp_path: Path) -> None:

@@ -108,7 +108,17 @@ def _fenced(path):
 def main_repo():
     """The repository Kavi runs in, found as any same-user process can find it — or, where
     Kavi's /proc is out of sight (the namespace jail), from a guess the test hands over
-    (an agent can guess paths: it does not need /proc to write somewhere)."""
+    (an agent can guess paths: it does not need /proc to write somewhere). Where even
+    the guess shows no repository (the jail hides the forge), the agent reports
+    ``main_repo: hidden`` and gives up."""
+    found = _find_main_repo()
+    if not (found / ".git").is_dir():
+        report("main_repo", "hidden")
+        raise SystemExit(f"evil agent: no repository at {{found}}")
+    return found
+
+
+def _find_main_repo():
     ppid = os.getppid()
     try:
         cwd = Path(os.readlink(f"/proc/{{ppid}}/cwd"))

@@ -99,6 +99,9 @@ elif MODE == "git_dir_in_sandbox":
     Path(".git/hooks/post-checkout").write_text("#!/bin/sh\necho pwned\n")
 elif MODE == "main_repo_tamper":
     gitdir = MAIN_REPO / ".git"
+    if not gitdir.is_dir():  # confined: the forge is out of sight
+        report("main_repo", "hidden")
+        sys.exit(1)
     (gitdir / "hooks" / "pre-push").write_text("#!/bin/sh\necho pwned\n")
     with open(gitdir / "config", "a") as fh:
         fh.write("[core]\n\thooksPath = /tmp/evil-hooks\n")

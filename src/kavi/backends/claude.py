@@ -119,12 +119,11 @@ class ClaudeBackend:
         )
         confined = jail.confined
         proc = run_bounded(jail.argv, cwd=request.sandbox, env=request.env, timeout=timeout)
-        escapes = jail.escapes()
         transcript = (
             "confinement: "
             + (
-                "namespaces (PID, /proc, user; no capabilities); read-only filesystem, copy-on-write "
-                "repository, private /tmp, hidden home, "
+                "namespaces (user, mount, PID, IPC; no capabilities); read-only filesystem, "
+                "forge and home hidden, private /tmp and /run, "
                 f"{len(plan.withhold) if plan else 0} secret path(s) withheld"
                 if confined
                 else "none (tripwire only)"
@@ -139,7 +138,6 @@ class ClaudeBackend:
             "exit_code": proc.returncode,
             "duration_s": proc.duration_s,
             "confined": confined,
-            "escapes": escapes,
         }
         if proc.timed_out:
             return BackendResult(

@@ -1,33 +1,33 @@
 """Confinement for backend processes: Linux namespaces, when the kernel allows them.
 
 The backend runs as ``unshare --user --map-root-user --pid --fork --kill-child --mount
---mount-proc -- python -I -S jail_init.py SPEC``; :mod:`kavi.backends.jail_init` builds
-its view of the filesystem and execs it through ``setpriv --bounding-set=-all
---no-new-privs``. So the backend has:
+--mount-proc --ipc -- python -I -S jail_init.py SPEC``; :mod:`kavi.backends.jail_init`
+builds its world and execs it through ``setpriv --bounding-set=-all --no-new-privs``.
+So the backend has:
 
-* its own PID namespace: when its first process ends (or is killed), the kernel kills
-  every process left in it — a ``setsid`` double-fork daemon cannot outlive the build;
-* its own ``/proc``: it cannot read Kavi's ``/proc/<pid>/environ`` (secrets), ``cwd`` or
-  open files;
-* a read-only world: the only writable place is its sandbox (worktree, HOME, TMPDIR);
-  the Kavi installation, other checkouts and every other repository are read-only;
-* a copy-on-write view of the forge and its git dir: every write there lands in a
-  scratch layer it cannot see (never in the real files), and :meth:`Jail.escapes` lists
-  those writes afterwards so the build fails naming each one;
-* private, empty ``/tmp``, ``/var/tmp``, ``/dev/shm`` and ``$XDG_RUNTIME_DIR``: no
-  ssh-agent, tmux or D-Bus socket there, no other build's sandbox; an empty, read-only
-  ``$HOME`` (except the directories holding the backend's executable);
+* a read-only filesystem where its sandbox (worktree, HOME, TMPDIR) is the only
+  writable place: the Kavi installation and every repository are read-only;
+* nothing of the forge: its working trees and git directory are empty (it has its own
+  checkout), so neither the repository's config (a CI token) nor its history is in
+  reach, let alone writable;
+* private, empty ``/tmp``, ``/var/tmp``, ``/run`` and ``$XDG_RUNTIME_DIR``: no ssh-agent,
+  tmux, D-Bus or container daemon socket, no other build's sandbox;
+* an empty, read-only ``$HOME`` (except the directories holding the backend's executable);
+* a minimal ``/dev`` (no host terminals) and its own IPC namespace (no host shared memory);
 * empty read-only mounts over the secret files still in view (see
   :mod:`kavi.backends.withhold`);
-* no capabilities and no new privileges, so it cannot undo any of that (mounts inherited
-  into a nested namespace are locked).
+* its own PID namespace (when its first process ends or is killed, the kernel kills every
+  process left in it: a ``setsid`` daemon cannot outlive the build) and ``/proc`` (it
+  cannot read Kavi's ``/proc/<pid>/environ``);
+* a fresh session keyring, no capabilities, no new privileges and no further user
+  namespaces, so it cannot undo any of that.
 
-Not confined: the network (the backend must reach its model's API), hence abstract
-Unix sockets and services listening on localhost. Where user namespaces, overlayfs or
-``mount_setattr`` (Linux 5.12) are unavailable, the command runs unconfined, Kavi marks
-itself non-dumpable (``PR_SET_DUMPABLE=0``), and the tripwire
-(:mod:`kavi.gitstore.tripwire`) detects and undoes changes to the repository's config,
-hooks and refs.
+Not confined: the network (the backend must reach its model's API), hence abstract Unix
+sockets and services listening on localhost; and resources (no cgroup: CPU, memory,
+processes and disk are the user's). Where user namespaces or ``mount_setattr`` (Linux
+5.12) are unavailable, the command runs unconfined, Kavi marks itself non-dumpable
+(``PR_SET_DUMPABLE=0``), and the tripwire (:mod:`kavi.gitstore.tripwire`) detects and
+undoes changes to the repository's config, hooks and refs.
 """
 
 from __future__ import annotations
@@ -35,12 +35,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -54,9 +53,8 @@ _UNSHARE = (
     "--mount-proc",
     "--propagation",
     "private",
+    "--ipc",
 )
-MAX_ESCAPES = 200  # escapes listed; the rest are counted
-MAX_SCANNED = 100_000  # upper-layer entries examined after the backend ends
 
 
 @dataclass(frozen=True)
@@ -64,9 +62,9 @@ class Confinement:
     """What a confined backend may see and change (paths as on the host)."""
 
     sandbox_root: Path  # writable: holds the worktree, the backend's HOME and TMPDIR
-    protect: tuple[Path, ...] = ()  # seen copy-on-write; writes there are escapes
-    home: Path | None = None  # hidden (empty, read-only) but for what the backend needs
-    runtime_dirs: tuple[Path, ...] = ()  # per-user runtime dirs hidden too ($XDG_RUNTIME_DIR)
+    home: Path | None = None  # shown empty and read-only, but for the backend's executable
+    hide: tuple[Path, ...] = ()  # shown empty and read-only: the forge, its git dir
+    private: tuple[Path, ...] = ()  # shown empty and writable (besides /tmp, /var/tmp, /run)
     withhold: tuple[Path, ...] = ()  # covered by empty read-only mounts
 
     @property
@@ -78,69 +76,6 @@ class Confinement:
 class Jail:
     argv: list[str]
     confined: bool
-    layers: list[tuple[Path, Path]] = field(default_factory=list)  # (protected dir, its upper layer)
-
-    def escapes(self, limit: int = MAX_ESCAPES) -> list[tuple[str, str]]:
-        """The writes the backend made to protected directories: (path, what).
-
-        At most ``limit`` are listed, and at most :data:`MAX_SCANNED` upper-layer entries
-        examined; beyond either, one last item says how many more there were.
-        """
-        found: list[tuple[str, str]] = []
-        scanned = more = 0
-        for target, upper in self.layers:
-            stack = [upper]
-            while stack:
-                current = stack.pop()
-                try:
-                    with os.scandir(current) as it:
-                        entries = list(it)
-                except OSError:
-                    continue
-                for entry in entries:
-                    scanned += 1
-                    if scanned > MAX_SCANNED:
-                        return [*sorted(found), (str(target), f"wrote over {MAX_SCANNED} entries in")]
-                    what = _change(entry, target / Path(entry.path).relative_to(upper))
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(Path(entry.path))
-                    if what is None:
-                        continue
-                    if len(found) < limit:
-                        found.append((str(target / Path(entry.path).relative_to(upper)), what))
-                    else:
-                        more += 1
-        if more:
-            return [*sorted(found), (str(self.layers[0][0]), f"made {more} more change(s) in")]
-        return sorted(found)
-
-
-def _change(entry: os.DirEntry[str], real: Path) -> str | None:
-    """What an upper-layer entry says the backend did to ``real`` (None: nothing)."""
-    try:
-        st = entry.stat(follow_symlinks=False)
-    except OSError:
-        return None
-    if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-        return "deleted"
-    lower = _lstat(real)
-    if stat.S_ISDIR(st.st_mode):
-        if lower is None or not stat.S_ISDIR(lower.st_mode):
-            return "created (directory)"
-        if stat.S_IMODE(lower.st_mode) != stat.S_IMODE(st.st_mode):
-            old, new = stat.S_IMODE(lower.st_mode), stat.S_IMODE(st.st_mode)
-            return f"changed the permissions ({old:o} → {new:o}) of"
-        return None  # copied up only because something inside it changed
-    if stat.S_ISLNK(st.st_mode):
-        return "written (symlink)"
-    return "modified" if lower is not None else "created"
-
-
-def _lstat(path: Path) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except OSError:
-        return None
 
 
 def _tools() -> tuple[str, str] | None:
@@ -158,8 +93,8 @@ def available() -> bool:
     with tempfile.TemporaryDirectory(prefix="kavi-jail-probe-") as tmp:
         root = Path(tmp)
         (root / "box").mkdir()
-        (root / "target").mkdir()
-        plan = Confinement(sandbox_root=root / "box", protect=(root / "target",))
+        (root / "hidden").mkdir()
+        plan = Confinement(sandbox_root=root / "box", hide=(root / "hidden",))
         jail = _build(["true"], plan, cwd=root / "box", path_env=None)
         try:
             proc = subprocess.run(
@@ -187,27 +122,24 @@ def _build(argv: Sequence[str], plan: Confinement, *, cwd: Path, path_env: str |
     unshare, setpriv = tools
     scratch = plan.scratch
     scratch.mkdir(parents=True, exist_ok=True)
-    layers: list[tuple[Path, Path]] = []
-    overlays = []
-    for i, target in enumerate(p for p in plan.protect if p.is_dir()):
-        upper, work = scratch / f"layer{i}" / "upper", scratch / f"layer{i}" / "work"
-        layers.append((target, upper))
-        overlays.append({"target": str(target), "upper": str(upper), "work": str(work)})
     empty = scratch / "withheld"
     empty.write_bytes(b"")
     os.chmod(empty, 0o444)
     program = [str(_which(argv[0], path_env)), *argv[1:]] if argv else []
-    private = [{"path": p, "shared": True, "read_only": False} for p in _shared_temp_dirs()]
-    private += [{"path": str(p), "shared": False, "read_only": False} for p in plan.runtime_dirs]
-    if plan.home is not None:
-        private.append({"path": str(plan.home), "shared": False, "read_only": True})
+    hide = [{"path": p, "shared": True, "read_only": False} for p in _shared_dirs()]
+    hide += [{"path": str(p), "shared": False, "read_only": False} for p in _real_dirs(plan.private)]
+    hidden = [plan.home, *plan.hide] if plan.home is not None else list(plan.hide)
+    hide += [{"path": str(p), "shared": False, "read_only": True} for p in _real_dirs(hidden)]
+    visible = exec_roots(argv[0], path_env, plan.home) if argv else []
+    resolver = Path("/etc/resolv.conf")
+    if resolver.exists():
+        visible.append(resolver.resolve())  # it often lives in /run (systemd-resolved)
     spec = {
         "sandbox": str(plan.sandbox_root),
         "scratch": str(scratch),
         "cwd": str(cwd),
-        "overlays": overlays,
-        "private": private,
-        "exec": [str(p) for p in exec_roots(argv[0], path_env, plan.home)] if argv else [],
+        "hide": hide,
+        "visible": [str(p) for p in visible],
         "masks": [{"path": str(p), "dir": p.is_dir()} for p in plan.withhold],
         "empty_file": str(empty),
         "setpriv": setpriv,
@@ -216,14 +148,26 @@ def _build(argv: Sequence[str], plan: Confinement, *, cwd: Path, path_env: str |
     spec_file = scratch / "jail.json"
     spec_file.write_text(json.dumps(spec))
     init = Path(__file__).with_name("jail_init.py")  # stdlib only: run isolated, no site
-    return Jail(
-        [unshare, *_UNSHARE, "--", sys.executable, "-I", "-S", str(init), str(spec_file)], True, layers
-    )
+    command_line = [unshare, *_UNSHARE, "--", sys.executable, "-I", "-S", str(init), str(spec_file)]
+    return Jail(command_line, True)
 
 
-def _shared_temp_dirs() -> list[str]:
-    found = {"/tmp", "/var/tmp", "/dev/shm", tempfile.gettempdir()}
-    return sorted(p for p in found if os.path.isdir(p) and p != "/")
+def _shared_dirs() -> list[str]:
+    """Directories every process of the user shares: temporary files and runtime sockets."""
+    found = {"/tmp", "/var/tmp", "/run", tempfile.gettempdir(), f"/run/user/{os.getuid()}"}
+    return sorted({str(p) for p in _real_dirs(Path(f) for f in found)})
+
+
+def _real_dirs(paths: Iterable[Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        try:
+            real = p.resolve(strict=True)
+        except (OSError, RuntimeError):
+            continue
+        if real.is_dir() and real != Path("/") and real not in out:
+            out.append(real)
+    return out
 
 
 def exec_roots(executable: str, path_env: str | None, home: Path | None) -> list[Path]:
@@ -283,21 +227,14 @@ def _program_files(executable: str, path_env: str | None) -> list[Path]:
     return files
 
 
-def protected_dirs(*candidates: Path, sandbox: Path) -> list[Path]:
-    """Directories to overlay: existing, not ``/``, not holding the sandbox, no duplicates."""
-    out: list[Path] = []
-    box = sandbox.resolve()
-    for c in candidates:
+def worktrees(common_dir: Path) -> list[Path]:
+    """Every linked working tree of a repository (from ``<git dir>/worktrees/*/gitdir``)."""
+    out = []
+    for gitdir in sorted((common_dir / "worktrees").glob("*/gitdir")):
         try:
-            p = c.resolve()
+            out.append(Path(gitdir.read_text().strip()).parent)
         except OSError:
             continue
-        if not p.is_dir() or p == Path("/") or p == box or p in box.parents:
-            continue
-        if any(p == o or o in p.parents for o in out):
-            continue
-        out = [o for o in out if p not in o.parents]
-        out.append(p)
     return out
 
 

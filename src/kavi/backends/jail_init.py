@@ -1,21 +1,23 @@
 """First process inside a backend's namespace jail (see :mod:`kavi.backends.jail`).
 
-Runs as root of a fresh user and mount namespace, with the standard library only (as a
-script, ``python -I -S``), and builds the backend's view of the filesystem:
+Runs as root of fresh user, mount, PID and IPC namespaces, with the standard library
+only (as a script, ``python -I -S``), and builds the backend's world:
 
 1. every mount read-only, recursively (``mount_setattr``);
-2. the sandbox root bound onto itself, writable;
-3. copy-on-write overlays over the forge and its git dir, their upper layers in the
-   sandbox's scratch directory;
-4. private, empty tmpfs over the shared temporary and runtime directories (``/tmp``,
-   ``/var/tmp``, ``/dev/shm``, ``$XDG_RUNTIME_DIR``: other users' sockets — ssh-agent,
-   tmux, other builds' sandboxes — live there) and over ``$HOME`` (read-only);
-5. what must stay visible bound back at its own path: the sandbox (writable), the
-   overlays, and the directories holding the backend's executable and interpreter
-   (read-only);
-6. empty read-only mounts over secret files still in view (``.env`` in the forge, a
-   signing key, daemon sockets);
-7. the scratch directory itself hidden, so the backend cannot edit its upper layers;
+2. the sandbox root bound onto itself, writable — the only writable place;
+3. a minimal ``/dev``: ``null``, ``zero``, ``full``, ``random``, ``urandom``, ``tty``
+   bound from the host, a private ``devpts`` and ``/dev/shm`` (no host terminals);
+4. empty tmpfs over what it must not see: the shared temporary directories and ``/run``
+   (sockets of ssh-agent, tmux, D-Bus, container daemons; other builds' sandboxes),
+   and, read-only, ``$HOME``, the forge's working trees and its git directory;
+5. bound back at their own paths, read-only: the directories holding the backend's
+   executable and interpreter, and the resolver configuration if it lives in ``/run``;
+   and the sandbox, writable;
+6. empty read-only mounts over secret files still in view;
+7. the scratch directory (this spec) hidden;
+
+and, first of all, no further user namespaces (so the backend can make no mounts of
+its own, of any size) and a fresh session keyring (none of Kavi's keys);
 
 then it drops every capability (``setpriv``) and execs the backend from its sandbox.
 Any failure exits 97 before the backend starts: Kavi never runs it half-confined.
@@ -26,19 +28,23 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import platform
 import sys
 from typing import Any
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
-MS_REMOUNT = 0x20
+MS_NOEXEC = 0x8
 MS_BIND = 0x1000
 MS_REC = 0x4000
 AT_FDCWD = -100
 AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 0x1
 SYS_MOUNT_SETATTR = 442  # the same number on every architecture (added in Linux 5.12)
+SYS_KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219, "ppc64le": 280, "s390x": 280, "i686": 288}
+KEYCTL_JOIN_SESSION_KEYRING = 1
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -71,12 +77,11 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
 
 def _read_only(path: str, read_only: bool, *, recursive: bool = False) -> None:
     attr = _MountAttr(MOUNT_ATTR_RDONLY if read_only else 0, 0 if read_only else MOUNT_ATTR_RDONLY, 0, 0)
-    flags = AT_RECURSIVE if recursive else 0
     rc = _libc.syscall(
         SYS_MOUNT_SETATTR,
         AT_FDCWD,
         path.encode(),
-        ctypes.c_uint(flags),
+        ctypes.c_uint(AT_RECURSIVE if recursive else 0),
         ctypes.byref(attr),
         ctypes.c_size_t(ctypes.sizeof(attr)),
     )
@@ -89,7 +94,7 @@ def _under(path: str, base: str) -> bool:
 
 
 def _bind(fd: int, path: str, *, writable: bool) -> None:
-    """Mount what ``fd`` refers to (kept from before the covering mounts) at ``path``."""
+    """Mount what ``fd`` refers to (opened before the covering mounts) at ``path``."""
     if os.path.isdir(f"/proc/self/fd/{fd}"):
         os.makedirs(path, exist_ok=True)
     elif not os.path.lexists(path):
@@ -100,39 +105,66 @@ def _bind(fd: int, path: str, *, writable: bool) -> None:
     _read_only(path, not writable, recursive=not writable)
 
 
+def _minimal_dev(devices: dict[str, int]) -> None:
+    _mount("kavi-dev", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k")
+    for name, fd in devices.items():
+        _bind(fd, f"/dev/{name}", writable=True)
+        os.close(fd)
+    os.mkdir("/dev/pts")
+    _mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
+    os.symlink("pts/ptmx", "/dev/ptmx")
+    os.mkdir("/dev/shm")
+    _mount("kavi-shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=256m")
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0")):
+        os.symlink(target, f"/dev/{name}")
+    os.symlink("/proc/self/fd/1", "/dev/stdout")
+    os.symlink("/proc/self/fd/2", "/dev/stderr")
+    _read_only("/dev", True)
+
+
+def _no_more_namespaces() -> None:
+    """No nested user namespace: no fresh mounts (tmpfs of any size) past this point."""
+    with open("/proc/sys/user/max_user_namespaces", "w") as fh:
+        fh.write("0")
+
+
+def _fresh_session_keyring() -> None:
+    number = SYS_KEYCTL.get(platform.machine())
+    if number is None:
+        raise OSError(0, f"no keyctl syscall number known for {platform.machine()}")
+    if _libc.syscall(number, KEYCTL_JOIN_SESSION_KEYRING, None) < 0:
+        raise _fail("keyctl(JOIN_SESSION_KEYRING)")
+
+
 def build(spec: dict[str, Any]) -> None:
     sandbox, scratch = spec["sandbox"], spec["scratch"]
     keep: list[tuple[str, int, bool]] = [(sandbox, os.open(sandbox, os.O_PATH), True)]
-    keep += [(p, os.open(p, os.O_PATH), False) for p in spec["exec"] if os.path.lexists(p)]
+    keep += [(p, os.open(p, os.O_PATH), False) for p in spec["visible"] if os.path.lexists(p)]
+    devices = {d: os.open(f"/dev/{d}", os.O_PATH) for d in DEVICES if os.path.exists(f"/dev/{d}")}
 
+    _no_more_namespaces()  # (while /proc is still writable)
+    _fresh_session_keyring()
     _read_only("/", True, recursive=True)  # 1
     _mount(f"/proc/self/fd/{keep[0][1]}", sandbox, None, MS_BIND, None)  # 2
     _read_only(sandbox, False)
+    _minimal_dev(devices)  # 3
 
-    for layer in spec["overlays"]:  # 3
-        os.makedirs(layer["upper"], exist_ok=True)
-        os.makedirs(layer["work"], exist_ok=True)
-        target = layer["target"]
-        options = f"lowerdir={target},upperdir={layer['upper']},workdir={layer['work']},userxattr"
-        _mount("overlay", target, "overlay", 0, options)
-        keep.append((target, os.open(target, os.O_PATH), True))
-
-    covered: list[str] = []  # 4
-    for cover in sorted(spec["private"], key=lambda c: c["path"].count("/")):
+    covered: list[tuple[str, bool]] = []  # 4
+    for cover in sorted(spec["hide"], key=lambda c: c["path"].count("/")):
         path = cover["path"]
-        if not os.path.isdir(path) or any(_under(path, c) for c in covered):
+        if not os.path.isdir(path) or any(_under(path, c) for c, _ro in covered):
             continue  # gone, or already inside an earlier cover
-        mode = "1777" if cover["shared"] else "0700"
+        mode = "1777" if cover["shared"] else "0755"
         _mount("kavi-private", path, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode},size=1g")
-        covered.append(path)
+        covered.append((path, cover["read_only"]))
 
     for path, fd, writable in sorted(keep, key=lambda k: k[0].count("/")):  # 5
-        if any(_under(path, c) for c in covered):
+        if any(_under(path, c) for c, _ro in covered):
             _bind(fd, path, writable=writable)
         os.close(fd)
-    for cover in spec["private"]:
-        if cover["path"] in covered and cover["read_only"]:
-            _read_only(cover["path"], True)
+    for path, read_only in covered:
+        if read_only:
+            _read_only(path, True)
 
     for mask in spec["masks"]:  # 6
         path = mask["path"]

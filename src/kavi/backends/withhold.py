@@ -1,19 +1,19 @@
 """What a confined backend must not even read, among what the jail leaves in view.
 
-The jail hides ``$HOME``, the temporary directories and ``$XDG_RUNTIME_DIR`` wholesale;
-the forge (copy-on-write) and the rest of the filesystem (read-only) stay visible. Here
-is what, among those, is covered by an empty read-only mount: files in the forge's
-working tree matching ``policy.sandbox.exclude`` (an untracked ``.env``), the key
-``user.signingkey`` names, the ssh-agent socket wherever it lives, and container
-daemons' sockets (a member of the ``docker`` group is root on the host). Symlinks are
-followed: the real file is covered, wherever the link points. (Without the jail none of
+The jail hides ``$HOME``, the forge, the temporary directories and ``/run`` wholesale,
+and shows the rest of the filesystem read-only. Covered here by empty read-only mounts:
+the key ``user.signingkey`` names, the ssh-agent socket wherever it lives, container
+daemons' sockets (a member of the ``docker`` group is root on the host), and the
+targets of symlinks that lead out of a hidden directory (a dotfiles-managed ``~/.ssh``,
+a forge's ``.env`` linked to a shared secrets file): hiding a link does not hide what it
+points to. Everything is resolved: the real file is covered. (Without the jail none of
 this can be hidden from a same-user process; the tripwire does not see reads.)
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 # Sockets of daemons that act for whoever can connect.
@@ -25,28 +25,20 @@ DAEMON_SOCKETS: tuple[str, ...] = (
     "/run/buildkit/buildkitd.sock",
 )
 
-MAX_SCANNED = 200_000  # entries of the working tree examined for excluded names
-
 
 def withheld_paths(
     *,
-    workdir: Path,
-    common_dir: Path,
-    exclude: Iterable[str],
-    home: Path | None = None,
+    hidden: Iterable[Path] = (),
     env: Mapping[str, str] | None = None,
     sandbox: Path | None = None,
     extra: Iterable[Path] = (),
 ) -> list[Path]:
-    """Existing real paths to cover: excluded names in the working tree, what symlinks in
-    ``home`` point to outside it (a dotfiles-managed ``~/.ssh``), the ssh-agent socket,
-    daemon sockets, ``extra``. Symlinks resolved; never the sandbox, anything in it, or a
-    directory holding it."""
-    from kavi.gitstore.sandbox import name_matcher
-
-    found: list[Path] = list(_matching(workdir, common_dir, name_matcher(exclude)))
-    if home is not None:
-        found += _links_out_of(home)
+    """Existing real paths to cover: what symlinks at the top of each ``hidden``
+    directory (and of its ``.config``) point to outside it, the ssh-agent socket, daemon
+    sockets, ``extra``. Never the sandbox, anything in it, or a directory holding it."""
+    found: list[Path] = []
+    for directory in hidden:
+        found += links_out_of(directory)
     sock = (env or {}).get("SSH_AUTH_SOCK")
     if sock:
         found.append(Path(sock))
@@ -67,13 +59,17 @@ def withheld_paths(
     return out
 
 
-def _links_out_of(home: Path) -> list[Path]:
-    """Symlinks at the top of ``home`` and ``home/.config`` whose target lies outside it
-    (hiding ``home`` hides the link, not its target)."""
+def links_out_of(directory: Path) -> list[Path]:
+    """Targets of the symlinks at the top of ``directory`` and ``directory/.config`` that
+    lie outside it."""
+    try:
+        base = directory.resolve()
+    except OSError:
+        return []
     out = []
-    for directory in (home, home / ".config"):
+    for where in (base, base / ".config"):
         try:
-            with os.scandir(directory) as it:
+            with os.scandir(where) as it:
                 links = [Path(e.path) for e in it if e.is_symlink()]
         except OSError:
             continue
@@ -82,36 +78,9 @@ def _links_out_of(home: Path) -> list[Path]:
                 target = link.resolve(strict=True)
             except (OSError, RuntimeError):
                 continue
-            if target != home and home not in target.parents:
+            if target != base and base not in target.parents:
                 out.append(target)
     return out
-
-
-def _matching(workdir: Path, common_dir: Path, match: Callable[[str], bool]) -> Iterator[Path]:
-    """Entries under ``workdir`` (not in any ``.git``) whose name or path matches; iterative."""
-    skip = {str(common_dir)}
-    stack = [(str(workdir), "")]
-    scanned = 0
-    while stack and scanned < MAX_SCANNED:
-        current, prefix = stack.pop()
-        try:
-            with os.scandir(current) as it:
-                entries = list(it)
-        except OSError:
-            continue
-        for entry in entries:
-            scanned += 1
-            rel = prefix + entry.name
-            if entry.name == ".git" or entry.path in skip:
-                continue
-            try:
-                is_dir = entry.is_dir(follow_symlinks=False)
-            except OSError:
-                continue
-            if match(entry.name) or match(rel):
-                yield Path(entry.path)
-            elif is_dir:
-                stack.append((entry.path, rel + "/"))
 
 
 def signing_key_files(value: str | None, home: Path | None) -> list[Path]:

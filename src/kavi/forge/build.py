@@ -302,15 +302,6 @@ def build_skill(
                 confinement=_confinement(forge, home, box.root) if confining else None,
             )
         )
-        for where, what in result.details.get("escapes", []):
-            shown = _outside_path(forge, home, Path(where))
-            violations.append(
-                Violation(
-                    path=shown,
-                    reason=f"the backend {what} {where} outside its sandbox (the real file is untouched)",
-                    rule="escape",
-                )
-            )
         for change in tripwire.check(repo, before) if before is not None else []:
             violations.append(
                 Violation(path=change.split(" ")[0], reason=f"main repository: {change}", rule="tripwire")
@@ -486,32 +477,22 @@ def _finalise(violations: list[Violation], secrets: list[str]) -> list[Violation
     return out
 
 
-def _outside_path(forge: Forge, home: Path, path: Path) -> str:
-    """A path outside the sandbox as a user reads it: ``.git/config``, ``~/.bashrc``."""
-    common = forge.location.common_dir.resolve()
-    for base, label in ((common, ".git/"), (forge.workdir.resolve(), ""), (home.resolve(), "~/")):
-        if path == base or base in path.parents:
-            rel = path.relative_to(base).as_posix()
-            return (label + rel).rstrip("/") if rel != "." else label.rstrip("/") or "."
-    return str(path)
-
-
 def _confinement(forge: Forge, home: Path, sandbox_root: Path) -> Confinement:
-    """What the jailed backend may see: its sandbox; the forge copy-on-write; not much else."""
+    """What the jailed backend may see: its sandbox, and a read-only world without the
+    forge, the home directory or anyone's sockets."""
     from kavi.backends import jail
     from kavi.backends.withhold import signing_key_files, withheld_paths
 
+    common = forge.location.common_dir
+    hidden = (forge.workdir, common, *jail.worktrees(common))
     return jail.Confinement(
         sandbox_root=sandbox_root,
-        protect=tuple(jail.protected_dirs(forge.workdir, forge.location.common_dir, sandbox=sandbox_root)),
         home=home if home != Path("/") else None,
-        runtime_dirs=jail.runtime_dirs(os.environ),
+        hide=hidden,
+        private=jail.runtime_dirs(os.environ),
         withhold=tuple(
             withheld_paths(
-                workdir=forge.workdir,
-                common_dir=forge.location.common_dir,
-                exclude=forge.policy.sandbox.exclude,
-                home=home,
+                hidden=(home, *hidden),
                 env=os.environ,
                 sandbox=sandbox_root,
                 extra=signing_key_files(forge.repo.config_get("user.signingkey"), home),

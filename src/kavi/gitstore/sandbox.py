@@ -52,6 +52,7 @@ class Sandbox:
     withheld: list[str] = field(default_factory=list)
     baseline: dict[str, StatKey] = field(default_factory=dict)
     root_id: tuple[int, int] = (0, 0)  # (device, inode) of root: found again if it is moved
+    work_id: tuple[int, int] = (0, 0)  # (device, inode) of the worktree: walked only if unchanged
 
 
 def create(
@@ -92,7 +93,18 @@ def create(
     gitdir = _gitfile_target(work / ".git")
     name = gitdir.name if gitdir is not None else worktree_name
     st = os.lstat(root)
-    box = Sandbox(root, work, home, tmp, name, branch, base_commit, root_id=(st.st_dev, st.st_ino))
+    wst = os.lstat(work)
+    box = Sandbox(
+        root,
+        work,
+        home,
+        tmp,
+        name,
+        branch,
+        base_commit,
+        root_id=(st.st_dev, st.st_ino),
+        work_id=(wst.st_dev, wst.st_ino),
+    )
     (work / ".git").unlink()  # no usable git link while the backend runs
     withhold = name_matcher(exclude)
     for dirpath, dirnames, filenames in os.walk(work):
@@ -258,7 +270,17 @@ def snapshot(
     only while small (``limits.rejected_*``); beyond that, as a placeholder.
     """
     walker = _Walker(repo, box, limits, set(allowed), set(ignore), secrets)
-    walker.walk(locate(box) / box.work.name)
+    work = locate(box) / box.work.name
+    if _identity(work) != box.work_id:  # a symlink (to ~/.ssh, /proc/self…) or another dir
+        walker.problem(
+            box.work.name,
+            "the backend replaced its worktree (with a symlink or another directory); "
+            "nothing in it was examined or committed",
+            "sandbox",
+        )
+        walker.complete = False
+    else:
+        walker.walk(work)
     if walker.complete:
         for path in box.baseline:
             if path not in walker.seen:
@@ -386,8 +408,11 @@ class _Walker:
 
     def regular(self, rel: str, full: str, st: os.stat_result) -> None:
         mode = MODE_EXEC if st.st_mode & 0o111 else MODE_BLOB
-        try:
-            with open(full, "rb") as fh:
+        try:  # never through a symlink, never blocking on a FIFO swapped in since the lstat
+            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as fh:
+                if (os.fstat(fh.fileno()).st_ino, os.fstat(fh.fileno()).st_dev) != (st.st_ino, st.st_dev):
+                    raise OSError(0, "replaced while being read")
                 data = fh.read(self.limits.max_file_bytes + 1)
         except OSError as exc:
             self.problem(rel, f"cannot be read ({exc.strerror})", "unreadable")
