@@ -81,7 +81,7 @@ def parse_stream(stdout: str) -> tuple[dict[str, Any] | None, int]:
             continue
         try:
             event = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # malformed, absurdly nested, or huge numbers
             continue
         if not isinstance(event, dict):
             continue
@@ -89,6 +89,15 @@ def parse_stream(stdout: str) -> tuple[dict[str, Any] | None, int]:
         if event.get("type") == "result":
             result = event
     return result, count
+
+
+def _scalar(value: object) -> object:
+    """A result field as the ledger may keep it: plain scalars, anything else described."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return value[:2000]
+    return f"({type(value).__name__})"
 
 
 class ClaudeBackend:
@@ -155,6 +164,9 @@ class ClaudeBackend:
                 transcript=transcript,
                 details=details,
             )
+        result = {key: _scalar(value) for key, value in result.items() if key != "permission_denials"} | {
+            "permission_denials": result.get("permission_denials")
+        }
         details.update(
             {
                 "subtype": result.get("subtype"),
@@ -164,6 +176,13 @@ class ClaudeBackend:
             }
         )
         denials = result.get("permission_denials") or []
+        if not isinstance(denials, list):
+            return BackendResult(
+                ok=False,
+                reason="claude's result event is malformed (permission_denials is not a list)",
+                transcript=transcript,
+                details=details,
+            )
         if result.get("is_error") or result.get("subtype") != "success":
             reason = (
                 f"claude reported failure (subtype={result.get('subtype')!r}, "
@@ -171,8 +190,10 @@ class ClaudeBackend:
             )
             return BackendResult(ok=False, reason=reason, transcript=transcript, details=details)
         if denials:
-            names = sorted({str(d.get("tool_name", "?")) for d in denials if isinstance(d, dict)})
-            details["permission_denials"] = denials
+            names = sorted({str(d.get("tool_name", "?"))[:100] for d in denials if isinstance(d, dict)})
+            details["permission_denials"] = [
+                _scalar(d.get("tool_name")) if isinstance(d, dict) else "?" for d in denials[:100]
+            ]
             return BackendResult(
                 ok=False,
                 reason=f"claude attempted tools it is not allowed to use: {', '.join(names)}",

@@ -1,8 +1,9 @@
 """Run a child process in its own process group with a hard deadline.
 
-On timeout the whole group is killed (SIGKILL), so an agent cannot leave
-background children behind; after a normal exit, stragglers in the group are
-killed too. Output is captured through temporary files (no pipe deadlocks),
+On timeout the whole group and every descendant are killed (SIGKILL), so an
+agent cannot leave background children behind, even ones that left the group with
+``setsid``; after a normal exit, stragglers are killed too. SIGTERM/SIGHUP sent to
+Kavi while a backend runs unwind the same way. Output is captured through temporary files (no pipe deadlocks),
 bounded when read back.
 """
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-MAX_CAPTURE = 4_000_000
+MAX_CAPTURE = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -30,11 +31,64 @@ class ProcResult:
     duration_s: float
 
 
-def _kill_group(pgid: int) -> None:
+def _children() -> dict[int, list[int]]:
+    """Parent pid → child pids, from ``/proc`` (empty where there is no ``/proc``)."""
+    out: dict[int, list[int]] = {}
     try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+        names = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        # ``pid (comm) state ppid …``: comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 1 and fields[1].isdigit():
+            out.setdefault(int(fields[1]), []).append(int(name))
+    return out
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL ``pid``'s process group and every descendant of ``pid``.
+
+    A descendant that left the group (``setsid``) is still a descendant; killing the
+    init of a PID namespace kills everything inside it. The tree is read before the
+    first kill (a killed parent's children are re-parented away from it)."""
+    doomed = {pid}
+    for _round in range(3):  # a fork racing the kill is caught on the next round
+        children = _children()
+        stack, found = list(doomed), set()
+        while stack:
+            for child in children.get(stack.pop(), []):
+                if child not in doomed and child not in found:
+                    found.add(child)
+                    stack.append(child)
+        if _round == 0:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if not found:
+            return
+        for child in found:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        doomed |= found
+
+
+class _Terminated(KeyboardInterrupt):
+    """Kavi itself was asked to stop (SIGTERM/SIGHUP) while a backend ran."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated(f"signal {signum}")
 
 
 def _read(fh: IO[bytes]) -> str:
@@ -44,6 +98,24 @@ def _read(fh: IO[bytes]) -> str:
     if len(data) > MAX_CAPTURE:
         text += "\n[... output truncated by Kavi ...]\n"
     return text
+
+
+_TRAPPED = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _trap_termination() -> dict[int, object] | None:
+    """While a backend runs, SIGTERM/SIGHUP (a cancelled CI job, a closed terminal)
+    unwind through the caller's cleanup instead of leaving the agent running."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return {sig: signal.signal(sig, _terminate) for sig in _TRAPPED}
+
+
+def _restore_handlers(previous: dict[int, object] | None) -> None:
+    for sig, handler in (previous or {}).items():
+        signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
 def run_bounded(
@@ -66,6 +138,7 @@ def run_bounded(
             start_new_session=True,
         )
         timed_out = False
+        previous = _trap_termination()
         try:
             if stdin_data is not None and proc.stdin is not None:
                 try:
@@ -77,8 +150,9 @@ def run_bounded(
         except subprocess.TimeoutExpired:
             timed_out = True
         finally:
-            _kill_group(proc.pid)
+            _kill_tree(proc.pid)
             proc.wait()
+            _restore_handlers(previous)
         return ProcResult(
             returncode=None if timed_out else proc.returncode,
             stdout=_read(out),

@@ -292,20 +292,22 @@ def build_skill(
         before = None if confining else tripwire.take(repo)
         home = Path(os.path.expanduser("~")).resolve()
         progress(f"running the {backend.name} backend in {box.work}")
-        result = backend.run(
-            BackendRequest(
-                sandbox=box.work,
-                packet_text=packet_text,
-                allowed_paths=paths.allowed,
-                env=env,
-                timeout_seconds=timeout or _default_timeout(forge, backend.name),
-                confinement=_confinement(forge, home, box.root) if confining else None,
+        try:
+            result = backend.run(
+                BackendRequest(
+                    sandbox=box.work,
+                    packet_text=packet_text,
+                    allowed_paths=paths.allowed,
+                    env=env,
+                    timeout_seconds=timeout or _default_timeout(forge, backend.name),
+                    confinement=_confinement(forge, home, box.root) if confining else None,
+                )
             )
-        )
-        for change in tripwire.check(repo, before) if before is not None else []:
-            violations.append(
-                Violation(path=change.split(" ")[0], reason=f"main repository: {change}", rule="tripwire")
-            )
+        finally:  # whatever the backend did or however it ended, undo it in the main repository
+            for change in tripwire.check(repo, before) if before is not None else []:
+                violations.append(
+                    Violation(path=change.split(" ")[0], reason=f"main repository: {change}", rule="tripwire")
+                )
         progress("committing the sandbox and running the gate")
         packet_file = box.work / PACKET_FILE
         snap = sandbox.snapshot(

@@ -2,7 +2,7 @@
 
 A linked worktree shares ``config``, ``hooks`` and refs with the main repository, so
 an agent that reached git could rewrite them. Before the backend runs Kavi takes a
-snapshot of the common git dir's config files, hooks, ``info/``,
+snapshot of the common git dir's config files, hooks, ``info/``, submodules' config and hooks,
 ``objects/info/alternates``, HEAD, packed-refs, every worktree's private files, and
 every ref — plus the type and permissions of those directories and any ``*.lock``
 file under ``refs/``; afterwards it compares. Any difference fails the build, and
@@ -35,9 +35,12 @@ _FILES = (
     "commondir",
     "shallow",
 )
-_DIRS = ("hooks", "info", "worktrees")
+_DIRS = ("hooks", "info", "worktrees", "modules")
+# Inside submodules' git dirs (``modules/<name>/``) config and hooks matter (``git status``
+# recurses into submodules and runs their fsmonitor); their objects and refs do not.
+_MODULES_PRUNE = frozenset(("objects", "refs", "logs"))
 _WORKTREE_VOLATILE = ("index", "ORIG_HEAD", "FETCH_HEAD", "gitdir", "locked")
-_TYPED_DIRS = ("", "hooks", "info", "refs", "refs/heads", "refs/tags", "objects", "worktrees")
+_TYPED_DIRS = ("", "hooks", "info", "refs", "refs/heads", "refs/tags", "objects", "worktrees", "modules")
 MAX_DEPTH = 32
 
 
@@ -72,8 +75,11 @@ def _lmode(path: Path) -> int | None:
         return None
 
 
-def _scan(base: Path, common: Path, depth_limit: int = MAX_DEPTH) -> list[tuple[str, os.DirEntry[str], bool]]:
-    """(rel, entry, is_dir) for everything under ``base``: iterative, at most ``depth_limit`` deep."""
+def _scan(
+    base: Path, common: Path, depth_limit: int = MAX_DEPTH, prune: frozenset[str] = frozenset()
+) -> list[tuple[str, os.DirEntry[str], bool]]:
+    """(rel, entry, is_dir) for everything under ``base``: iterative, at most ``depth_limit``
+    deep, not descending into directories named in ``prune``."""
     out: list[tuple[str, os.DirEntry[str], bool]] = []
     stack = [(base, 0)]
     while stack:
@@ -89,7 +95,7 @@ def _scan(base: Path, common: Path, depth_limit: int = MAX_DEPTH) -> list[tuple[
             except OSError:
                 is_dir = False
             out.append((Path(entry.path).relative_to(common).as_posix(), entry, is_dir))
-            if is_dir and depth + 1 < depth_limit:
+            if is_dir and depth + 1 < depth_limit and entry.name not in prune:
                 stack.append((Path(entry.path), depth + 1))
     return out
 
@@ -102,10 +108,11 @@ def take(repo: GitRepo) -> Snapshot:
     for rel in _TYPED_DIRS:
         snap.dirs[rel] = _lmode(common / rel if rel else common)
     for top in _DIRS:
-        for rel, entry, is_dir in _scan(common / top, common):
+        prune = _MODULES_PRUNE if top == "modules" else frozenset()
+        for rel, entry, is_dir in _scan(common / top, common, prune=prune):
             if rel.endswith(".lock") or "/logs/" in f"/{rel}":
                 continue
-            if top == "worktrees" and entry.name in _WORKTREE_VOLATILE:
+            if top in ("worktrees", "modules") and entry.name in _WORKTREE_VOLATILE:
                 continue
             if is_dir:
                 snap.dirs[rel] = _lmode(Path(entry.path))

@@ -93,6 +93,14 @@ DEFAULT_FORBIDDEN_IMPORTS: tuple[str, ...] = (
     "envoy",
     "sarge",
     "execnet",
+    "_cffi_backend",
+    "setuptools",
+    "distutils",
+    "_distutils_hack",
+    "pkg_resources",
+    "stevedore",
+    "pygit2",
+    "antigravity",
 )
 
 DEFAULT_FORBIDDEN_CALLS: tuple[str, ...] = (
@@ -141,6 +149,20 @@ DEFAULT_FORBIDDEN_CALLS: tuple[str, ...] = (
     "os._execvpe",
     "fcntl.ioctl",
     "termios.TIOCSTI",
+    "platform.architecture",
+    "signal.pidfd_send_signal",
+    "signal.pthread_kill",
+    "anyio.run_process",
+    "anyio.open_process",
+    "trio.run_process",
+    "trio.lowlevel.open_process",
+    "click.launch",
+    "click.edit",
+    "click.echo_via_pager",
+    "click.termui.launch",
+    "click.termui.edit",
+    "click.termui.echo_via_pager",
+    "typer.launch",
 )
 
 DEFAULT_NETWORK_MODULES: tuple[str, ...] = (
@@ -196,6 +218,20 @@ DEFAULT_NETWORK_MODULES: tuple[str, ...] = (
     "logging.handlers.HTTPHandler",
     "logging.handlers.SMTPHandler",
     "logging.handlers.SysLogHandler",
+    "httpcore",
+    "anyio.connect_tcp",
+    "anyio.connect_unix",
+    "anyio.create_tcp_listener",
+    "anyio.create_unix_listener",
+    "anyio.create_udp_socket",
+    "anyio.create_connected_udp_socket",
+    "anyio.getaddrinfo",
+    "anyio.getnameinfo",
+    "trio.open_tcp_stream",
+    "trio.open_tcp_listeners",
+    "trio.serve_tcp",
+    "trio.socket",
+    "xml.dom.xmlbuilder",
 )
 
 DEFAULT_SANDBOX_EXCLUDE: tuple[str, ...] = (

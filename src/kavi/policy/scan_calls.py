@@ -39,6 +39,7 @@ _MUTATORS = frozenset(
     ("append", "add", "insert", "extend", "update", "setdefault", "appendleft", "put", "put_nowait", "push")
 )
 _TAKERS = frozenset(("get", "pop", "popleft", "popitem", "get_nowait", "__next__"))
+_FORWARD_REFS = frozenset(("typing.ForwardRef", "typing_extensions.ForwardRef"))
 _FRAME_SOURCES = frozenset(("sys._getframe", "inspect.currentframe"))
 _FORMAT_METHODS = frozenset(("format", "format_map"))
 _SPECIAL_METHODS = (
@@ -50,6 +51,15 @@ _SPECIAL_METHODS = (
     | frozenset(("__getattribute__", "__getattr__", "__setattr__", "update"))
 )
 _METHOD_SINK_NAMES = frozenset(METHOD_SINKS)
+_GETTER_ATOMS = frozenset(
+    ("q:builtins.getattr", "q:builtins.object.__getattribute__", "q:builtins.type.__getattribute__")
+)
+_GETTER_SUFFIXES = (".__getattribute__", ".__getattr__")
+_ENTRY = Val(frozenset(("#entry",)), frozenset(("#entry",)))
+_SQL_METHODS = frozenset(("execute", "executescript", "executemany"))
+_SQL_FILE = re.compile(
+    r"\b(?:ATTACH(?:\s+DATABASE)?|VACUUM(?:\s+\w+)?\s+INTO)\s+(?:'((?:[^']|'')*)'|[^\s;]+)", re.IGNORECASE
+)
 _FORMAT_FIELD = re.compile(r"\{([^{}]*)\}")
 _FORMAT_NAME = re.compile(r"[.\[]([A-Za-z_][A-Za-z_0-9]*)")
 
@@ -63,9 +73,7 @@ class CallEvaluator(ExprEvaluator):
         if isinstance(func, ast.Attribute):
             attr = func.attr
             recv = ev(func.value, scope)
-            d = self.cp.attr_rules.get(attr)
-            if d is not None:
-                self.emit(func, d.rule, d.what)
+            self.attr_rule(func, recv, attr, node)
             if recv is UNK:
                 self.attr_reads.add(attr)
                 fv = self.attrs.get(attr, UNK)
@@ -83,8 +91,11 @@ class CallEvaluator(ExprEvaluator):
         for kw in node.keywords:
             value = kw.value
             kwvals.append(UNK if value.__class__ is _CONSTANT else ev(value, scope))
+        self._getter_passed(node, argvals, kwvals)
         result = UNK
         if recv is not None:
+            if attr in _SQL_METHODS and node.args:
+                self._check_sql(node.args[0], node)
             if attr in _METHOD_SINK_NAMES:
                 self.writes.method_call(node, attr, scope)
             if attr in _SPECIAL_METHODS:
@@ -110,8 +121,26 @@ class CallEvaluator(ExprEvaluator):
                         result = union(result, container(v))
                 elif qual == "types.SimpleNamespace":
                     self._store_fields(node, [], argvals, kwvals, scope)
-                elif qual == "typing.ForwardRef" and node.args:
-                    self.annotation(node.args[0], scope)
+                elif qual in _FORWARD_REFS and node.args:
+                    if isinstance(node.args[0], ast.Constant):
+                        self.annotation(node.args[0], scope)
+                    elif self.cp.dynamic:
+                        self.emit(
+                            node, "KS201", f"{qual}() of a string built at run time evaluates it as code"
+                        )
+                elif qual == "torch.load" and self.cp.dynamic:
+                    safe = any(
+                        kw.arg == "weights_only"
+                        and isinstance(kw.value, ast.Constant)
+                        and kw.value.value is True
+                        for kw in node.keywords
+                    )
+                    if not safe:
+                        self.emit(
+                            node,
+                            "KS204",
+                            "torch.load() without weights_only=True unpickles arbitrary objects",
+                        )
                 elif qual == "numpy.load" and self.cp.dynamic:
                     for kw in node.keywords:
                         if kw.arg == "allow_pickle" and not (
@@ -133,6 +162,8 @@ class CallEvaluator(ExprEvaluator):
                 )
             elif first == "c":
                 self._call_class(int(atom[2:]), node, argvals, kwvals, scope)
+            elif atom == "#entry":
+                result = union(result, _ENTRY)
             elif atom.startswith("#attrgetter:") or atom.startswith("#methodcaller:"):
                 name = atom.split(":", 1)[1]
                 target = argvals[0] if argvals else UNK
@@ -140,6 +171,60 @@ class CallEvaluator(ExprEvaluator):
                 if atom.startswith("#attrgetter:"):
                     result = union(result, got)
         return result
+
+    def _getter_passed(self, node: ast.Call, argvals: list[Val], kwvals: list[Val]) -> None:
+        """``map(getattr, [os], ["system"])``, ``partial(getattr, os)``: an attribute
+        lookup handed to another function reads a name that is chosen out of sight."""
+        vals = (*argvals, *kwvals)
+        for v in vals:
+            if v is UNK:
+                continue
+            for atom in (*v.atoms, *contents(v).atoms):
+                bound = atom.startswith("q:") and atom.endswith(_GETTER_SUFFIXES)
+                if (atom in _GETTER_ATOMS and self._reaches_sensitive(vals, v)) or (
+                    bound and self.cp.sensitive_qual(atom[2:].rsplit(".", 1)[0])
+                ):
+                    self.emit(
+                        node,
+                        "KS301",
+                        "an attribute lookup passed as a function value reads a name chosen out of sight",
+                    )
+                    return
+
+    def _reaches_sensitive(self, vals: tuple[Val, ...], getter: Val) -> bool:
+        """Could one of the other arguments (or what they contain) be a sensitive object?"""
+        for v in vals:
+            if v is getter or v is UNK:
+                continue
+            inner = contents(v)
+            for atom in (*v.atoms, *inner.atoms, *contents(inner).atoms):
+                if atom[0] == "#" or (atom.startswith("q:") and self.cp.sensitive_qual(atom[2:])):
+                    return True
+        return False
+
+    def c_entry_points(self, node: ast.Call, argvals: list[Val], scope: Scope) -> Val:
+        """Entry points are harmless to list; ``.load()`` imports what they name."""
+        return _ENTRY
+
+    def _check_sql(self, sql: ast.expr, node: ast.Call) -> None:
+        """``ATTACH DATABASE '/x'`` / ``VACUUM INTO '/x'`` make SQLite create files where
+        Python never opens them: the file must be a literal inside allowed_write_paths."""
+        if not (isinstance(sql, ast.Constant) and isinstance(sql.value, str)):
+            return
+        for m in _SQL_FILE.finditer(sql.value):
+            target = m.group(1)
+            if target is None:
+                where = "a file named at run time"
+            elif target == ":memory:" or not self.writes.outside(target, True):
+                continue
+            else:
+                where = repr(target)
+            self.emit(
+                node,
+                "KS501",
+                f"SQL {m.group(0).split()[0].upper()} creates {where}, outside allowed_write_paths",
+            )
+            return
 
     def _check_format_string(self, template: object, node: ast.AST) -> None:
         """``"{0.__globals__}".format(f)`` reads attributes named inside the string."""
@@ -391,6 +476,27 @@ class CallEvaluator(ExprEvaluator):
             return UNK
         return self._import_named(node, node.args[0], scope, True)
 
+    def c_find_spec(self, node: ast.Call, argvals: list[Val], scope: Scope) -> Val:
+        """``find_spec("yaml")`` looks a module up without running it, but imports the
+        parents of a dotted name: judge those like an ``import`` statement."""
+        name_node = (
+            node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "name"), None)
+        )
+        names = self.folder.fold_str(name_node, scope) if name_node is not None else None
+        if names is None:
+            if self.cp.dynamic:
+                self.emit(
+                    node, "KS202", "find_spec() of a name chosen at run time imports its parent packages"
+                )
+            return UNK
+        for name in names:
+            parts = name.split(".")
+            for i in range(1, len(parts)):
+                d = self.cp.import_danger(".".join(parts[:i]))
+                if d is not None:
+                    self.emit(node, d.rule, d.what)
+        return UNK
+
     def c_type(self, node: ast.Call, argvals: list[Val], scope: Scope) -> Val:
         if len(node.args) != 1:
             return UNK
@@ -431,6 +537,9 @@ class CallEvaluator(ExprEvaluator):
             for atom in argvals[0].atoms:
                 if atom[0] == "f":
                     self._call_function(int(atom[2:]), inner, argvals[1:], kwvals, scope, False)
+                elif atom.startswith("q:"):
+                    # ``partial(open, "/etc/hosts", "w")``: the bound arguments are the call's.
+                    self.writes.func_call(inner, atom[2:], scope)
         return argvals[0]
 
     def _callback(self, fv: Val, index: int, v: Val, rec: Rec) -> Val:
@@ -591,6 +700,7 @@ CallEvaluator._CALLS = {
     "functools.partial": CallEvaluator.c_partial,
     "functools.partialmethod": CallEvaluator.c_partial,
     "functools.reduce": CallEvaluator.c_reduce,
+    "atexit.register": CallEvaluator.c_partial,
     "builtins.setattr": CallEvaluator.c_setattr,
     "builtins.next": CallEvaluator.c_next,
     "builtins.dict.get": CallEvaluator.c_dict_get,
@@ -603,4 +713,9 @@ CallEvaluator._CALLS = {
     "inspect.getmembers": CallEvaluator.c_getmembers,
     "inspect.getmembers_static": CallEvaluator.c_getmembers,
     "builtins.dir": CallEvaluator.c_dir,
+    "importlib.util.find_spec": CallEvaluator.c_find_spec,
+    "importlib.metadata.entry_points": CallEvaluator.c_entry_points,
+    "importlib.metadata.distribution": CallEvaluator.c_entry_points,
+    "importlib.metadata.distributions": CallEvaluator.c_entry_points,
+    "importlib_metadata.entry_points": CallEvaluator.c_entry_points,
 }

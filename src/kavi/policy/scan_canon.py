@@ -103,6 +103,15 @@ WEAK_MODULE_ATTRS: dict[str, str] = {
         "telnetlib",
         "xmlrpc",
         "socketserver",
+        "pkgutil",
+        "zipimport",
+        "code",
+        "codeop",
+        "pydoc",
+        "doctest",
+        "_frozen_importlib",
+        "_frozen_importlib_external",
+        "_cffi_backend",
     ]
 }
 WEAK_MODULE_ATTRS.update(
@@ -115,6 +124,8 @@ WEAK_MODULE_ATTRS.update(
 STDLIB_HINT: frozenset[str] = frozenset(
     [
         "os",
+        "pydoc",
+        "xml",
         "sys",
         "subprocess",
         "shutil",

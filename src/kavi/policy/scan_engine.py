@@ -159,6 +159,8 @@ class Analyzer(CallEvaluator):
             rec: Rec = ("aug", node, scope, 1 if self.loop_depth else 0)
             self.bind(scope, target.id, union(cur, v), rec, (id(node), 0))
         else:
+            if "q:sys.path" in self.quiet(target, scope).atoms:
+                self.writes.import_dir(node, scope, "sys.path +=", node.value)
             self.assign(target, v, scope, _NO_REC, False)
             if isinstance(target, ast.Attribute):
                 self.ev(target.value, scope)
@@ -386,8 +388,18 @@ class Analyzer(CallEvaluator):
                 self.bind(scope, pat.rest, v, _NO_REC, (id(pat), 0))
         elif isinstance(pat, ast.MatchClass):
             self.ev(pat.cls, scope)
-            for p in (*pat.patterns, *pat.kwd_patterns):
+            for p in pat.patterns:
                 self._pattern(p, v, scope)
+            for name, p in zip(pat.kwd_attrs, pat.kwd_patterns, strict=True):
+                # ``case object(system=f)`` reads ``subject.system`` and binds it to ``f``.
+                d = self.cp.attr_rules.get(name)
+                if d is not None:
+                    self.emit(p, d.rule, d.what)
+                sub = self.attr_of(v, name)
+                if v is not UNK and sub is not UNK:
+                    self.flag_new(p, sub, v)
+                    self._flag_marker_attr(p, v, name)
+                self._pattern(p, union(v, sub), scope)
 
 
 Analyzer._E = {

@@ -28,8 +28,25 @@ from kavi.policy.scan_scope import (
     contents,
     union,
 )
+from kavi.policy.scan_tables import Danger
 
 _CONSTANT = ast.Constant
+_SYS_MODULES = frozenset(("q:sys.modules",))
+_CLASS_WALK = frozenset(("__mro__", "__bases__", "__base__"))
+_CODE_FACTS = frozenset(
+    (
+        "co_argcount",
+        "co_posonlyargcount",
+        "co_kwonlyargcount",
+        "co_varnames",
+        "co_name",
+        "co_qualname",
+        "co_filename",
+        "co_firstlineno",
+        "co_flags",
+        "co_nlocals",
+    )
+)
 _NO_REC: Rec = ("?", None, None, 0)
 
 
@@ -70,6 +87,8 @@ class ExprEvaluator(NameResolver):
             self.ev(target.value, scope)
             if target.attr == "TYPE_CHECKING":
                 self.tc_tampered = True
+            if target.attr == "__annotations__":
+                self._annotations_store(target, rec[1], dict_value=True)
             if v is not UNK:
                 self.attr_store(target.attr, v)
             if rec[0] == "=":
@@ -77,6 +96,10 @@ class ExprEvaluator(NameResolver):
         elif isinstance(target, ast.Subscript):
             base = self.ev(target.value, scope)
             self.ev(target.slice, scope)
+            if "q:sys.path" in base.atoms and isinstance(rec[1], ast.expr):
+                self.writes.import_dir(target, scope, "assigning into sys.path", rec[1])
+            if isinstance(target.value, ast.Attribute) and target.value.attr == "__annotations__":
+                self._annotations_store(target, rec[1], dict_value=False)
             if isinstance(target.value, ast.Name):
                 self.update_existing(target.value.id, scope, v)
             self._namespace_store(target, base, v, scope, rec)
@@ -84,6 +107,25 @@ class ExprEvaluator(NameResolver):
             self.assign(target.value, container(contents(v)), scope, _NO_REC, top)
         else:
             self.ev(target, scope)
+
+    def _annotations_store(self, target: ast.AST, value: ast.AST | None, dict_value: bool) -> None:
+        """Annotations set at run time are evaluated as code by ``get_type_hints()`` when
+        they are strings; plain types (``{"x": int}``) are fine."""
+        if not self.cp.dynamic:
+            return
+        if value is not None and dict_value and isinstance(value, ast.Dict):
+            items: list[ast.AST] = list(value.values)
+            if any(k is None for k in value.keys):
+                items = []
+        elif value is not None and not dict_value:
+            items = [value]
+        else:
+            items = []
+        types_only = all(isinstance(v, (ast.Name, ast.Attribute, ast.Subscript)) for v in items)
+        texts = any(isinstance(c, (ast.Constant, ast.JoinedStr)) for v in items for c in ast.walk(v))
+        if items and types_only and not texts:
+            return
+        self.emit(target, "KS201", "annotations set at run time are evaluated as code by get_type_hints()")
 
     def _namespace_store(self, target: ast.Subscript, base: Val, v: Val, scope: Scope, rec: Rec) -> None:
         """``globals()["x"] = v`` binds a global; ``obj.__dict__["x"] = v`` an attribute."""
@@ -130,11 +172,14 @@ class ExprEvaluator(NameResolver):
         return v
 
     def e_attribute(self, node: ast.Attribute, scope: Scope) -> Val:
-        base = self.ev(node.value, scope)
+        value = node.value
         attr = node.attr
-        d = self.cp.attr_rules.get(attr)
-        if d is not None:
-            self.emit(node, d.rule, d.what)
+        if attr in _CODE_FACTS and value.__class__ is ast.Attribute and value.attr == "__code__":
+            # ``f.__code__.co_argcount``: reading a fact about a function, not its code.
+            self.ev(value.value, scope)
+            return UNK
+        base = self.ev(value, scope)
+        self.attr_rule(node, base, attr, None)
         if node.ctx.__class__ is not ast.Load:
             return UNK
         result = self.attr_of(base, attr)
@@ -143,10 +188,46 @@ class ExprEvaluator(NameResolver):
             self._flag_marker_attr(node, base, attr)
         return result
 
+    def attr_rule(self, node: ast.AST, base: Val, attr: str, call: ast.Call | None) -> None:
+        """Attribute names dangerous on any receiver, with their benign exceptions:
+        ``Local.__subclasses__()`` on a class of this file, ``enable_load_extension(False)``."""
+        d = self.cp.attr_rules.get(attr)
+        if attr in _CLASS_WALK and self._from_builtin_type(node, base):
+            d = Danger("KS304", f"{attr!r} of a built-in type walks to object and its subclasses")
+        if d is None:
+            return
+        if attr == "__subclasses__" and base.atoms and all(a[0] == "c" for a in base.atoms):
+            return
+        if (
+            attr == "enable_load_extension"
+            and call is not None
+            and len(call.args) == 1
+            and not call.keywords
+            and isinstance(call.args[0], ast.Constant)
+            and call.args[0].value in (False, 0)
+        ):
+            return
+        self.emit(node, d.rule, d.what)
+
+    @staticmethod
+    def _from_builtin_type(node: ast.AST, base: Val) -> bool:
+        """``().__class__.__mro__``, ``type(1).__bases__``, ``object.__mro__``: the first
+        step of the classic walk from a literal to ``object.__subclasses__()``."""
+        if any(a.startswith("q:builtins.") for a in base.atoms):
+            return True
+        value = getattr(node, "value", None)
+        while isinstance(value, (ast.Attribute, ast.Subscript)):
+            value = value.value
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "type":
+            value = value.args[0] if len(value.args) == 1 else None
+        return isinstance(value, (ast.Constant, ast.Tuple, ast.List, ast.Dict, ast.Set, ast.JoinedStr))
+
     def _flag_marker_attr(self, node: ast.AST, base: Val, attr: str) -> None:
         atoms = base.atoms
         if "#spec" in atoms and attr == "loader":
             self.emit(node, "KS304", "'__spec__.loader' can load and run modules")
+        if "#entry" in atoms and attr == "load" and self.cp.dynamic:
+            self.emit(node, "KS202", "an entry point's load() imports the object it names")
         if "#anyattr" in atoms and attr in self.cp.danger_leaves:
             self.emit(node, "KS301", f"{attr!r} read from an object fetched with a computed name")
 
@@ -226,7 +307,10 @@ class ExprEvaluator(NameResolver):
 
     def e_compare(self, node: ast.Compare, scope: Scope) -> Val:
         self.ev(node.left, scope)
-        for comp in node.comparators:
+        for op, comp in zip(node.ops, node.comparators, strict=True):
+            # ``"yaml" in sys.modules`` only asks whether a module is loaded.
+            if op.__class__ in (ast.In, ast.NotIn) and self.quiet(comp, scope).atoms == _SYS_MODULES:
+                continue
             self.ev(comp, scope)
         return UNK
 
@@ -249,6 +333,7 @@ class ExprEvaluator(NameResolver):
         for k in node.keys:
             if k is not None:
                 self.ev(k, scope)
+        self._logging_config_strings(node)
         for value in node.values:
             v = self.ev(value, scope)
             if v is not UNK:
@@ -257,6 +342,43 @@ class ExprEvaluator(NameResolver):
             if k is None:
                 out = union(out, contents(self.ev(value, scope)))
         return container(out)
+
+    def _logging_config_strings(self, node: ast.Dict) -> None:
+        """``logging.config.dictConfig`` imports what its strings name: a ``"()"`` factory,
+        a handler ``"class"`` and ``"ext://"`` values. Judge those names as references."""
+        for k, value in zip(node.keys, node.values, strict=True):
+            if not (isinstance(k, ast.Constant) and isinstance(value, ast.Constant)):
+                continue
+            key, text = k.value, value.value
+            if not isinstance(text, str):
+                continue
+            if key in ("()", "class", "."):
+                name = text
+            elif text.startswith("ext://"):
+                name = text[6:]
+            else:
+                continue
+            if not name.replace(".", "").replace("_", "").isalnum():
+                continue
+            d = self.danger("q:" + canon_cached(name))
+            if d is not None:
+                self.emit(value, d.rule, f"{name} (named by a logging configuration string): {d.what}")
+            elif key == "()" and not name.startswith("logging.") and self.cp.dynamic:
+                self.emit(
+                    value, "KS202", f"a logging configuration factory string imports and calls {name!r}"
+                )
+            if key == "class" and canon_cached(name).startswith("logging.") and name.endswith("FileHandler"):
+                for k2, v2 in zip(node.keys, node.values, strict=True):
+                    if (
+                        isinstance(k2, ast.Constant)
+                        and k2.value == "filename"
+                        and isinstance(v2, ast.Constant)
+                    ):
+                        target = v2.value
+                        if isinstance(target, str) and self.writes.outside(target, True):
+                            self.emit(
+                                v2, "KS501", f"{name} writes to {target!r}, outside allowed_write_paths"
+                            )
 
     def e_joinedstr(self, node: ast.JoinedStr, scope: Scope) -> Val:
         for value in node.values:

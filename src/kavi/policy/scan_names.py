@@ -411,6 +411,8 @@ class NameResolver:
                 other = True
             elif atom == "#spec" and attr == "loader":
                 atoms.append("q:builtins.__loader__")
+            elif atom == "#entry":
+                atoms.append(atom)
             elif atom == "#anyattr":
                 mod = canon_attr_cached("", attr)
                 atoms.append("q:" + mod if not mod.startswith(".") else "#anyattr")

@@ -95,6 +95,16 @@ FUNC_SINKS: dict[str, Sink] = {
     "numpy.savez": Sink(kws=("file",)),
     "numpy.savez_compressed": Sink(kws=("file",)),
     "sqlite3.connect": Sink(kws=("database",), filelike=True),
+    "wave.open": Sink(kws=("f",), mode="open", default_mode="rb"),
+    "mailbox.mbox": _PATH1,
+    "mailbox.MMDF": _PATH1,
+    "mailbox.MH": _PATH1,
+    "mailbox.Maildir": Sink(kws=("dirname",)),
+    "mailbox.Babyl": _PATH1,
+    "zipapp.create_archive": Sink(paths=(1,), kws=("target",)),
+    "py_compile.compile": Sink(paths=(1,), kws=("cfile",)),
+    "compileall.compile_file": Sink(kws=("fullname",)),
+    "compileall.compile_dir": Sink(kws=("dir",)),
     "tempfile.NamedTemporaryFile": Sink(paths=(), kws=("dir",)),
     "tempfile.TemporaryFile": Sink(paths=(), kws=("dir",)),
     "tempfile.SpooledTemporaryFile": Sink(paths=(), kws=("dir",)),
@@ -161,14 +171,18 @@ _FILELIKE = re.compile(
 _DRIVE = re.compile(r"^[A-Za-z]:/")
 
 
-_IMPORT_DIR_CALLS: dict[str, int] = {"sys.path.insert": 1, "sys.path.append": 0}
+_IMPORT_DIR_CALLS: dict[str, int] = {"sys.path.insert": 1, "sys.path.append": 0, "sys.path.extend": 0}
 
 
 class WriteChecker:
     def __init__(self, analyzer: Analyzer) -> None:
         self.an = analyzer
         self.pending: list[tuple[Sink, ast.Call, Scope, str]] = []
-        self.import_dirs: list[tuple[ast.Call, Scope, str]] = []
+        self.import_dirs: list[tuple[ast.AST, Scope, str, ast.expr]] = []
+
+    def import_dir(self, node: ast.AST, scope: Scope, what: str, value: ast.expr) -> None:
+        """``value`` (a directory, or a list of them) is put on ``sys.path`` by ``what``."""
+        self.import_dirs.append((node, scope, what, value))
 
     def reset(self) -> None:
         self.pending = []
@@ -179,7 +193,9 @@ class WriteChecker:
         if sink is not None:
             self.pending.append((sink, node, scope, qual))
         if qual in _IMPORT_DIR_CALLS:
-            self.import_dirs.append((node, scope, qual))
+            arg = self._arg(node, _IMPORT_DIR_CALLS[qual], None)
+            if arg is not None:
+                self.import_dir(node, scope, qual + "()", arg)
 
     def method_call(self, node: ast.Call, attr: str, scope: Scope) -> None:
         sink = METHOD_SINKS.get(attr)
@@ -191,15 +207,15 @@ class WriteChecker:
     def _check_import_dirs(self) -> None:
         """``sys.path.insert(0, "/tmp/x")``: a fixed directory whose planted modules later
         imports would run. Paths derived from ``__file__`` or the skill's context are fine."""
-        for node, scope, qual in self.import_dirs:
-            index = _IMPORT_DIR_CALLS[qual]
-            arg = self._arg(node, index, None)
-            for text, complete in (self.an.folder.path(arg, scope) or ()) if arg is not None else ():
-                if complete:
+        for node, scope, what, value in self.import_dirs:
+            items = value.elts if isinstance(value, (ast.List, ast.Tuple)) else [value]
+            for item in items:
+                fixed = [t for t, complete in self.an.folder.path(item, scope) or () if complete]
+                if fixed:
                     self.an.emit(
                         node,
                         "KS202",
-                        f"{qual}() adds the fixed directory {text!r}: later imports would load code from it",
+                        f"{what} adds the fixed directory {fixed[0]!r}: later imports load code from it",
                     )
                     break
 
