@@ -7,6 +7,8 @@ and the fix.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,3 +137,109 @@ def test_agent_that_leaves_the_process_group_dies_at_the_timeout(arena: Arena) -
         [f"ALIVE: the agent kept reporting after the build ({seen} → {later} ticks)"] if later > seen else []
     )
     arena.require(out, summary="did not finish within 2s", extra=extra)
+
+
+def test_claude_gets_only_its_own_credential(arena: Arena) -> None:
+    """The claude agent received ``OPENAI_API_KEY`` (the openai backend's credential) as
+    well as its own. Fix: each backend gets only its own credential variables."""
+    arena.monkeypatch.setenv("OPENAI_API_KEY", "sentinel-openai-key-4e1b")
+    arena.agent(
+        'write_good()\nreport("openai", os.environ.get("OPENAI_API_KEY"))\nreport("own", sorted(os.environ))'
+    )
+    out = arena.build()
+    arena.require(out, failed=False)
+    assert arena.evidence.wait("openai", 5) is None
+    assert "ANTHROPIC_API_KEY" in arena.evidence.get("own", [])
+
+
+_PEEK = """
+write_good()
+import pwd
+seen = {}
+for name, path in CTX.items():
+    if not name.startswith("peek_"):
+        continue
+    try:
+        seen[name] = sorted(os.listdir(path)) if os.path.isdir(path) else open(path).read()[:200]
+    except OSError as exc:
+        seen[name] = "error: " + exc.strerror
+report("seen", seen)
+"""
+
+
+@pytest.mark.jail_only
+def test_executable_inside_the_forge_does_not_unhide_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``backends.claude.command: <forge>/bin/claude`` and a ``<forge>/lib`` (a
+    direnv ``PATH_add bin`` does the same), the forge looked like an installation prefix
+    and was bound back whole — ``.git/config``, ``.env``, the ledger readable. Fix: an
+    executable's directory is never widened to one holding a hidden directory."""
+    if not jail.available():
+        pytest.skip("this machine has no user namespaces")
+    with open_arena(tmp_path, monkeypatch, confined=True) as arena:
+        arena.agent(_PEEK, peek_git=arena.repo / ".git", peek_forge=arena.repo)
+        (arena.repo / "bin").mkdir()
+        (arena.repo / "lib").mkdir()
+        (arena.repo / "bin" / "claude").write_bytes((tmp_path / "bin" / "claude").read_bytes())
+        (arena.repo / "bin" / "claude").chmod(0o755)
+        config = arena.repo / ".kavi" / "config.yaml"
+        config.write_text(config.read_text().replace("command: claude", f"command: {arena.repo}/bin/claude"))
+        from support.forge import git
+
+        git("commit", "-q", "-am", "claude from the forge's bin/", cwd=arena.repo)
+        out = arena.build()
+        arena.require(out, failed=False)
+        seen = arena.evidence.wait("seen", 5)
+        assert seen["peek_git"] in ([], "error: No such file or directory"), seen
+        assert set(seen["peek_forge"]) <= {"bin"}, seen
+
+
+@pytest.mark.jail_only
+def test_account_home_is_hidden_when_home_points_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``$HOME`` overridden (``sudo -E``, CI, these tests) the jail hid ``$HOME`` but
+    not the account's home from the password database: its dotfiles were readable. Fix:
+    both are hidden."""
+    import pwd
+
+    account = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    if not account.is_dir() or account == Path("/") or not os.listdir(account):
+        pytest.skip("no account home with contents to hide")
+    if not jail.available():
+        pytest.skip("this machine has no user namespaces")
+    with open_arena(tmp_path, monkeypatch, confined=True) as arena:
+        assert Path(os.environ["HOME"]).resolve() != account.resolve()
+        arena.agent(_PEEK, peek_account=account)
+        out = arena.build()
+        arena.require(out, failed=False)
+        seen = arena.evidence.wait("seen", 5)["peek_account"]
+        visible = seen if isinstance(seen, list) else []
+        on_the_way = set(Path(sys.executable).resolve().parts)  # the agent's interpreter, bound back
+        assert not [n for n in visible if n not in on_the_way], f"{account} shows {visible}"
+
+
+def test_confinement_hides_other_sandboxes_not_this_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the sandbox base outside ``/tmp`` and ``$HOME``, the build's own worktree was
+    among the working trees to hide (an empty read-only tmpfs: every build FAILED) and
+    other builds' sandboxes in the base were readable. Fix: the base is hidden, the build's
+    own sandbox (bound back writable) is not among the hidden trees."""
+    from kavi.forge.build import _confinement
+    from kavi.forge.context import Forge
+    from support.forge import git, make_forge
+
+    repo = make_forge(tmp_path)
+    base = tmp_path / "sandboxes"
+    box = base / "build-1"
+    (box / "work").mkdir(parents=True)
+    git("worktree", "add", "-q", "--detach", str(box / "work"), cwd=repo)
+    monkeypatch.chdir(repo)
+    forge = Forge.open(repo)
+    plan = _confinement(forge, Path(os.environ["HOME"]).resolve(), box.resolve())
+    hidden = [p.resolve() for p in plan.hide]
+    assert base.resolve() in hidden
+    assert not any(p == box.resolve() or box.resolve() in p.parents for p in hidden), hidden
+    assert repo.resolve() in hidden

@@ -63,9 +63,13 @@ class BackendsConfig(_Strict):
     openai: OpenAIBackendConfig = Field(default_factory=OpenAIBackendConfig)
     files: FilesBackendConfig = Field(default_factory=FilesBackendConfig)
 
-    def credential_names(self) -> set[str]:
-        names = set(self.claude.credential_env)
-        if self.openai.api_key_env:
+    def credential_names(self, backend: str | None = None) -> set[str]:
+        """The credential variables ``backend`` may see (its own, never another's); with
+        no backend, all of them (to redact them all)."""
+        names: set[str] = set()
+        if backend in (None, "claude"):
+            names.update(self.claude.credential_env)
+        if backend in (None, "openai") and self.openai.api_key_env:
             names.add(self.openai.api_key_env)
         return names
 

@@ -130,7 +130,7 @@ def _build(argv: Sequence[str], plan: Confinement, *, cwd: Path, path_env: str |
     hide += [{"path": str(p), "shared": False, "read_only": False} for p in _real_dirs(plan.private)]
     hidden = [plan.home, *plan.hide] if plan.home is not None else list(plan.hide)
     hide += [{"path": str(p), "shared": False, "read_only": True} for p in _real_dirs(hidden)]
-    visible = exec_roots(argv[0], path_env, plan.home) if argv else []
+    visible = exec_roots(argv[0], path_env, plan.home, [*_real_dirs(plan.hide)]) if argv else []
     resolver = Path("/etc/resolv.conf")
     if resolver.exists():
         visible.append(resolver.resolve())  # it often lives in /run (systemd-resolved)
@@ -170,28 +170,33 @@ def _real_dirs(paths: Iterable[Path]) -> list[Path]:
     return out
 
 
-def exec_roots(executable: str, path_env: str | None, home: Path | None) -> list[Path]:
+def exec_roots(
+    executable: str, path_env: str | None, home: Path | None, hidden: Sequence[Path] = ()
+) -> list[Path]:
     """What must stay visible to run ``executable``: the directory holding its real file
     and, for a script, the one holding its interpreter (``#!/usr/bin/env node`` → node).
 
-    A directory that is ``/`` or holds ``home`` is never listed whole (that would undo
-    hiding it); the file itself is, instead.
+    A directory that is ``/`` or holds ``home`` or any other ``hidden`` directory (the
+    forge, when the executable sits in ``<forge>/bin`` next to a ``<forge>/lib``) is never
+    listed whole (that would undo hiding it); the file itself is, instead.
     """
+    keep_out = [p for p in (home, *hidden) if p is not None]
     out: list[Path] = []
     for path in _program_files(executable, path_env):
         parent = path.parent
         prefix = parent.parent
-        if parent.name == "bin" and (prefix / "lib").is_dir() and not _holds(prefix, home, local=True):
+        local = home is not None and prefix == home / ".local"
+        if parent.name == "bin" and (prefix / "lib").is_dir() and not local and not _holds(prefix, keep_out):
             parent = prefix  # an installation prefix (a venv, ~/.nvm/versions/node/vX): lib/ too
-        out.append(path if _holds(parent, home) else parent)
+        out.append(path if _holds(parent, keep_out) else parent)
     return list(dict.fromkeys(out))
 
 
-def _holds(directory: Path, home: Path | None, *, local: bool = False) -> bool:
-    """Is ``directory`` ``/``, ``home`` or above it (or, with ``local``, ``~/.local``)?"""
-    if directory == Path("/") or home is None:
-        return directory == Path("/")
-    return directory == home or directory in home.parents or (local and directory == home / ".local")
+def _holds(directory: Path, hidden: Sequence[Path]) -> bool:
+    """Is ``directory`` ``/``, or one of ``hidden`` or above one of them?"""
+    if directory == Path("/"):
+        return True
+    return any(directory == h or directory in h.parents for h in hidden)
 
 
 def _which(executable: str, path_env: str | None) -> Path:
@@ -228,8 +233,9 @@ def _program_files(executable: str, path_env: str | None) -> list[Path]:
 
 
 def worktrees(common_dir: Path) -> list[Path]:
-    """Every linked working tree of a repository (from ``<git dir>/worktrees/*/gitdir``)."""
-    out = []
+    """Every working tree of a repository: the main one (``<main>/.git`` is the common
+    dir) and the linked ones (from ``<git dir>/worktrees/*/gitdir``)."""
+    out = [common_dir.parent] if common_dir.name == ".git" and (common_dir.parent / ".git").is_dir() else []
     for gitdir in sorted((common_dir / "worktrees").glob("*/gitdir")):
         try:
             out.append(Path(gitdir.read_text().strip()).parent)

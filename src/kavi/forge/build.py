@@ -283,7 +283,7 @@ def build_skill(
             os.environ,
             home=box.home,
             tmp=box.tmp,
-            credentials=config.backends.credential_names(),
+            credentials=config.backends.credential_names(backend.name),
             forbidden=[f"KAVI_SECRET_{s}" for s in proposal.required_secrets],
         )
         from kavi.backends import jail
@@ -479,6 +479,24 @@ def _finalise(violations: list[Violation], secrets: list[str]) -> list[Violation
     return out
 
 
+# Readable only by root; a build run as root would otherwise show them to its backend.
+_SYSTEM_SECRETS = tuple(
+    Path(p) for p in ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/sudoers")
+)
+
+
+def _account_home(home: Path) -> list[Path]:
+    """The account's home from the password database, when ``$HOME`` points elsewhere
+    (``sudo -E``, CI runners): hidden as well."""
+    import pwd
+
+    try:
+        account = Path(pwd.getpwuid(os.getuid()).pw_dir).resolve()
+    except (KeyError, OSError):
+        return []
+    return [account] if account != home and account != Path("/") else []
+
+
 def _confinement(forge: Forge, home: Path, sandbox_root: Path) -> Confinement:
     """What the jailed backend may see: its sandbox, and a read-only world without the
     forge, the home directory or anyone's sockets."""
@@ -486,18 +504,23 @@ def _confinement(forge: Forge, home: Path, sandbox_root: Path) -> Confinement:
     from kavi.backends.withhold import signing_key_files, withheld_paths
 
     common = forge.location.common_dir
-    hidden = (forge.workdir, common, *jail.worktrees(common))
+    base = sandbox_root.parent  # other builds' sandboxes (this one is bound back)
+    trees = [t for t in jail.worktrees(common) if not t.is_relative_to(sandbox_root)]
+    hidden = (forge.workdir, common, *trees, *_account_home(home), base)
     return jail.Confinement(
         sandbox_root=sandbox_root,
         home=home if home != Path("/") else None,
-        hide=hidden,
+        hide=tuple(h for h in hidden if h != Path("/")),
         private=jail.runtime_dirs(os.environ),
         withhold=tuple(
             withheld_paths(
                 hidden=(home, *hidden),
                 env=os.environ,
                 sandbox=sandbox_root,
-                extra=signing_key_files(forge.repo.config_get("user.signingkey"), home),
+                extra=[
+                    *signing_key_files(forge.repo.config_get("user.signingkey"), home),
+                    *(p for p in _SYSTEM_SECRETS if os.access(p, os.R_OK)),
+                ],
             )
         ),
     )
