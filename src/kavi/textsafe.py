@@ -10,6 +10,8 @@ Standard library only: the server hook's fast lane imports this.
 
 from __future__ import annotations
 
+import fnmatch
+import re
 import unicodedata
 
 # Bidirectional overrides and isolates: they reorder what a reader sees (CVE-2021-42574).
@@ -36,6 +38,31 @@ def is_git_dir_name(component: str) -> bool:
     """
     name = fold(component).split(":", 1)[0].rstrip(" .")
     return name in _NTFS_GIT_NAMES
+
+
+_SHORT_NAME = re.compile(r"([^~./]{1,8})~[0-9]+(?:\.[^.]{0,3})?")
+
+
+def fold_component(component: str) -> str:
+    """One path component as the most forgiving filesystem git runs on reads it:
+    :func:`fold`, then what NTFS ignores (a ``:stream`` suffix, trailing dots and spaces)."""
+    return fold(component).split(":", 1)[0].rstrip(" .")
+
+
+def same_component(name: str, pattern: str) -> bool:
+    """Could the component ``name`` open the file ``pattern`` names (both already passed
+    through :func:`fold_component`; ``pattern`` may be a glob) on some filesystem? Equal
+    names, a glob match, or an NTFS 8.3 short name (``KAVI~1`` for ``.kavi``,
+    ``TEST_S~1.PY`` for ``test_skill_x.py``) whose stem starts the long name."""
+    if fnmatch.fnmatchcase(name, pattern):
+        return True
+    short = _SHORT_NAME.fullmatch(name)
+    if short is None:
+        return False
+    long_name = pattern.lstrip(".").replace(" ", "")
+    stem = long_name.rsplit(".", 1)[0].replace(".", "") if "." in long_name else long_name
+    wanted = short.group(1)
+    return stem.startswith(wanted) or ("*" in stem and wanted.startswith(stem.split("*", 1)[0]))
 
 
 def printable(text: str, *, multiline: bool = False) -> str:

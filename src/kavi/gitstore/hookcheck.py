@@ -35,11 +35,13 @@ from kavi.gitstore.repo import MODE_BLOB, ZERO_OID, GitRepo, RawDelta
 from kavi.gitstore.trust import commit_verdict
 from kavi.layout import CONFIG_FILE, KAVI_DIR, SIGNERS_FILE
 from kavi.sshsig import verify
-from kavi.textsafe import fold
+from kavi.textsafe import fold, fold_component, printable, same_component
 
 LEDGER_REF = "refs/kavi/ledger"
 NOTES_REF = "refs/notes/kavi"
 TAG_PREFIX = "refs/tags/kavi/"
+_KAVI_REFS = (LEDGER_REF, NOTES_REF, TAG_PREFIX + "x/v1")
+_SIGNATURE_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class Rejection:
     path: str | None = None
 
     def render(self, repo: GitRepo | None = None) -> str:
-        lines = [f"kavi: REJECTED {self.ref}"]
+        lines = [f"kavi: REJECTED {printable(self.ref)}"]
         if self.commit:
             subject = ""
             if (
@@ -67,13 +69,14 @@ class Rejection:
                 and repo.has_object(self.commit)
                 and repo.object_type(self.commit) == "commit"
             ):
-                subject = f' "{repo.commit(self.commit).message.splitlines()[0][:60]}"'
+                first = (repo.commit(self.commit).message.splitlines() or [""])[0]
+                subject = f' "{printable(first[:60])}"'
             lines.append(f"  commit:  {self.commit}{subject}")
         if self.path:
-            lines.append(f"  path:    {self.path}")
+            lines.append(f"  path:    {printable(self.path)}")
         lines.append(f"  rule:    {self.rule}")
-        lines.append(f"  why:     {self.why}")
-        lines.append(f"  do this: {self.remedy}")
+        lines.append(f"  why:     {printable(self.why)}")
+        lines.append(f"  do this: {printable(self.remedy)}")
         return "\n".join(lines)
 
 
@@ -117,6 +120,24 @@ PROMOTE_REMEDY = (
 def signer_lines(text: str) -> set[str]:
     """The entries of an allowed-signers file, compared verbatim (comments and blanks aside)."""
     return {line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")}
+
+
+def _governance_path(path: str) -> bool:
+    """``.kavi/**`` or a ``.gitattributes``: changed by a commit signed with a trusted key."""
+    if path == KAVI_DIR or path.startswith(KAVI_DIR + "/"):
+        return True
+    return same_component(fold_component(path.rsplit("/", 1)[-1]), ".gitattributes")
+
+
+def _parts(path: str) -> list[str]:
+    return [fold_component(c) for c in path.split("/") if c]
+
+
+def _under(parts: Sequence[str], prefix: Sequence[str], *, exact: bool = False) -> bool:
+    """Do the folded components ``parts`` start with (or, ``exact``, equal) ``prefix``?"""
+    if len(parts) < len(prefix) or (exact and len(parts) != len(prefix)):
+        return False
+    return all(same_component(a, b) for a, b in zip(parts, prefix, strict=False))
 
 
 def _is_zero(oid: str) -> bool:
@@ -215,6 +236,7 @@ class HookChecker:
         ``Skills/x.py`` and ``ſkills/x.py`` *are* ``skills/x.py``. ``layouts`` adds the
         configurations of commits inside the push (a moved ``skills_dir`` is protected too)."""
         p = fold(path)
+        parts = [fold_component(c) for c in path.split("/")]
         for cfg in (self._config, *layouts):
             for prefix in (fold(KAVI_DIR), fold(cfg.skills_dir)):
                 if p == prefix or p.startswith(prefix + "/"):
@@ -222,6 +244,18 @@ class HookChecker:
             tests = fold(cfg.tests_dir)
             if p.startswith(tests + "/") and fnmatch.fnmatch(p[len(tests) + 1 :], "test_skill_*.py"):
                 return True
+            # the same, as NTFS reads names (``KAVI~1/``, ``skills./``, ``TEST_S~1.PY``)
+            dirs = [_parts(KAVI_DIR), _parts(cfg.skills_dir), _parts(cfg.tests_dir)]
+            if any(_under(parts, d) for d in dirs[:2]) or _under(
+                parts, [*dirs[2], "test_skill_*.py"], exact=True
+            ):
+                return True
+            # ``.gitattributes`` on the way to a protected directory, or in one, changes the
+            # bytes a checkout writes for its files (``eol=crlf``, filters)
+            if parts and same_component(parts[-1], ".gitattributes"):
+                where = parts[:-1]
+                if any(_under(d[: len(where)], where, exact=True) or _under(where, d) for d in dirs):
+                    return True
         return False
 
     # -- signatures ------------------------------------------------------------------------
@@ -258,7 +292,7 @@ class HookChecker:
             found = self.repo.extract_signature(commit)  # object reads stay on this thread
             if found is None:
                 self._sig_cache[key] = (False, "unsigned")
-                continue
+                break  # the checks reject here: nothing after it needs verifying
             todo.append((key, found[1], found[0], principal))
         if not todo:
             return
@@ -267,9 +301,16 @@ class HookChecker:
             key, payload, signature, principal = item
             return key, verify(payload, signature, self._signers, principal=principal)
 
+        # in order, a batch at a time, stopping at the first bad signature: the checks
+        # that follow reject there, so verifying the rest would only burn the server's CPU
         with ThreadPoolExecutor(max_workers=8) as pool:
-            for key, verdict in pool.map(run, todo):
-                self._sig_cache[key] = (verdict.ok, verdict.principal or verdict.detail)
+            for start in range(0, len(todo), _SIGNATURE_BATCH):
+                bad = False
+                for key, verdict in pool.map(run, todo[start : start + _SIGNATURE_BATCH]):
+                    self._sig_cache[key] = (verdict.ok, verdict.principal or verdict.detail)
+                    bad = bad or not verdict.ok
+                if bad:
+                    return
 
     def tag_ok(self, tag: TagInfo) -> tuple[bool, str]:
         if tag.signature is None:
@@ -306,6 +347,26 @@ class HookChecker:
                     f"use {alias} itself",
                 )
                 continue
+            target = self._symbolic(u.ref)
+            if target is not None:
+                self.reject(
+                    u.ref,
+                    "symbolic-ref",
+                    f"{u.ref} is a symbolic ref to {target} on this server: the update would land "
+                    f"on {target} without being judged as {target}",
+                    f"push to {target} itself",
+                )
+                continue
+            blocked = next((k for k in _KAVI_REFS if fold(k).startswith(fold(u.ref) + "/")), None)
+            if blocked is not None:
+                self.reject(
+                    u.ref,
+                    "ref-conflict",
+                    f"a ref named {u.ref} would stop git from creating Kavi's {blocked} "
+                    "(a file where a directory must be)",
+                    "choose another name; Kavi needs refs/tags/kavi/*, refs/kavi/ledger and refs/notes/kavi",
+                )
+                continue
             if u.ref.startswith("refs/replace/"):
                 self.reject(
                     u.ref,
@@ -340,6 +401,19 @@ class HookChecker:
                 )
         return self.rejections
 
+    def _symbolic(self, ref: str) -> str | None:
+        """The target of ``ref`` if the server holds it as a symbolic ref (an alias such as
+        ``master -> main`` that an admin kept after a rename), else None."""
+        path = self.repo.git_dir / ref
+        try:
+            if not path.is_file() or path.is_symlink():
+                return None if not path.is_symlink() else "(a symlink)"
+            with open(path, "rb") as fh:
+                head = fh.read(512)
+        except OSError:
+            return None
+        return head[4:].strip().decode("utf-8", "replace") if head.startswith(b"ref:") else None
+
     # -- protected branches ------------------------------------------------------------
 
     def check_protected_branch(self, u: Update) -> None:
@@ -361,6 +435,22 @@ class HookChecker:
                 commit=u.new,
             )
             return
+        if _is_zero(u.old):
+            governing = next(
+                (t for b in self.protected_branches if b != u.ref for t in [self._before(b)] if t), None
+            )
+            if governing is not None and not self.repo.is_ancestor(governing, u.new):
+                first = next(b for b in self.protected_branches if b != u.ref and self._before(b))
+                self.reject(
+                    u.ref,
+                    "stale-branch",
+                    f"a new protected branch {branch} must contain the current tip of "
+                    f"{first[len('refs/heads/') :]} ({governing[:12]}); {u.new[:12]} does not, so it "
+                    "could bring back skills that were revoked or replaced",
+                    f"create it from the current tip: git push origin {first[len('refs/heads/') :]}:{branch}",
+                    commit=u.new,
+                )
+                return
         hide = self._protected_tips(u.ref) if _is_zero(u.old) else [u.old]
         new_commits = set(self.repo.walk_new_commits(u.new, hide))
         chain: list[str] = []
@@ -391,12 +481,14 @@ class HookChecker:
         if tree is None:
             return frozenset()
         firsts = {
-            fold(p.split("/", 1)[0])
+            fold_component(p.split("/", 1)[0])
             for cfg in (self._config, *layouts)
             for p in (KAVI_DIR, cfg.skills_dir, cfg.tests_dir)
-        }
+        } | {".gitattributes"}
         return frozenset(
-            (n, o) for n, o in self.repo.top_entries(tree).items() if not n.isascii() or fold(n) in firsts
+            (n, o)
+            for n, o in self.repo.top_entries(tree).items()
+            if not n.isascii() or "~" in n or any(same_component(fold_component(n), f) for f in firsts)
         )
 
     def protected_changes(
@@ -437,7 +529,7 @@ class HookChecker:
         info = self.repo.commit(commit)
         fields = trailers(info.message)
         action = fields.get("Kavi-Action")
-        skill_paths = [d for d in changes if not d.path.startswith(KAVI_DIR + "/") and d.path != KAVI_DIR]
+        skill_paths = [d for d in changes if not _governance_path(d.path)]
         if action == "promote" and len(info.parents) == 2:
             self.check_promotion(u, branch, commit, info.tree, info.parents, fields, parent_tree)
             return
@@ -476,8 +568,9 @@ class HookChecker:
         path = changes[0].path
         had_kavi = parent_tree is not None and self.repo.entry(parent_tree, KAVI_DIR) is not None
         if not had_kavi:
-            self._check_bootstrap(u, commit, tree)
-            return
+            if any(d.path == KAVI_DIR or d.path.startswith(KAVI_DIR + "/") for d in changes):
+                self._check_bootstrap(u, commit, tree)
+            return  # before Kavi governs the branch, .gitattributes is anyone's
         ok, detail = self.signed_ok(commit, at=parent)
         if not ok:
             self.reject(

@@ -74,6 +74,26 @@ def _git_dir_of(repo_path: Path) -> Path:
     return repo.git_dir
 
 
+def _point_unborn_head(git_dir: Path, branch: str | None) -> str | None:
+    """A new bare repository's HEAD may name an unprotected branch that does not exist
+    yet (``master``): whoever creates it first decides what every clone checks out.
+    Point it at the protected branch instead."""
+    import subprocess
+
+    if branch is None:
+        return None
+    env = {**os.environ, "GIT_DIR": str(git_dir)}
+    head = subprocess.run(["git", "symbolic-ref", "-q", "HEAD"], env=env, capture_output=True, text=True)
+    current = head.stdout.strip()
+    if head.returncode != 0 or current == f"refs/heads/{branch}":
+        return None
+    exists = subprocess.run(["git", "rev-parse", "-q", "--verify", current], env=env, capture_output=True)
+    if exists.returncode == 0:
+        return None  # an existing default branch is the admin's choice
+    subprocess.run(["git", "symbolic-ref", "HEAD", f"refs/heads/{branch}"], env=env, check=False)
+    return f"HEAD pointed at the unborn {current}; it now points at refs/heads/{branch} (protected)"
+
+
 def install_server(target: Path, *, trust: Path | None, protected: list[str] | None, cwd: Path) -> Installed:
     from kavi.gitstore.hookcheck import HookConfig
     from kavi.sshsig import parse_allowed_signers
@@ -135,8 +155,11 @@ def install_server(target: Path, *, trust: Path | None, protected: list[str] | N
     # and replace refs cannot make git show other objects than the ones Kavi checked
     server.config_set("receive.fsckObjects", "true")
     server.config_set("core.useReplaceRefs", "false")
+    head_note = _point_unborn_head(git_dir, config.protected[0] if config.protected else None)
     result = _write_hook(git_dir / "hooks", "pre-receive")
     result.pinned_trust = state / TRUST_FILE
+    if head_note:
+        result.notes.append(head_note)
     result.notes.append(f"protected branches: {', '.join(config.protected)} (from {source})")
     return result
 

@@ -102,6 +102,24 @@ def _first_parent_line(old: str, new: str, limit: int = 1_000_000) -> list[str] 
     return line if found else None
 
 
+def _symbolic(ref: str) -> bool:
+    """Is ``ref`` a symbolic ref (or a symlink) in this repository?"""
+    path = Path(os.environ.get("GIT_DIR", ".")) / ref
+    try:
+        if path.is_symlink():
+            return True
+        with open(path, "rb") as fh:
+            return fh.read(4) == b"ref:"
+    except OSError:
+        return False
+
+
+def _odd(name: str) -> bool:
+    """A name some filesystem reads as another: non-ASCII, an NTFS short name (``~1``),
+    a trailing dot or space, a stream suffix."""
+    return not name.isascii() or "~" in name or ":" in name or name.endswith((".", " "))
+
+
 def _line_is_ordinary(old: str, new: str, layout: dict[str, object]) -> bool:
     commits = _first_parent_line(old, new)
     if not commits:
@@ -119,8 +137,8 @@ def _line_is_ordinary(old: str, new: str, layout: dict[str, object]) -> bool:
     for raw in {t for t in tops.split(b"\0") if t}:
         name = raw.decode("utf-8", "replace")
         folded = fold(name)
-        if not name.isascii() or folded == kavi_top:
-            return False  # an alias, or .kavi itself: the full check decides
+        if _odd(name) or folded in (kavi_top, ".gitattributes"):
+            return False  # an alias, .kavi itself or .gitattributes: the full check decides
         if folded == skills_top and "/" not in skills:
             return False  # the skills dir changed
         if folded in (skills_top, tests_top):
@@ -131,15 +149,20 @@ def _line_is_ordinary(old: str, new: str, layout: dict[str, object]) -> bool:
         return True
     # a nested skills dir or the tests dir changed: look at the paths (literal pathspecs
     # let git prune its walk; the folded prefix and the test-file glob are matched here)
+    # whole top-level directories: a variant of a nested name (``lib/Skills``) is below them
+    tops_of = sorted({skills.split("/", 1)[0], tests.split("/", 1)[0]})
     changed = _git(
         "log", "--first-parent", "--diff-merges=first-parent", "--no-renames", "--format=",
-        "--name-only", "-z", f"{old}..{new}", "--", f":(literal){skills}", f":(literal){tests}",
+        "--name-only", "-z", f"{old}..{new}", "--", *(f":(literal){t}" for t in tops_of),
     )  # fmt: skip
     if changed is None:
         return False
     skills_prefix, tests_prefix = fold(skills) + "/", fold(tests) + "/"
     for raw in changed.split(b"\0"):
-        path = fold(raw.decode("utf-8", "replace").strip("\n"))
+        text = raw.decode("utf-8", "replace").strip("\n")
+        if any(_odd(part) for part in text.split("/")) or text.rsplit("/", 1)[-1] == ".gitattributes":
+            return False
+        path = fold(text)
         if path.startswith(skills_prefix):
             return False
         if path.startswith(tests_prefix) and fnmatch.fnmatch(path[len(tests_prefix) :], "test_skill_*.py"):
@@ -163,12 +186,14 @@ def accepts(updates: Sequence[tuple[str, str, str]], cache_dir: Path, pinned: di
         return False
     protected = _names(pinned.get("protected", ["main"])) | _names(governing.get("protected"))
     protected_refs = {f"refs/heads/{b}" for b in protected}
-    folded = {r.casefold() for r in protected_refs}
+    folded = {fold(r) for r in protected_refs}
     for old, new, ref in updates:
         if not ref.startswith("refs/heads/") or set(new) == {"0"}:
             return False  # tags, notes, Kavi's refs, deletions: the full check decides
-        if ref.casefold() in folded and ref not in protected_refs:
+        if fold(ref) in folded and ref not in protected_refs:
             return False
+        if not ref.isascii() or _symbolic(ref):
+            return False  # look-alike names and aliases (master -> main): the full check decides
         if ref not in protected_refs:
             continue
         if set(old) == {"0"}:

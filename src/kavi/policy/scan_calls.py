@@ -96,6 +96,8 @@ class CallEvaluator(ExprEvaluator):
         if recv is not None:
             if attr in _SQL_METHODS and node.args:
                 self._check_sql(node.args[0], node)
+            if attr in ("get_field", "get_value") and node.args:
+                self._check_field_lookup(node, argvals)
             if attr in _METHOD_SINK_NAMES:
                 self.writes.method_call(node, attr, scope)
             if attr in _SPECIAL_METHODS:
@@ -205,6 +207,17 @@ class CallEvaluator(ExprEvaluator):
     def c_entry_points(self, node: ast.Call, argvals: list[Val], scope: Scope) -> Val:
         """Entry points are harmless to list; ``.load()`` imports what they name."""
         return _ENTRY
+
+    def _check_field_lookup(self, node: ast.Call, argvals: list[Val]) -> None:
+        """``string.Formatter().get_field("0.system", (os,), {})`` returns the object the
+        field names: attributes read by a string, from the arguments that follow."""
+        field = node.args[0]
+        if isinstance(field, ast.Constant) and isinstance(field.value, str):
+            self._check_format_string("{" + field.value + "}", node)
+            if "." not in field.value and "[" not in field.value:
+                return
+        if self._reaches_sensitive(tuple(argvals[1:]), UNK):
+            self.emit(node, "KS301", "a format field reads attributes of a sensitive object by name")
 
     def _check_sql(self, sql: ast.expr, node: ast.Call) -> None:
         """``ATTACH DATABASE '/x'`` / ``VACUUM INTO '/x'`` make SQLite create files where
@@ -557,6 +570,13 @@ class CallEvaluator(ExprEvaluator):
         return result
 
     def c_map(self, node: ast.Call, argvals: list[Val], scope: Scope) -> Val:
+        if len(node.args) == 2 and isinstance(node.args[1], (ast.List, ast.Tuple, ast.Set)):
+            # ``map(os.remove, ["/etc/x", …])``: each element is a call's argument
+            for atom in argvals[0].atoms:
+                if atom.startswith("q:"):
+                    for elt in node.args[1].elts:
+                        call = ast.copy_location(ast.Call(func=node.args[0], args=[elt], keywords=[]), node)
+                        self.writes.func_call(call, atom[2:], scope)
         if not node.args or not any(a[0] == "f" for a in argvals[0].atoms):
             return UNK
         result = UNK
