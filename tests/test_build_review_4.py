@@ -144,12 +144,13 @@ def test_claude_gets_only_its_own_credential(arena: Arena) -> None:
     well as its own. Fix: each backend gets only its own credential variables."""
     arena.monkeypatch.setenv("OPENAI_API_KEY", "sentinel-openai-key-4e1b")
     arena.agent(
-        'write_good()\nreport("openai", os.environ.get("OPENAI_API_KEY"))\nreport("own", sorted(os.environ))'
+        'write_good()\nreport("env", {"openai": os.environ.get("OPENAI_API_KEY"), "names": list(os.environ)})'
     )
     out = arena.build()
     arena.require(out, failed=False)
-    assert arena.evidence.wait("openai", 5) is None
-    assert "ANTHROPIC_API_KEY" in arena.evidence.get("own", [])
+    env = arena.evidence.wait("env", 5)
+    assert env["openai"] is None
+    assert "ANTHROPIC_API_KEY" in env["names"]
 
 
 _PEEK = """
