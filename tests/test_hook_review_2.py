@@ -200,3 +200,18 @@ def test_install_points_an_unborn_head_at_the_protected_branch(tmp_path: Path, p
         ["git", "--git-dir", str(bare), "symbolic-ref", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert head == "refs/heads/main", out
+
+
+def test_rejected_config_edits_leave_nothing_on_the_server(promoted: Served) -> None:
+    """A rejected push of many unsigned config edits left one cached config per edit in
+    ``<repo>/kavi/config-cache`` (unbounded). Fix: only configs already on the server are
+    cached."""
+    cache = promoted.origin / "kavi" / "config-cache"
+    before = sorted(p.name for p in cache.glob("*")) if cache.exists() else []
+    cfg = promoted.repo / ".kavi" / "config.yaml"
+    for i in range(3):
+        cfg.write_text(cfg.read_text() + f"# edit {i}\n")
+        _commit_all(promoted.repo, f"config edit {i}")
+    _rejected(promoted.push("main"), "governance-untrusted")
+    after = sorted(p.name for p in cache.glob("*")) if cache.exists() else []
+    assert after == before

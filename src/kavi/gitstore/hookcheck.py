@@ -174,14 +174,16 @@ class HookChecker:
                 continue
             signers = self.repo.file_bytes(tip, SIGNERS_FILE)
             entry = self.repo.entry(tip, CONFIG_FILE)
-            config = self.pinned.config if entry is None else self._config_from_blob(entry.oid)
+            config = self.pinned.config if entry is None else self._config_from_blob(entry.oid, remember=True)
             if signers is not None:
                 return config, signers.decode("utf-8", "replace")
             return config, self.pinned.signers
         return self.pinned.config, self.pinned.signers
 
-    def _config_from_blob(self, oid: str) -> HookConfig:
-        """Parse a committed config.yaml once; later pushes read the cached JSON (no YAML/pydantic)."""
+    def _config_from_blob(self, oid: str, *, remember: bool = False) -> HookConfig:
+        """Parse a committed config.yaml once; later pushes read the cached JSON (no YAML/pydantic).
+        Only configs already on the server (``remember``) are cached: a rejected push of many
+        config edits leaves nothing behind."""
         import json
         from pathlib import Path
 
@@ -198,7 +200,7 @@ class HookChecker:
         except KaviError:
             return self.pinned.config
         config = HookConfig(tuple(full.protected), full.skills_dir, full.tests_dir)
-        if cache is not None:
+        if cache is not None and remember:
             try:
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 cache.write_text(json.dumps(config.to_dict()))
@@ -468,7 +470,8 @@ class HookChecker:
                 "first-parent",
                 f"the first-parent history of {branch} does not pass through its current tip "
                 f"{u.old[:12]} (a merge of {branch} into another branch, pushed as {branch})",
-                f"merge your branch into {branch} (so {branch} stays the first parent), then push",
+                f"rebase onto origin/{branch} (`git pull --rebase`) or merge your branch into {branch} "
+                f"(so {branch} stays the first parent), then push",
                 commit=u.new,
             )
             return
