@@ -244,3 +244,35 @@ def test_confinement_hides_other_sandboxes_not_this_one(
     assert base.resolve() in hidden
     assert not any(p == box.resolve() or box.resolve() in p.parents for p in hidden), hidden
     assert repo.resolve() in hidden
+
+
+def test_doctor_undoes_what_an_interrupted_unconfined_build_changed(open_arena_unconfined: Arena) -> None:
+    """Unconfined, the agent plants ``core.fsmonitor`` and SIGKILLs Kavi: no ``finally``
+    runs, the snapshot in memory is gone, and ``doctor --repair`` only closed the build —
+    the payload stayed for the next ``git status``. Fix: the snapshot waits on disk while
+    the backend runs; ``doctor`` reports what changed since, ``--repair`` restores it."""
+    from support.forge import kavi
+
+    arena = open_arena_unconfined
+    config = arena.repo / ".git" / "config"
+    before = config.read_bytes()
+    arena.agent(
+        """
+        write_good()
+        repo = main_repo()
+        if repo:
+            with open(os.path.join(repo, ".git", "config"), "a") as fh:
+                fh.write("[core]\\n\\tfsmonitor = touch " + str(PWNED) + "-fsmonitor\\n")
+        os.kill(os.getppid(), signal.SIGKILL)
+        time.sleep(5)
+        """
+    )
+    out = arena.build_process()
+    assert out.code != 0
+    assert config.read_bytes() != before
+    found = kavi("doctor", "--format", "json", cwd=arena.repo)
+    assert "interrupted build" in found.stdout and ".git/config" in found.stdout, found.stdout
+    repaired = kavi("doctor", "--repair", "--format", "json", cwd=arena.repo)
+    assert repaired.code == 0, repaired.stdout
+    assert config.read_bytes() == before
+    assert not list((arena.repo / ".git" / "kavi" / "tripwire").glob("*"))

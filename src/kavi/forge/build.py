@@ -290,6 +290,8 @@ def build_skill(
 
         confining = policy.sandbox.confine != "off" and backend.name == "claude" and jail.available()
         before = None if confining else tripwire.take(repo)
+        if before is not None:
+            tripwire.save(before, tripwire.saved_path(repo, build_id))
         home = Path(os.path.expanduser("~")).resolve()
         progress(f"running the {backend.name} backend in {box.work}")
         try:
@@ -308,6 +310,7 @@ def build_skill(
                 violations.append(
                     Violation(path=change.split(" ")[0], reason=f"main repository: {change}", rule="tripwire")
                 )
+            tripwire.saved_path(repo, build_id).unlink(missing_ok=True)
         progress("committing the sandbox and running the gate")
         packet_file = box.work / PACKET_FILE
         snap = sandbox.snapshot(

@@ -116,6 +116,7 @@ def check_builds(forge: Forge, report: DoctorReport, repair: bool) -> None:
             "record it as FAILED (abandoned) and remove its sandbox",
         )
         report.findings.append(finding)
+        _check_tripwire(forge, build.id, report, repair)
         if repair:
             prune_worktree(repo, f"kavi-{build.id[:12]}")
             remove_tree(sandbox_base(forge) / f"kavi-build-{build.id}")
@@ -148,6 +149,41 @@ def check_builds(forge: Forge, report: DoctorReport, repair: bool) -> None:
                 if repair:
                     prune_worktree(repo, wt.name)
                     finding.repaired = True
+
+
+def _check_tripwire(forge: Forge, build_id: str, report: DoctorReport, repair: bool) -> None:
+    """An unconfined build interrupted while its backend ran left its tripwire snapshot:
+    what the backend changed in the repository was never undone."""
+    from kavi.gitstore import tripwire
+
+    path = tripwire.saved_path(forge.repo, build_id)
+    if not path.exists():
+        return
+    before = tripwire.load(path)
+    if before is None:
+        report.findings.append(
+            Finding(
+                "interrupted build",
+                f"build {build_id[:8]} ran its backend without confinement and was interrupted; its "
+                f"tripwire snapshot {path} is unreadable: check .git/config, .git/hooks and refs by hand",
+            )
+        )
+        return
+    after = tripwire.rescan(forge.repo, before)
+    changes = tripwire.compare(before, after)
+    if changes:
+        finding = Finding(
+            "interrupted build",
+            f"build {build_id[:8]} ran its backend without confinement and was interrupted; since its "
+            f"snapshot: {'; '.join(changes[:10])}{' …' if len(changes) > 10 else ''}",
+            "restore the repository's config, hooks and refs from the snapshot taken before the backend ran",
+        )
+        report.findings.append(finding)
+        if repair:
+            tripwire.restore(forge.repo, before, after)
+            finding.repaired = not tripwire.compare(before, tripwire.rescan(forge.repo, before))
+    if repair:
+        path.unlink(missing_ok=True)
 
 
 def check_promotions(forge: Forge, report: DoctorReport, repair: bool) -> None:

@@ -11,6 +11,11 @@ rebuilt, permissions reset, stale locks removed, refs reset or deleted), so the
 repository ends as it was. It walks iteratively and never opens a non-regular file,
 so a nested maze or a FIFO cannot crash or hang it.
 
+While the backend runs the snapshot also waits on disk (:func:`save`), so that
+``git kavi doctor --repair`` can compare and restore after Kavi itself was killed
+mid-build; the backend could have rewritten that file too, so ``doctor`` reports
+what differs before it restores.
+
 It is the fallback for machines without user namespaces (see
 :mod:`kavi.backends.jail`): a same-user process can still read anything, write the
 object database or the working tree, and race the restore; only the jail stops that.
@@ -127,7 +132,7 @@ def take(repo: GitRepo) -> Snapshot:
     return snap
 
 
-def _rescan(repo: GitRepo, before: Snapshot) -> Snapshot:
+def rescan(repo: GitRepo, before: Snapshot) -> Snapshot:
     """A new snapshot that also looks at every path the old one knew about."""
     after = take(repo)
     for rel in before.files:
@@ -179,9 +184,57 @@ def compare(before: Snapshot, after: Snapshot) -> list[str]:
     return changed
 
 
+def saved_path(repo: GitRepo, build_id: str) -> Path:
+    """Where a build's snapshot waits while its backend runs (for ``doctor`` after a crash)."""
+    return repo.common_dir / "kavi" / "tripwire" / f"{build_id}.json"
+
+
+def save(snapshot: Snapshot, path: Path) -> None:
+    """Write ``snapshot`` (owner-only) so that ``doctor`` can undo an interrupted build."""
+    import base64
+    import json
+
+    data = {
+        "files": {
+            rel: None if v is None else [v[0], base64.b64encode(v[1]).decode()]
+            for rel, v in snapshot.files.items()
+        },
+        "refs": snapshot.refs,
+        "dirs": snapshot.dirs,
+        "locks": sorted(snapshot.locks),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, path)
+
+
+def load(path: Path) -> Snapshot | None:
+    """A snapshot written by :func:`save` (None if unreadable or malformed)."""
+    import base64
+    import binascii
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+        return Snapshot(
+            files={
+                str(rel): None if v is None else (int(v[0]), base64.b64decode(v[1], validate=True))
+                for rel, v in data["files"].items()
+            },
+            refs={str(k): str(v) for k, v in data["refs"].items()},
+            dirs={str(k): None if v is None else int(v) for k, v in data["dirs"].items()},
+            locks={str(x) for x in data["locks"]},
+        )
+    except (OSError, ValueError, KeyError, TypeError, IndexError, binascii.Error):
+        return None
+
+
 def check(repo: GitRepo, before: Snapshot) -> list[str]:
     """Compare with ``before``; if anything changed, restore it. Returns the changes."""
-    after = _rescan(repo, before)
+    after = rescan(repo, before)
     changes = compare(before, after)
     if changes:
         restore(repo, before, after)
