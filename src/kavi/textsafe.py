@@ -40,7 +40,8 @@ def is_git_dir_name(component: str) -> bool:
     return name in _NTFS_GIT_NAMES
 
 
-_SHORT_NAME = re.compile(r"([^~./]{1,8})~[0-9]+(?:\.[^.]{0,3})?")
+_SHORT_NAME = re.compile(r"([^~./]{1,6})~[0-9]+(?:\.[^.]{0,3})?")
+_HASHED_STEM = re.compile(r"[^~./]{2}[0-9a-f]{4}")
 
 
 def fold_component(component: str) -> str:
@@ -49,20 +50,32 @@ def fold_component(component: str) -> str:
     return fold(component).split(":", 1)[0].rstrip(" .")
 
 
+def _short_stem(long_name: str) -> str:
+    """The stem Windows derives for a long name's 8.3 short name (folded): leading dots,
+    spaces and inner dots dropped, the part before the extension, at most 6 characters."""
+    name = long_name.lstrip(".").replace(" ", "")
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return stem.replace(".", "")[:6]
+
+
 def same_component(name: str, pattern: str) -> bool:
     """Could the component ``name`` open the file ``pattern`` names (both already passed
     through :func:`fold_component`; ``pattern`` may be a glob) on some filesystem? Equal
-    names, a glob match, or an NTFS 8.3 short name (``KAVI~1`` for ``.kavi``,
-    ``TEST_S~1.PY`` for ``test_skill_x.py``) whose stem starts the long name."""
+    names, a glob match, or an NTFS 8.3 short name: ``KAVI~1`` for ``.kavi``,
+    ``TEST_S~1.PY`` for ``test_skill_x.py``, or the hashed form (two characters, four hex
+    digits: ``KAF836~1``) Windows uses after collisions."""
     if fnmatch.fnmatchcase(name, pattern):
         return True
     short = _SHORT_NAME.fullmatch(name)
     if short is None:
         return False
-    long_name = pattern.lstrip(".").replace(" ", "")
-    stem = long_name.rsplit(".", 1)[0].replace(".", "") if "." in long_name else long_name
-    wanted = short.group(1)
-    return stem.startswith(wanted) or ("*" in stem and wanted.startswith(stem.split("*", 1)[0]))
+    wanted, stem = short.group(1), _short_stem(pattern)
+    if "*" in stem:  # a glob: the fixed part decides, the rest could be anything
+        fixed = stem.split("*", 1)[0]
+        exact = wanted.startswith(fixed) if len(fixed) < 6 else wanted == fixed[:6]
+    else:
+        exact = wanted == stem
+    return exact or (_HASHED_STEM.fullmatch(wanted) is not None and wanted[:2] == stem[:2])
 
 
 def printable(text: str, *, multiline: bool = False) -> str:

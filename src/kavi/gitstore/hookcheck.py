@@ -42,6 +42,7 @@ NOTES_REF = "refs/notes/kavi"
 TAG_PREFIX = "refs/tags/kavi/"
 _KAVI_REFS = (LEDGER_REF, NOTES_REF, TAG_PREFIX + "x/v1")
 _SIGNATURE_BATCH = 32
+MAX_REJECTIONS = 10
 
 
 @dataclass(frozen=True)
@@ -332,7 +333,18 @@ class HookChecker:
 
     def check(self) -> list[Rejection]:
         guarded = [*self.protected_branches, LEDGER_REF, NOTES_REF]
-        for u in self.updates:
+        for index, u in enumerate(self.updates):
+            if len(self.rejections) >= MAX_REJECTIONS:
+                # one rejection refuses the whole push: judging (and verifying) the rest
+                # would only let a push of thousands of bad refs burn the server's CPU
+                self.reject(
+                    "(the rest of the push)",
+                    "not-judged",
+                    f"{len(self.updates) - index} more ref update(s) were not checked after "
+                    f"{MAX_REJECTIONS} rejections",
+                    "fix the problems above and push again",
+                )
+                break
             alias = next((g for g in guarded if fold(u.ref) == fold(g) and u.ref != g), None)
             if (
                 alias is None
@@ -403,13 +415,44 @@ class HookChecker:
                 )
         return self.rejections
 
+    def _stale_start(self, u: Update, branch: str, start: str | None) -> bool:
+        """A new protected branch must grow from the current tip of the first protected
+        branch along its first-parent line (``start``: the first commit on that line that
+        is already protected history). Containing the tip through a second parent is not
+        enough: ``merge -s ours`` keeps any old state of the files."""
+        governing_ref = next((b for b in self.protected_branches if b != u.ref and self._before(b)), None)
+        if governing_ref is None:
+            return False
+        governing = self._before(governing_ref)
+        if start == governing:
+            return False
+        name = governing_ref[len("refs/heads/") :]
+        self.reject(
+            u.ref,
+            "stale-branch",
+            f"a new protected branch {branch} must grow from the current tip of {name} "
+            f"({(governing or '')[:12]}) along its first-parent line; {u.new[:12]} does not, so it "
+            "could bring back skills that were revoked or replaced",
+            f"create it from the current tip: git push origin {name}:{branch}",
+            commit=u.new,
+        )
+        return True
+
     def _symbolic(self, ref: str) -> str | None:
         """The target of ``ref`` if the server holds it as a symbolic ref (an alias such as
         ``master -> main`` that an admin kept after a rename), else None."""
-        path = self.repo.git_dir / ref
+        import os
+
+        base = os.path.realpath(self.repo.git_dir)
+        path = os.path.join(base, ref)
+        parent = os.path.dirname(path)
+        if os.path.lexists(parent) and os.path.realpath(parent) != parent:
+            return "(a directory reached through a symlink)"
         try:
-            if not path.is_file() or path.is_symlink():
-                return None if not path.is_symlink() else "(a symlink)"
+            if os.path.islink(path):
+                return "(a symlink)"
+            if not os.path.isfile(path):
+                return None
             with open(path, "rb") as fh:
                 head = fh.read(512)
         except OSError:
@@ -437,22 +480,6 @@ class HookChecker:
                 commit=u.new,
             )
             return
-        if _is_zero(u.old):
-            governing = next(
-                (t for b in self.protected_branches if b != u.ref for t in [self._before(b)] if t), None
-            )
-            if governing is not None and not self.repo.is_ancestor(governing, u.new):
-                first = next(b for b in self.protected_branches if b != u.ref and self._before(b))
-                self.reject(
-                    u.ref,
-                    "stale-branch",
-                    f"a new protected branch {branch} must contain the current tip of "
-                    f"{first[len('refs/heads/') :]} ({governing[:12]}); {u.new[:12]} does not, so it "
-                    "could bring back skills that were revoked or replaced",
-                    f"create it from the current tip: git push origin {first[len('refs/heads/') :]}:{branch}",
-                    commit=u.new,
-                )
-                return
         hide = self._protected_tips(u.ref) if _is_zero(u.old) else [u.old]
         new_commits = set(self.repo.walk_new_commits(u.new, hide))
         chain: list[str] = []
@@ -461,6 +488,8 @@ class HookChecker:
             chain.append(current)
             parents = self.repo.commit_meta(current)[1]
             current = parents[0] if parents else None
+        if _is_zero(u.old) and self._stale_start(u, branch, current):
+            return
         if not _is_zero(u.old) and current != u.old:
             # the branch's old tip must stay on its first-parent line; otherwise a merge whose
             # first parent is another line could bring old versions of protected files back
@@ -475,8 +504,11 @@ class HookChecker:
                 commit=u.new,
             )
             return
+        found = len(self.rejections)
         for commit in reversed(chain):
             self.check_commit(u, branch, commit)
+            if len(self.rejections) > found:
+                return  # the first bad commit refuses the push; the rest need no verifying
 
     def _guarded_tops(self, tree: str | None, layouts: Sequence[HookConfig]) -> frozenset[tuple[str, str]]:
         """The top-level entries that could hold a protected path: folded names matching a
@@ -918,6 +950,15 @@ class HookChecker:
         if _is_zero(u.new):
             self.reject(
                 u.ref, "ledger-delete" if ledger else "notes-delete", f"{what} cannot be deleted", remedy
+            )
+            return
+        if self.repo.object_type(u.new) != "commit":
+            self.reject(
+                u.ref,
+                "ledger-object" if ledger else "notes-object",
+                f"{what} must point at a commit, not a {self.repo.object_type(u.new)}",
+                remedy,
+                commit=u.new,
             )
             return
         if not _is_zero(u.old) and not self.repo.is_ancestor(u.old, u.new):

@@ -114,7 +114,12 @@ def install_server(target: Path, *, trust: Path | None, protected: list[str] | N
     except (NotAForgeError, ConfigError):
         forge = None
     if protected:
-        config = HookConfig(tuple(protected), config.skills_dir, config.tests_dir)
+        order = list(dict.fromkeys(protected))
+        first = config.protected[0] if forge is not None else None
+        if first is not None and first in order:  # trust and layout come from the first: the target
+            order.remove(first)
+            order.insert(0, first)
+        config = HookConfig(tuple(order), config.skills_dir, config.tests_dir)
     if trust is not None:
         try:
             signers = trust.read_text(encoding="utf-8")

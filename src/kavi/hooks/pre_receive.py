@@ -41,7 +41,16 @@ def main() -> int:
         )
         return 1
     repo = GitRepo.open_from_env()
-    rejections = HookChecker(repo, pinned, updates).check()
+    try:
+        rejections = HookChecker(repo, pinned, updates).check()
+    except Exception as exc:  # fail closed, with a message instead of a traceback
+        sys.stderr.write(
+            "kavi: REJECTED (the hook could not judge this push)\n"
+            f"  why:     {type(exc).__name__} while reading the pushed objects\n"
+            "  do this: push ordinary commits and Kavi's own refs as `git kavi` makes them; "
+            "ask the server's admin to look at the hook if this persists\n"
+        )
+        return 1
     for r in rejections:
         sys.stderr.write(r.render(repo) + "\n")
     if rejections:

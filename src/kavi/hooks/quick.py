@@ -160,7 +160,7 @@ def _line_is_ordinary(old: str, new: str, layout: dict[str, object]) -> bool:
     skills_prefix, tests_prefix = fold(skills) + "/", fold(tests) + "/"
     for raw in changed.split(b"\0"):
         text = raw.decode("utf-8", "replace").strip("\n")
-        if any(_odd(part) for part in text.split("/")) or text.rsplit("/", 1)[-1] == ".gitattributes":
+        if any(_odd(part) for part in text.split("/")) or fold(text.rsplit("/", 1)[-1]) == ".gitattributes":
             return False
         path = fold(text)
         if path.startswith(skills_prefix):
@@ -168,6 +168,10 @@ def _line_is_ordinary(old: str, new: str, layout: dict[str, object]) -> bool:
         if path.startswith(tests_prefix) and fnmatch.fnmatch(path[len(tests_prefix) :], "test_skill_*.py"):
             return False
     return True
+
+
+def _same_dirs(a: dict[str, object], b: dict[str, object]) -> bool:
+    return all(a.get(k, d) == b.get(k, d) for k, d in (("skills_dir", "skills"), ("tests_dir", "tests")))
 
 
 def _governing_layout(cache_dir: Path, pinned: dict[str, object]) -> dict[str, object] | None:
@@ -201,6 +205,8 @@ def accepts(updates: Sequence[tuple[str, str, str]], cache_dir: Path, pinned: di
         layout = _layout(old, cache_dir, pinned)
         if layout is None or not _names(layout.get("protected")) <= protected:
             return False  # the old tip protects more branches than the governing config: full check
-        if not _line_is_ordinary(old, new, layout):
+        # judged by the branch's own layout and by the governing one, as the full check does
+        layouts = [layout] if _same_dirs(layout, governing) else [layout, governing]
+        if not all(_line_is_ordinary(old, new, lay) for lay in layouts):
             return False
     return True
