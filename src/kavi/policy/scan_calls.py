@@ -39,6 +39,37 @@ _MUTATORS = frozenset(
     ("append", "add", "insert", "extend", "update", "setdefault", "appendleft", "put", "put_nowait", "push")
 )
 _TAKERS = frozenset(("get", "pop", "popleft", "popitem", "get_nowait", "__next__"))
+# callees that only look at a module they are given (tests patch attributes of os)
+_VALUE_OK = frozenset(
+    "q:" + q
+    for q in (
+        "builtins.isinstance",
+        "builtins.hasattr",
+        "builtins.getattr",
+        "builtins.setattr",
+        "builtins.delattr",
+        "builtins.print",
+        "builtins.id",
+        "builtins.repr",
+        "builtins.str",
+        "builtins.type",
+        "builtins.dir",
+        "builtins.vars",
+        "inspect.ismodule",
+        "inspect.getsource",
+        "inspect.getfile",
+        "inspect.getmembers",
+        "unittest.mock.patch.object",
+        "unittest.mock.patch.dict",
+        "importlib.reload",
+        "functools.partial",
+        "operator.attrgetter",
+        "builtins.map",
+        "functools.reduce",
+    )
+)
+_PATCHERS = frozenset(("setattr", "delattr", "setitem", "delitem", "object", "setenv", "delenv"))
+_URL = re.compile(r"(?i)(https?|ftps?)://")
 _FORWARD_REFS = frozenset(("typing.ForwardRef", "typing_extensions.ForwardRef"))
 _FRAME_SOURCES = frozenset(("sys._getframe", "inspect.currentframe"))
 _FORMAT_METHODS = frozenset(("format", "format_map"))
@@ -92,6 +123,16 @@ class CallEvaluator(ExprEvaluator):
             value = kw.value
             kwvals.append(UNK if value.__class__ is _CONSTANT else ev(value, scope))
         self._getter_passed(node, argvals, kwvals)
+        patching = isinstance(func, ast.Attribute) and func.attr in _PATCHERS
+        if not patching and not any(a in _VALUE_OK for a in fv.atoms):
+            for arg, v in zip(
+                (*node.args, *(k.value for k in node.keywords)), (*argvals, *kwvals), strict=True
+            ):
+                if v is not UNK:
+                    self.gateway_escape(arg, v, "passed to a function")
+        for arg in node.args:
+            if arg.__class__ is _CONSTANT:
+                self.escape_name(arg)
         result = UNK
         if recv is not None:
             if attr in _SQL_METHODS and node.args:
@@ -398,9 +439,10 @@ class CallEvaluator(ExprEvaluator):
         return result
 
     def dynamic_target(self, v: Val, prefix: str = "") -> bool:
-        """Is a computed attribute (or key) of ``v`` a possible route to danger?"""
+        """Is a computed attribute (or key) of ``v`` a possible route to danger? (A
+        function's computed attribute may be ``__globals__``.)"""
         for atom in v.atoms:
-            if atom[0] == "#":
+            if atom[0] == "#" or (atom[0] == "f" and not prefix):
                 return True
             if atom.startswith("q:") and self.cp.prefix_can_reach(atom[2:], prefix):
                 return True
@@ -509,6 +551,65 @@ class CallEvaluator(ExprEvaluator):
                 if d is not None:
                     self.emit(node, d.rule, d.what)
         return UNK
+
+    def c_importorskip(self, node: ast.Call, argvals: list[Val], scope: Scope) -> Val:
+        """``pytest.importorskip("numpy")`` is an import; of a computed name, a dynamic one."""
+        if not node.args:
+            return UNK
+        return (
+            self._import_named(node, node.args[0], scope, True)
+            if self._foldable(node.args[0], scope)
+            else self._dynamic(node, "pytest.importorskip() of a name chosen at run time")
+        )
+
+    def _foldable(self, node: ast.expr, scope: Scope) -> bool:
+        return self.folder.fold_str(node, scope) is not None
+
+    def _dynamic(self, node: ast.Call, what: str) -> Val:
+        if self.cp.dynamic:
+            self.emit(node, "KS202", what)
+        return UNK
+
+    def c_pytest_main(self, node: ast.Call, argvals: list[Val], scope: Scope) -> Val:
+        """``pytest.main([__file__, "-q"])`` runs this file's tests (the usual ``__main__``
+        guard); anything else imports and runs files named at run time."""
+        args = node.args[0] if node.args else None
+        plain = (
+            isinstance(args, (ast.List, ast.Tuple))
+            and not node.keywords
+            and len(node.args) == 1
+            and all(
+                (isinstance(e, ast.Name) and e.id == "__file__")
+                or (
+                    isinstance(e, ast.Constant)
+                    and isinstance(e.value, str)
+                    and e.value.startswith("-")
+                    and e.value[:2] != "-p"
+                )
+                for e in args.elts
+            )
+        )
+        return UNK if plain else self._dynamic(node, "pytest.main() imports and runs the files it is given")
+
+    def c_fetching_parser(self, node: ast.Call, argvals: list[Val], scope: Scope) -> Val:
+        """Parsers that open a URL themselves when given one (``xml.sax.parse("http://…")``)."""
+        first = node.args[0] if node.args else None
+        for text in (self.folder.fold_str(first, scope) or ()) if first is not None else ():
+            if _URL.match(text) and not self.cp.policy_network:
+                self.emit(node, "KS401", f"fetches {text[:60]!r} (scanner.network is off)")
+                break
+        return UNK
+
+    def c_pick(self, node: ast.Call, argvals: list[Val], scope: Scope) -> Val:
+        """``max``/``min``: one of the elements (or one of the arguments, or the default)."""
+        if not argvals:
+            return UNK
+        out = contents(argvals[0]) if len(node.args) == 1 else UNK
+        for v in argvals[1:] if len(node.args) > 1 else ():
+            out = union(out, v)
+        if len(node.args) > 1:
+            out = union(out, argvals[0])
+        return out
 
     def c_type(self, node: ast.Call, argvals: list[Val], scope: Scope) -> Val:
         if len(node.args) != 1:
@@ -734,6 +835,31 @@ CallEvaluator._CALLS = {
     "inspect.getmembers_static": CallEvaluator.c_getmembers,
     "builtins.dir": CallEvaluator.c_dir,
     "importlib.util.find_spec": CallEvaluator.c_find_spec,
+    "pytest.importorskip": CallEvaluator.c_importorskip,
+    "pytest.main": CallEvaluator.c_pytest_main,
+    "builtins.max": CallEvaluator.c_pick,
+    "builtins.min": CallEvaluator.c_pick,
+    **{
+        q: CallEvaluator.c_fetching_parser
+        for q in (
+            "xml.sax.parse",
+            "xml.dom.minidom.parse",
+            "xml.dom.pulldom.parse",
+            "xml.etree.ElementTree.parse",
+            "xml.etree.ElementTree.iterparse",
+            "pandas.read_csv",
+            "pandas.read_json",
+            "pandas.read_html",
+            "pandas.read_xml",
+            "pandas.read_excel",
+            "pandas.read_parquet",
+            "pandas.read_table",
+            "pandas.read_pickle",
+            "numpy.loadtxt",
+            "numpy.genfromtxt",
+            "lxml.etree.parse",
+        )
+    },
     "importlib.metadata.entry_points": CallEvaluator.c_entry_points,
     "importlib.metadata.distribution": CallEvaluator.c_entry_points,
     "importlib.metadata.distributions": CallEvaluator.c_entry_points,

@@ -148,6 +148,8 @@ class Analyzer(CallEvaluator):
             return
         v = self.ev(value, scope)
         rec: Rec = ("=", value, scope, 0)
+        if scope.kind == CLASS:
+            self.gateway_escape(value, v, "stored as a class attribute")
         for t in targets:
             self.assign(t, v, scope, rec, top)
 
@@ -177,7 +179,9 @@ class Analyzer(CallEvaluator):
 
     def s_return(self, node: ast.Return, scope: Scope, top: bool) -> None:
         if node.value is not None:
-            self.returns(scope, self.ev(node.value, scope))
+            v = self.ev(node.value, scope)
+            self.gateway_escape(node.value, v, "returned")
+            self.returns(scope, v)
 
     def s_if(self, node: ast.If, scope: Scope, top: bool) -> None:
         test = node.test

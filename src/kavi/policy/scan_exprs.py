@@ -28,11 +28,26 @@ from kavi.policy.scan_scope import (
     contents,
     union,
 )
-from kavi.policy.scan_tables import Danger
+from kavi.policy.scan_tables import SENSITIVE_ROOTS, Danger
 
 _CONSTANT = ast.Constant
 _SYS_MODULES = frozenset(("q:sys.modules",))
 _CLASS_WALK = frozenset(("__mro__", "__bases__", "__base__"))
+_ESCAPE_NAMES = frozenset(
+    (
+        "__globals__",
+        "__builtins__",
+        "__subclasses__",
+        "__code__",
+        "__loader__",
+        "f_globals",
+        "f_builtins",
+        "gi_frame",
+    )
+)
+_LOADER_VARIABLES = frozenset(
+    ("PATH", "LD_PRELOAD", "LD_LIBRARY_PATH", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "BASH_ENV", "ENV")
+)
 _CODE_FACTS = frozenset(
     (
         "co_argcount",
@@ -48,6 +63,22 @@ _CODE_FACTS = frozenset(
     )
 )
 _NO_REC: Rec = ("?", None, None, 0)
+
+
+def _gateway_name(atom: str, cp: object) -> str | None:
+    if atom.startswith("q:") and "." not in atom[2:]:
+        qual = atom[2:]
+        if qual == "builtins" or (qual in SENSITIVE_ROOTS and cp.sensitive_qual(qual)):  # type: ignore[attr-defined]
+            return f"module {qual}"
+    return None
+
+
+def _own_object(node: ast.AST, base: Val) -> bool:
+    """Is the receiver ``self``/``cls`` or an object of a class defined in this file?"""
+    value = getattr(node, "value", None)
+    if isinstance(value, ast.Name) and value.id in ("self", "cls"):
+        return True
+    return bool(base.atoms) and all(a[0] in "ci" for a in base.atoms)
 
 
 class ExprEvaluator(NameResolver):
@@ -85,6 +116,7 @@ class ExprEvaluator(NameResolver):
                     self.assign(elt, inner, scope, ("?", expr, None, i + 1000), top)
         elif isinstance(target, ast.Attribute):
             self.ev(target.value, scope)
+            self.gateway_escape(target, v, f"stored as attribute {target.attr!r}")
             if target.attr == "TYPE_CHECKING":
                 self.tc_tampered = True
             if target.attr == "__annotations__":
@@ -96,6 +128,8 @@ class ExprEvaluator(NameResolver):
         elif isinstance(target, ast.Subscript):
             base = self.ev(target.value, scope)
             self.ev(target.slice, scope)
+            if "q:os.environ" in base.atoms and isinstance(target.slice, ast.Constant):
+                self._environ_store(target, target.slice.value)
             if "q:sys.path" in base.atoms and isinstance(rec[1], ast.expr):
                 self.writes.import_dir(target, scope, "assigning into sys.path", rec[1])
             if isinstance(target.value, ast.Attribute) and target.value.attr == "__annotations__":
@@ -107,6 +141,11 @@ class ExprEvaluator(NameResolver):
             self.assign(target.value, container(contents(v)), scope, _NO_REC, top)
         else:
             self.ev(target, scope)
+
+    def _environ_store(self, node: ast.AST, key: object) -> None:
+        """``os.environ["PATH"] = …``: where later programs, libraries and imports load from."""
+        if isinstance(key, str) and key.upper() in _LOADER_VARIABLES and self.cp.dynamic:
+            self.emit(node, "KS202", f"setting {key} changes where later code is loaded from")
 
     def _annotations_store(self, target: ast.AST, value: ast.AST | None, dict_value: bool) -> None:
         """Annotations set at run time are evaluated as code by ``get_type_hints()`` when
@@ -188,6 +227,36 @@ class ExprEvaluator(NameResolver):
             self._flag_marker_attr(node, base, attr)
         return result
 
+    def _own_methods(self) -> frozenset[str]:
+        """Names of the functions and methods this file defines."""
+        cached: frozenset[str] | None = getattr(self, "_own_method_names", None)
+        if cached is None:
+            cached = frozenset(
+                n.name for n in ast.walk(self.tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+            )
+            self._own_method_names = cached
+        return cached
+
+    def gateway_escape(self, node: ast.AST, v: Val, how: str) -> None:
+        """A module that hands out dangerous names by attribute (``os``, ``sys``,
+        ``builtins``) used as a plain value — put in a container, passed to
+        a function, returned, stored on an object: what happens to it next is out of sight."""
+        for atom in v.atoms:
+            name = _gateway_name(atom, self.cp)
+            if name is not None:
+                self.emit(
+                    node, "KS301", f"the {name} handed out as a value ({how}): its later use cannot be seen"
+                )
+                return
+
+    def escape_name(self, const: ast.Constant) -> None:
+        """A string naming a sandbox-escape attribute (``"__globals__"``, ``"__builtins__"``)
+        handed to a call or used as a key: the lookup it feeds is out of sight."""
+        if isinstance(const.value, str) and const.value in _ESCAPE_NAMES:
+            d = self.cp.attr_rules.get(const.value)
+            if d is not None:
+                self.emit(const, d.rule, f"{d.what} (named by a string)")
+
     def attr_rule(self, node: ast.AST, base: Val, attr: str, call: ast.Call | None) -> None:
         """Attribute names dangerous on any receiver, with their benign exceptions:
         ``Local.__subclasses__()`` on a class of this file, ``enable_load_extension(False)``."""
@@ -198,6 +267,11 @@ class ExprEvaluator(NameResolver):
             return
         if attr == "__subclasses__" and base.atoms and all(a[0] == "c" for a in base.atoms):
             return
+        if d.rule in ("KS102", "KS401") and (
+            _own_object(node, base)
+            or (attr in self._own_methods() and not any(a[0] == "q" for a in base.atoms))
+        ):
+            return  # ``self.create_connection()``: a method of the skill's own class
         if (
             attr == "enable_load_extension"
             and call is not None
@@ -232,6 +306,11 @@ class ExprEvaluator(NameResolver):
             self.emit(node, "KS301", f"{attr!r} read from an object fetched with a computed name")
 
     def e_subscript(self, node: ast.Subscript, scope: Scope) -> Val:
+        if node.slice.__class__ is _CONSTANT:
+            self.escape_name(node.slice)
+        elif node.slice.__class__ in (ast.BinOp, ast.JoinedStr, ast.Call):
+            for name in self.folder.fold_str(node.slice, scope) or ():
+                self.escape_name(ast.copy_location(ast.Constant(name), node.slice))
         base = self.ev(node.value, scope)
         self.ev(node.slice, scope)
         if base is UNK or node.ctx.__class__ is not ast.Load:
@@ -320,10 +399,13 @@ class ExprEvaluator(NameResolver):
 
     def e_seq(self, node: ast.Tuple | ast.List | ast.Set, scope: Scope) -> Val:
         out = UNK
+        loading = node.__class__ is ast.Set or node.ctx.__class__ is ast.Load  # type: ignore[union-attr]
         for elt in node.elts:
             v = self.ev(elt, scope)
             if v is not UNK:
                 out = union(out, v)
+                if loading:
+                    self.gateway_escape(elt, v, "put in a container")
         if node.__class__ is not ast.Set and node.ctx.__class__ is not ast.Load:  # type: ignore[union-attr]
             return UNK
         return container(out)
@@ -341,6 +423,8 @@ class ExprEvaluator(NameResolver):
         for k, value in zip(node.keys, node.values, strict=True):
             if k is None:
                 out = union(out, contents(self.ev(value, scope)))
+            else:
+                self.gateway_escape(value, self.quiet(value, scope), "put in a container")
         return container(out)
 
     def _logging_config_strings(self, node: ast.Dict) -> None:
@@ -407,6 +491,7 @@ class ExprEvaluator(NameResolver):
     def e_yield(self, node: ast.Yield | ast.YieldFrom, scope: Scope) -> Val:
         if node.value is not None:
             v = self.ev(node.value, scope)
+            self.gateway_escape(node.value, v, "yielded")
             self.returns(scope, v if isinstance(node, ast.YieldFrom) else container(v))
         return UNK
 
@@ -421,6 +506,7 @@ class ExprEvaluator(NameResolver):
     def e_lambda(self, node: ast.Lambda, scope: Scope) -> Val:
         fs = self._function_scope(node, node.args, scope)
         v = self.ev(node.body, fs)
+        self.gateway_escape(node.body, v, "returned by a lambda")
         self.returns(fs, v)
         return self.atom_val(f"f:{fs.ident}")
 
@@ -443,6 +529,11 @@ class ExprEvaluator(NameResolver):
     def _function_scope(self, node: ast.AST, args: ast.arguments, scope: Scope) -> Scope:
         defaults = [self.ev(d, scope) for d in args.defaults]
         kw_defaults = [None if d is None else self.ev(d, scope) for d in args.kw_defaults]
+        for d_node, d_val in zip(args.defaults, defaults, strict=True):
+            self.gateway_escape(d_node, d_val, "used as a default value")
+        for kd_node, kd_val in zip(args.kw_defaults, kw_defaults, strict=True):
+            if kd_node is not None and kd_val is not None:
+                self.gateway_escape(kd_node, kd_val, "used as a default value")
         fs = self.scopes.get(id(node))
         if fs is None:
             fs = self._new_scope(FUNCTION, scope, node)

@@ -94,6 +94,7 @@ class CompiledPolicy:
     def __init__(self, policy: ScannerPolicy) -> None:
         self.forbidden_imports: frozenset[str] = frozenset(policy.forbidden_imports)
         self.network_modules: frozenset[str] = frozenset(() if policy.network else policy.network_modules)
+        self.policy_network = policy.network
         self.dynamic = bool(policy.forbid_dynamic_exec)
         allowed: list[tuple[str, bool]] = []
         for raw in policy.allowed_write_paths:

@@ -105,7 +105,6 @@ DYN_IMPORT: dict[str, str] = {
     "unittest.TestLoader": "the test loader imports modules named at run time",
     "unittest.defaultTestLoader": "the test loader imports modules named at run time",
     "unittest.loader": "the test loader imports modules named at run time",
-    "pytest.main": "pytest.main imports and runs arbitrary files",
     "_pytest": "pytest internals import and run arbitrary files",
     "pydantic.ImportString": "ImportString imports whatever its input names",
     "pydantic.types.ImportString": "ImportString imports whatever its input names",
