@@ -103,8 +103,12 @@ def _first_parent_line(old: str, new: str, limit: int = 1_000_000) -> list[str] 
 
 
 def _symbolic(ref: str) -> bool:
-    """Is ``ref`` a symbolic ref (or a symlink) in this repository?"""
-    path = Path(os.environ.get("GIT_DIR", ".")) / ref
+    """Is ``ref`` a symbolic ref, a symlink, or in a directory reached through a symlink?"""
+    base = os.path.realpath(os.environ.get("GIT_DIR", "."))
+    path = Path(base) / ref
+    parent = os.path.dirname(path)
+    if os.path.lexists(parent) and os.path.realpath(parent) != parent:
+        return True
     try:
         if path.is_symlink():
             return True
