@@ -56,22 +56,22 @@ def test_malformed_result_event_is_a_failed_build_not_a_crash(arena: Arena, kind
     assert "bug in Kavi" not in out.stdout + out.stderr
 
 
+_PLANT_FSMONITOR = """
+write_good()
+repo = main_repo()
+if repo:
+    with open(os.path.join(repo, ".git", "config"), "a") as fh:
+        fh.write("[core]\\n\\tfsmonitor = touch " + str(PWNED) + "-fsmonitor\\n")
+"""
+
+
 def test_tripwire_runs_even_when_the_backend_step_raises(open_arena_unconfined: Arena) -> None:
     """Unconfined, the agent plants ``core.fsmonitor`` in ``.git/config`` and a hook, then
     makes the backend step raise. ``tripwire.check`` ran after ``backend.run`` returned, so
     nothing was restored and the next ``git status`` ran the payload. Fix: the tripwire runs
     in a ``finally`` around the backend step (and the parser no longer raises)."""
     arena = open_arena_unconfined
-    arena.agent(
-        """
-        write_good()
-        repo = main_repo()
-        if repo:
-            with open(os.path.join(repo, ".git", "config"), "a") as fh:
-                fh.write("[core]\\n\\tfsmonitor = touch " + str(PWNED) + "-fsmonitor\\n")
-        RESULT["permission_denials"] = 5
-        """
-    )
+    arena.agent(_PLANT_FSMONITOR + 'RESULT["permission_denials"] = 5\n')
     out = arena.build()
     arena.require(out, (".git/config", "tripwire"))
 
@@ -256,17 +256,7 @@ def test_doctor_undoes_what_an_interrupted_unconfined_build_changed(open_arena_u
     arena = open_arena_unconfined
     config = arena.repo / ".git" / "config"
     before = config.read_bytes()
-    arena.agent(
-        """
-        write_good()
-        repo = main_repo()
-        if repo:
-            with open(os.path.join(repo, ".git", "config"), "a") as fh:
-                fh.write("[core]\\n\\tfsmonitor = touch " + str(PWNED) + "-fsmonitor\\n")
-        os.kill(os.getppid(), signal.SIGKILL)
-        time.sleep(5)
-        """
-    )
+    arena.agent(_PLANT_FSMONITOR + "os.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(5)\n")
     out = arena.build_process()
     assert out.code != 0
     assert config.read_bytes() != before

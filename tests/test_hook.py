@@ -103,6 +103,22 @@ def _commit_all(repo: Path, message: str, *extra: str) -> str:
     return git("rev-parse", "HEAD", cwd=repo)
 
 
+def protect_release(repo: Path) -> None:
+    """A signed governance commit adding ``release`` to the protected branches."""
+    cfg = repo / ".kavi" / "config.yaml"
+    text = cfg.read_text()
+    if "protected_branches: []" in text:
+        text = text.replace("protected_branches: []", "protected_branches:\n- release")
+    else:
+        text += "protected_branches:\n- release\n"
+    cfg.write_text(text)
+    _commit_all(repo, "protect release", "-S")
+
+
+def server_git(served: Served, *args: str) -> str:
+    return git("--git-dir", str(served.origin), *args, cwd=served.origin.parent)
+
+
 # -- sanctioned -------------------------------------------------------------------------
 
 
