@@ -288,8 +288,11 @@ def build_skill(
         )
         from kavi.backends import jail
 
-        confining = policy.sandbox.confine != "off" and backend.name == "claude" and jail.available()
-        before = None if confining else tripwire.take(repo)
+        # only the claude backend runs someone else's program; files and openai answers are
+        # written by Kavi itself, so there is nothing to confine or to watch
+        runs_agent = backend.name == "claude"
+        confining = runs_agent and policy.sandbox.confine != "off" and jail.available()
+        before = tripwire.take(repo) if runs_agent and not confining else None
         if before is not None:
             tripwire.save(before, tripwire.saved_path(repo, build_id))
         home = Path(os.path.expanduser("~")).resolve()
