@@ -7,12 +7,11 @@ Real bare repository, hook installed, real ``git push`` (see ``tests/test_hook.p
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from support.forge import git
+from support.forge import git, kavi_json
 from test_hook import (  # noqa: F401  (fixtures are looked up by name)
     Served,
     _commit_all,
@@ -156,22 +155,16 @@ def test_install_reads_trust_from_the_target_branch_first(tmp_path: Path, promot
 
     bare = tmp_path / "other.git"
     git("init", "-q", "--bare", str(bare), cwd=tmp_path)
-    subprocess.run(
-        [
-            "git",
-            "kavi",
-            "hooks",
-            "install",
-            "--server",
-            str(bare),
-            "--protect",
-            "release",
-            "--protect",
-            "main",
-        ],
+    kavi_json(
+        "hooks",
+        "install",
+        "--server",
+        str(bare),
+        "--protect",
+        "release",
+        "--protect",
+        "main",
         cwd=promoted.repo,
-        check=True,
-        capture_output=True,
     )
     pinned = json.loads((bare / "kavi" / "hook.json").read_text())
     assert pinned["config"]["protected"][0] == "main", pinned
