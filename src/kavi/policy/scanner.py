@@ -44,19 +44,26 @@ KS102  forbidden-call           object in ``forbidden_calls`` reached by any rou
 KS201  dynamic-exec             ``eval``/``exec``/``compile``/``breakpoint``, runpy, code,
                                 codeop, timeit, pdb, profilers, trace, doctest, site .pth
                                 loading, Tcl, native extension loading (forbid_dynamic_exec)
-KS202  dynamic-import           ``__import__``, ``importlib.import_module``,
-                                ``importlib.util``/``machinery``/``abc``, loaders, ``_imp``,
-                                ``zipimport``, ``pydoc.locate``, ``sys.meta_path``/``path_hooks``
+KS202  dynamic-import           ``__import__``, ``importlib.import_module``, the loaders of
+                                ``importlib.util``/``machinery``/``abc``, ``_imp``,
+                                ``zipimport``, ``pydoc``, ``sys.meta_path``/``path_hooks``,
+                                entry points' ``load()``, ``sys.path`` given a fixed directory,
+                                loader variables (``PATH``, ``PYTHONPATH``…) set
 KS203  code-object              calling ``types.FunctionType``/``CodeType`` (also via
                                 ``type(f)``/``f.__class__``)
 KS204  unsafe-deserialization   YAML full/unsafe loaders, ``pandas.read_pickle``, jsonpickle…
 KS301  dynamic-attribute        ``getattr``/``attrgetter``/``__getattribute__`` with a name that
-                                is not a constant on a sensitive module or object
+                                is not a constant on a sensitive module or object (or a
+                                function); ``getattr`` handed to another function; a
+                                gateway module (``os``, ``sys``, ``builtins``…) used as a
+                                plain value: in a container, passed, returned, stored
 KS302  namespace-access         ``sys.modules``, a sensitive module's ``__dict__``/``vars()``,
                                 ``globals()``/``locals()``/``vars()`` looked up with a computed
                                 key or enumerated, ``gc.get_objects``/``get_referrers``
 KS303  builtins-access          ``__builtins__`` (name, attribute or namespace key)
-KS304  introspection-escape     ``__subclasses__``, ``__globals__``, ``__code__``, ``__mro__``,
+KS304  introspection-escape     ``__subclasses__`` (not of a local class), ``__globals__``,
+                                ``__code__`` (not its plain facts), ``__mro__``/``__bases__``
+                                from a literal or built-in type, such names as strings,
                                 frames (``f_globals``, ``f_back``, ``gi_frame``, ``tb_frame``,
                                 ``sys._getframe``, ``inspect.currentframe``/``stack``),
                                 ``__loader__``
