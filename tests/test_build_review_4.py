@@ -122,6 +122,14 @@ for i in range(600):
 """
 
 
+_TICKS = """
+write_good()
+for i in range(600):
+    report("tick", i)
+    time.sleep(0.1)
+"""
+
+
 def test_agent_that_leaves_the_process_group_dies_at_the_timeout(arena: Arena) -> None:
     """The agent clears its parent-death signal and calls ``setsid``: killing the process
     group of ``unshare`` (or of the agent, unconfined) missed it, and it kept running — with
@@ -246,23 +254,134 @@ def test_confinement_hides_other_sandboxes_not_this_one(
     assert repo.resolve() in hidden
 
 
-def test_doctor_undoes_what_an_interrupted_unconfined_build_changed(open_arena_unconfined: Arena) -> None:
-    """Unconfined, the agent plants ``core.fsmonitor`` and SIGKILLs Kavi: no ``finally``
-    runs, the snapshot in memory is gone, and ``doctor --repair`` only closed the build —
-    the payload stayed for the next ``git status``. Fix: the snapshot waits on disk while
-    the backend runs; ``doctor`` reports what changed since, ``--repair`` restores it."""
+def test_doctor_reports_what_an_interrupted_unconfined_build_changed(open_arena_unconfined: Arena) -> None:
+    """Unconfined, the agent plants ``core.fsmonitor`` and a hook, then SIGKILLs Kavi: no
+    ``finally`` runs, the snapshot in memory is gone, and ``doctor --repair`` only closed
+    the build — the payload stayed for the next ``git status``. Fix: the snapshot waits on
+    disk while the backend runs; ``doctor`` names the config lines added since and
+    ``--repair`` moves the new hook aside (it never writes content read from the snapshot,
+    which the backend could have rewritten)."""
     from support.forge import kavi
 
     arena = open_arena_unconfined
-    config = arena.repo / ".git" / "config"
-    before = config.read_bytes()
-    arena.agent(_PLANT_FSMONITOR + "os.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(5)\n")
+    hook = arena.repo / ".git" / "hooks" / "post-checkout"
+    arena.agent(
+        _PLANT_FSMONITOR
+        + "open(os.path.join(repo, '.git', 'hooks', 'post-checkout'), 'w').write('#!/bin/sh\\n')\n"
+        + "os.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(5)\n"
+    )
     out = arena.build_process()
     assert out.code != 0
-    assert config.read_bytes() != before
     found = kavi("doctor", "--format", "json", cwd=arena.repo)
-    assert "interrupted build" in found.stdout and ".git/config" in found.stdout, found.stdout
-    repaired = kavi("doctor", "--repair", "--format", "json", cwd=arena.repo)
-    assert repaired.code == 0, repaired.stdout
-    assert config.read_bytes() == before
+    assert "interrupted build" in found.stdout and "fsmonitor" in found.stdout, found.stdout
+    kavi("doctor", "--repair", "--format", "json", cwd=arena.repo)
+    assert not hook.exists()
+    assert list(hook.parent.glob("post-checkout.kavi-quarantined-*"))
     assert not list((arena.repo / ".git" / "kavi" / "tripwire").glob("*"))
+
+
+@pytest.mark.parametrize("swap", ["junk", "list", "fifo", "outside", "gone"])
+def test_doctor_survives_a_snapshot_the_agent_rewrote(open_arena_unconfined: Arena, swap: str) -> None:
+    """The agent rewrote the saved snapshot before killing Kavi: ``doctor --repair``
+    "restored" its content (a hook, paths outside the repository), crashed on malformed
+    JSON, hung on a FIFO. Fix: the snapshot is opened without following links or blocking,
+    validated, and only ever reported from."""
+    from support.forge import kavi
+
+    arena = open_arena_unconfined
+    outside = arena.tmp / "victim"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine\n")
+    forged = {
+        "junk": "f.write_text('{not json')",
+        "list": "f.write_text('[1, 2, 3]')",
+        "fifo": "f.unlink(); os.mkfifo(f)",
+        "outside": (
+            "f.write_text(json.dumps({'files': {'../../victim/keep.txt': None,"
+            " 'hooks/x': [33261, 'IyEvYmluL3No']}, 'refs': {}, 'dirs': {'../../victim': None}, 'locks': []}))"
+        ),
+        "gone": "f.unlink()",
+    }[swap]
+    arena.agent(
+        "write_good()\nrepo = main_repo()\n"
+        "f = next(Path(repo, '.git', 'kavi', 'tripwire').glob('*.json'))\n"
+        + forged
+        + "\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(5)\n"
+    )
+    arena.build_process()
+    for args in (("doctor",), ("doctor", "--repair")):
+        res = kavi(*args, "--format", "json", cwd=arena.repo)
+        assert res.code in (0, 1), res.stdout + res.stderr
+        assert "KAVI-INTERNAL" not in res.stdout
+    assert (outside / "keep.txt").read_text() == "mine\n"
+    assert not (arena.repo / ".git" / "hooks" / "x").exists()
+
+
+_DAEMON_TICKS = """
+write_good()
+def tick():
+    for i in range(600):
+        report("tick", i)
+        time.sleep(0.1)
+daemon(tick)
+"""
+
+
+def test_daemon_of_an_agent_that_exits_normally_dies_with_the_build(arena: Arena) -> None:
+    """Unconfined, an agent that double-forks a ``setsid`` daemon and exits normally left
+    it running: Kavi reaped the agent first, the daemon was re-parented to init and no
+    longer a descendant, and it rewrote ``.git/config`` after the tripwire had restored it.
+    Fix: Kavi is a child subreaper while a backend runs, so orphans come back to it and are
+    killed with the rest."""
+    arena.agent(_DAEMON_TICKS + "time.sleep(0.5)\n")
+    out = arena.build()
+    seen = len(arena.evidence.all("tick"))
+    time.sleep(1.5)
+    later = len(arena.evidence.all("tick"))
+    extra = (
+        [f"ALIVE: the daemon kept reporting after the build ({seen} → {later} ticks)"] if later > seen else []
+    )
+    arena.require(out, failed=False, extra=extra)
+
+
+def test_agent_dies_when_kavi_is_killed(arena: Arena) -> None:
+    """Kavi SIGKILLed mid-build (OOM killer, a CI hard kill) left the backend running with
+    no timeout: in the jail, the agent (PID 1 of its namespace) had cleared its parent-death
+    signal. Fix: the backend process dies with Kavi (``PR_SET_PDEATHSIG``), and PID 1 of
+    the jail is Kavi's own reaper, which the agent cannot touch."""
+    import signal
+    import subprocess
+
+    # unconfined, an agent can clear its own parent-death signal (documented): test the
+    # plain agent there; in the jail, the one that tries
+    attack = _LEAVE_THE_GROUP if arena.confined else _TICKS
+    arena.agent(attack)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kavi",
+            "build-skill",
+            arena.proposal,
+            "--backend",
+            "claude",
+            "--format",
+            "json",
+        ],
+        cwd=arena.repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        arena.evidence.wait("tick", 20)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        time.sleep(0.5)
+        seen = len(arena.evidence.all("tick"))
+        time.sleep(1.5)
+        later = len(arena.evidence.all("tick"))
+        assert later == seen, f"the agent kept reporting after Kavi died ({seen} → {later} ticks)"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)

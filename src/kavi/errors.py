@@ -148,6 +148,13 @@ class GuardViolation(GovernanceError):
 # --- internal / environment (exit 3) -------------------------------------------
 
 
+class Interrupted(KaviError):
+    """Ctrl-C, or SIGTERM/SIGHUP while a backend ran (exit 130, as shells expect)."""
+
+    code = "KAVI-INTERRUPTED"
+    exit_code = 130
+
+
 class InternalError(KaviError):
     code = "KAVI-INTERNAL"
 

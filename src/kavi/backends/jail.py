@@ -110,7 +110,7 @@ def available() -> bool:
 def confine(argv: Sequence[str], plan: Confinement, *, cwd: Path, path_env: str | None = None) -> Jail:
     """The command to run ``argv`` confined (or unchanged, if this machine cannot)."""
     if not available():
-        _not_dumpable()
+        not_dumpable()
         return Jail(list(argv), False)
     return _build(argv, plan, cwd=cwd, path_env=path_env)
 
@@ -250,7 +250,7 @@ def runtime_dirs(env: Mapping[str, str]) -> tuple[Path, ...]:
     return tuple(Path(p) for p in found if os.path.isdir(p) and p != "/")
 
 
-def _not_dumpable() -> None:
+def not_dumpable() -> None:
     """PR_SET_DUMPABLE=0: same-user processes can no longer read our /proc entries."""
     if not sys.platform.startswith("linux"):
         return

@@ -19,7 +19,8 @@ only (as a script, ``python -I -S``), and builds the backend's world:
 and, first of all, no further user namespaces (so the backend can make no mounts of
 its own, of any size) and a fresh session keyring (none of Kavi's keys);
 
-then it drops every capability (``setpriv``) and execs the backend from its sandbox.
+then it drops every capability (``setpriv``) and runs the backend from its sandbox as its
+child: PID 1 of the namespace stays this small reaper, which the backend cannot touch.
 Any failure exits 97 before the backend starts: Kavi never runs it half-confined.
 """
 
@@ -189,8 +190,24 @@ def main(spec_path: str) -> int:
         sys.stderr.write(f"kavi-jail: cannot confine the backend: {exc}\n")
         return 97
     argv = [spec["setpriv"], "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--", *spec["argv"]]
-    os.execv(argv[0], argv)
-    return 98  # not reached
+    child = os.fork()
+    if child == 0:
+        try:
+            os.execv(argv[0], argv)
+        finally:
+            os._exit(98)
+    # PID 1 stays this process, out of the backend's reach: it cannot clear PID 1's
+    # parent-death signal (so the jail dies with Kavi) or outlive it. Reap every orphan;
+    # return when the backend itself exits — the kernel then kills what is left.
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            return 98
+        except InterruptedError:
+            continue
+        if pid == child:
+            return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
 if __name__ == "__main__":

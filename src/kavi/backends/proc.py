@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -83,6 +84,46 @@ def _kill_tree(pid: int) -> None:
         doomed |= found
 
 
+def _prctl(option: int, value: int) -> int:
+    """``prctl(option, value)`` on Linux; -1 elsewhere or on failure."""
+    if not sys.platform.startswith("linux"):
+        return -1
+    try:
+        import ctypes
+
+        return int(ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0))
+    except (OSError, AttributeError):
+        return -1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL it when Kavi dies, however Kavi dies."""
+    _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class _Subreaper:
+    """While a backend runs, Kavi is a child subreaper: a daemon the backend double-forks
+    is re-parented to Kavi, not to init, so it is still found — and killed — afterwards."""
+
+    def __init__(self) -> None:
+        self.me = os.getpid()
+        self.before = set(_children().get(self.me, []))
+        self.enabled = _prctl(36, 1) == 0  # PR_SET_CHILD_SUBREAPER
+
+    def finish(self) -> None:
+        if not self.enabled:
+            return
+        strays = [p for p in _children().get(self.me, []) if p not in self.before]
+        for pid in strays:
+            _kill_tree(pid)
+        for pid in strays:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        _prctl(36, 0)
+
+
 class _Terminated(KeyboardInterrupt):
     """Kavi itself was asked to stop (SIGTERM/SIGHUP) while a backend ran."""
 
@@ -128,6 +169,7 @@ def run_bounded(
 ) -> ProcResult:
     start = time.monotonic()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        reaper = _Subreaper()
         proc = subprocess.Popen(
             list(argv),
             cwd=cwd,
@@ -136,6 +178,7 @@ def run_bounded(
             stdout=out,
             stderr=err,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         timed_out = False
         previous = _trap_termination()
@@ -152,6 +195,7 @@ def run_bounded(
         finally:
             _kill_tree(proc.pid)
             proc.wait()
+            reaper.finish()
             _restore_handlers(previous)
         return ProcResult(
             returncode=None if timed_out else proc.returncode,

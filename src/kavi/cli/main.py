@@ -30,9 +30,16 @@ def main(argv: list[str] | None = None) -> None:
     except KaviError as err:
         _report(err)
         sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        from kavi.errors import Interrupted
+
+        stop = Interrupted(
+            "interrupted",
+            why=f"Kavi received {exc}" if str(exc) else "Ctrl-C",
+            remedy="run the command again; `git kavi doctor` shows anything an interrupted build left",
+        )
+        _report(stop)
+        sys.exit(stop.exit_code)
     except SystemExit:
         raise
     except Exception as exc:  # a bug: say so plainly, keep the traceback for KAVI_DEBUG

@@ -294,6 +294,8 @@ def build_skill(
         confining = runs_agent and policy.sandbox.confine != "off" and jail.available()
         before = tripwire.take(repo) if runs_agent and not confining else None
         if before is not None:
+            jail.not_dumpable()  # at least our own /proc/<pid>/environ stays unreadable to it
+        if before is not None:
             tripwire.save(before, tripwire.saved_path(repo, build_id))
         home = Path(os.path.expanduser("~")).resolve()
         progress(f"running the {backend.name} backend in {box.work}")
@@ -485,9 +487,24 @@ def _finalise(violations: list[Violation], secrets: list[str]) -> list[Violation
     return out
 
 
-# Readable only by root; a build run as root would otherwise show them to its backend.
+# Readable only by root; a build run as root would otherwise show them to its backend
+# (which is root in its namespace). Better still: do not build as root.
 _SYSTEM_SECRETS = tuple(
-    Path(p) for p in ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/sudoers")
+    Path(p)
+    for p in (
+        "/etc/shadow",
+        "/etc/gshadow",
+        "/etc/shadow-",
+        "/etc/gshadow-",
+        "/etc/sudoers",
+        "/etc/sudoers.d",
+        "/etc/ssh",
+        "/etc/ssl/private",
+        "/var/log",
+        "/var/spool",
+        "/var/backups",
+        "/var/mail",
+    )
 )
 
 
@@ -525,7 +542,7 @@ def _confinement(forge: Forge, home: Path, sandbox_root: Path) -> Confinement:
                 sandbox=sandbox_root,
                 extra=[
                     *signing_key_files(forge.repo.config_get("user.signingkey"), home),
-                    *(p for p in _SYSTEM_SECRETS if os.access(p, os.R_OK)),
+                    *(p for p in _SYSTEM_SECRETS if os.geteuid() == 0 and os.path.lexists(p)),
                 ],
             )
         ),

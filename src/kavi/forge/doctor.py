@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kavi.clock import now_iso
 from kavi.forge.context import Forge
 from kavi.ledger.models import BuildStatus
 from kavi.ledger.reducer import EventKind
 from kavi.sshsig import SshSigner
+
+if TYPE_CHECKING:
+    from kavi.gitstore.tripwire import Snapshot
 
 
 @dataclass
@@ -153,11 +156,14 @@ def check_builds(forge: Forge, report: DoctorReport, repair: bool) -> None:
 
 def _check_tripwire(forge: Forge, build_id: str, report: DoctorReport, repair: bool) -> None:
     """An unconfined build interrupted while its backend ran left its tripwire snapshot:
-    what the backend changed in the repository was never undone."""
+    what the backend changed in the repository was never undone. The snapshot lived where
+    the backend could write, so it is evidence, not a source: hooks that appeared or
+    changed since are moved aside (never rewritten), config lines added since are shown
+    for the user to remove, refs that moved are listed."""
     from kavi.gitstore import tripwire
 
     path = tripwire.saved_path(forge.repo, build_id)
-    if not path.exists():
+    if not os.path.lexists(path):
         return
     before = tripwire.load(path)
     if before is None:
@@ -165,25 +171,61 @@ def _check_tripwire(forge: Forge, build_id: str, report: DoctorReport, repair: b
             Finding(
                 "interrupted build",
                 f"build {build_id[:8]} ran its backend without confinement and was interrupted; its "
-                f"tripwire snapshot {path} is unreadable: check .git/config, .git/hooks and refs by hand",
+                f"tripwire snapshot {path} is unusable: check .git/config, .git/hooks and refs by hand",
             )
         )
+        if repair:
+            tripwire.discard(path)
         return
     after = tripwire.rescan(forge.repo, before)
     changes = tripwire.compare(before, after)
     if changes:
+        common = forge.repo.common_dir
+        executable = [r for r in after.files if _hook_like(r) and after.files[r] != before.files.get(r)]
+        added = _added_config_lines(before, after)
         finding = Finding(
             "interrupted build",
             f"build {build_id[:8]} ran its backend without confinement and was interrupted; since its "
-            f"snapshot: {'; '.join(changes[:10])}{' …' if len(changes) > 10 else ''}",
-            "restore the repository's config, hooks and refs from the snapshot taken before the backend ran",
+            f"snapshot: {'; '.join(changes[:10])}{' …' if len(changes) > 10 else ''}"
+            + (f". Config lines added: {'; '.join(added[:10])}" if added else ""),
+            "move aside the hooks that appeared or changed; review the config lines and refs listed "
+            "(remove what you did not add yourself: `git config --edit`)",
         )
         report.findings.append(finding)
         if repair:
-            tripwire.restore(forge.repo, before, after)
-            finding.repaired = not tripwire.compare(before, tripwire.rescan(forge.repo, before))
+            for rel in executable:
+                target = common / rel
+                if os.path.lexists(target):
+                    os.replace(target, target.with_name(f"{target.name}.kavi-quarantined-{build_id[:8]}"))
+            finding.repaired = not added and all(
+                r.startswith(("hooks/", "info/")) or "/hooks/" in r for r in _changed_files(before, after)
+            )
     if repair:
-        path.unlink(missing_ok=True)
+        tripwire.discard(path)
+
+
+def _hook_like(rel: str) -> bool:
+    return rel.startswith("hooks/") or "/hooks/" in rel or rel.startswith("info/")
+
+
+def _changed_files(before: Snapshot, after: Snapshot) -> list[str]:
+    b, a = before.files, after.files
+    return [r for r in set(b) | set(a) if b.get(r) != a.get(r)]
+
+
+def _added_config_lines(before: Snapshot, after: Snapshot) -> list[str]:
+    from kavi.textsafe import printable
+
+    out: list[str] = []
+    b, a = before.files, after.files
+    for rel in sorted(a):
+        name = rel.rsplit("/", 1)[-1]
+        if not name.startswith("config") or a.get(rel) == b.get(rel):
+            continue
+        old = set((b.get(rel) or (0, b""))[1].decode("utf-8", "replace").splitlines())
+        new = (a.get(rel) or (0, b""))[1].decode("utf-8", "replace").splitlines()
+        out += [f".git/{rel}: {printable(line.strip())}" for line in new if line not in old and line.strip()]
+    return out
 
 
 def check_promotions(forge: Forge, report: DoctorReport, repair: bool) -> None:

@@ -12,9 +12,9 @@ repository ends as it was. It walks iteratively and never opens a non-regular fi
 so a nested maze or a FIFO cannot crash or hang it.
 
 While the backend runs the snapshot also waits on disk (:func:`save`), so that
-``git kavi doctor --repair`` can compare and restore after Kavi itself was killed
-mid-build; the backend could have rewritten that file too, so ``doctor`` reports
-what differs before it restores.
+``git kavi doctor`` can tell what changed after Kavi itself was killed mid-build. The
+backend could have rewritten that file too, so ``doctor`` only reports from it and
+quarantines hooks — it never writes content it read there.
 
 It is the fallback for machines without user namespaces (see
 :mod:`kavi.backends.jail`): a same-user process can still read anything, write the
@@ -211,25 +211,73 @@ def save(snapshot: Snapshot, path: Path) -> None:
     os.replace(tmp, path)
 
 
+_MAX_SAVED = 16 << 20
+
+
+def _known_rel(rel: object) -> bool:
+    """A relative path the snapshot may name: one of ours, inside the git dir."""
+    if not isinstance(rel, str) or "\0" in rel or rel.startswith("/"):
+        return False
+    if rel == "" or rel in _FILES or rel in _TYPED_DIRS:
+        return True
+    parts = rel.split("/")
+    return parts[0] in _DIRS and all(p not in ("", ".", "..") for p in parts)
+
+
+def _mode(value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or not 0 <= value < 1 << 32:
+        raise ValueError("bad mode")
+    if not (stat.S_ISREG(value) or stat.S_ISDIR(value) or stat.S_ISLNK(value) or value == 0):
+        return value & ~0o777  # a special file: its type is all that was recorded
+    return value
+
+
 def load(path: Path) -> Snapshot | None:
-    """A snapshot written by :func:`save` (None if unreadable or malformed)."""
+    """A snapshot written by :func:`save`, or None if it is missing, not a regular file,
+    too large, malformed, or names anything outside the git dir's watched paths. The
+    backend could have rewritten it: callers use it to *report*, never to write content."""
     import base64
-    import binascii
     import json
 
     try:
-        data = json.loads(path.read_text())
-        return Snapshot(
-            files={
-                str(rel): None if v is None else (int(v[0]), base64.b64decode(v[1], validate=True))
-                for rel, v in data["files"].items()
-            },
-            refs={str(k): str(v) for k, v in data["refs"].items()},
-            dirs={str(k): None if v is None else int(v) for k, v in data["dirs"].items()},
-            locks={str(x) for x in data["locks"]},
-        )
-    except (OSError, ValueError, KeyError, TypeError, IndexError, binascii.Error):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
         return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_SAVED:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = json.loads(fh.read(_MAX_SAVED + 1))
+        files: dict[str, tuple[int, bytes] | None] = {}
+        for rel, v in data["files"].items():
+            if not _known_rel(rel):
+                return None
+            if v is None:
+                files[rel] = None
+            else:
+                mode = _mode(v[0])
+                files[rel] = (mode or 0, base64.b64decode(v[1], validate=True))
+        dirs = {rel: _mode(v) for rel, v in data["dirs"].items() if _known_rel(rel)}
+        if len(dirs) != len(data["dirs"]):
+            return None
+        refs = {str(k): str(v) for k, v in data["refs"].items() if str(k).startswith("refs/")}
+        locks = {str(x) for x in data["locks"] if _known_rel(str(x)) or str(x).endswith(".lock")}
+        return Snapshot(files=files, refs=refs, dirs=dirs, locks=locks)
+    except Exception:  # whatever the file holds, it is only a missing snapshot
+        return None
+    finally:
+        os.close(fd)
+
+
+def discard(path: Path) -> None:
+    """Remove a saved snapshot (whatever the backend may have put there instead)."""
+    try:
+        _remove(path)
+    except OSError:
+        pass
 
 
 def check(repo: GitRepo, before: Snapshot) -> list[str]:
