@@ -127,7 +127,9 @@ class ClaudeBackend:
             else Jail(argv, False)
         )
         confined = jail.confined
-        proc = run_bounded(jail.argv, cwd=request.sandbox, env=request.env, timeout=timeout)
+        proc = run_bounded(
+            jail.argv, cwd=request.sandbox, env=request.env, timeout=timeout, reap_orphans=True
+        )
         transcript = (
             "confinement: "
             + (

@@ -105,10 +105,15 @@ class _Subreaper:
     """While a backend runs, Kavi is a child subreaper: a daemon the backend double-forks
     is re-parented to Kavi, not to init, so it is still found — and killed — afterwards."""
 
-    def __init__(self) -> None:
+    def __init__(self, wanted: bool) -> None:
+        import threading
+
         self.me = os.getpid()
-        self.before = set(_children().get(self.me, []))
-        self.enabled = _prctl(36, 1) == 0  # PR_SET_CHILD_SUBREAPER
+        # only where no sibling could be mistaken for a stray (the verify gates run
+        # concurrently from worker threads and never ask for this)
+        self.enabled = wanted and threading.current_thread() is threading.main_thread()
+        self.before = set(_children().get(self.me, [])) if self.enabled else set()
+        self.enabled = self.enabled and _prctl(36, 1) == 0  # PR_SET_CHILD_SUBREAPER
 
     def finish(self) -> None:
         if not self.enabled:
@@ -166,10 +171,13 @@ def run_bounded(
     env: Mapping[str, str],
     timeout: float,
     stdin_data: bytes | None = None,
+    reap_orphans: bool = False,
 ) -> ProcResult:
+    """Run ``argv`` to completion or ``timeout``; with ``reap_orphans`` (an untrusted
+    backend, one at a time, from the main thread) also kill the daemons it double-forked."""
     start = time.monotonic()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        reaper = _Subreaper()
+        reaper = _Subreaper(reap_orphans)
         proc = subprocess.Popen(
             list(argv),
             cwd=cwd,

@@ -61,8 +61,10 @@ def ruff_gate(root: Path, files: Sequence[str], policy: Policy, env: dict[str, s
             ok=False, findings=[f"ruff timed out after {v.tool_timeout_seconds:g}s"], tool_version=version
         )
     try:
-        items = json.loads(proc.stdout or "[]")
-    except json.JSONDecodeError:
+        items = json.loads(proc.stdout)  # a finished ruff always prints its report, "[]" included
+        if not isinstance(items, list):
+            raise ValueError("not a list")
+    except ValueError:
         return GateResult(
             ok=False,
             findings=[f"ruff failed (exit {proc.returncode}): {proc.stderr.strip()[:500]}"],
@@ -83,6 +85,7 @@ def ruff_gate(root: Path, files: Sequence[str], policy: Policy, env: dict[str, s
     return GateResult(ok=ok, findings=sorted(findings), tool_version=version)
 
 
+_PYTEST_PASSED = re.compile(r"\b\d+ passed\b")
 _MYPY_LINE = re.compile(r"^(?P<file>[^:\n]+\.py):(?P<line>\d+):(?:\d+:)? (?P<kind>error|note): (?P<msg>.*)$")
 
 
@@ -101,7 +104,6 @@ def mypy_gate(
         str(cache_dir),
         "--show-column-numbers",
         "--no-color-output",
-        "--no-error-summary",
         "--hide-error-context",
         "--python-executable",
         sys.executable,
@@ -118,9 +120,11 @@ def mypy_gate(
         m = _MYPY_LINE.match(line.strip())
         if m and m.group("kind") == "error":
             findings.append(f"{m.group('file')}:{m.group('line')}: {m.group('msg')}")
-    if proc.returncode != 0 and not findings:
+    # success is what mypy says, not only its exit status (a process reaped elsewhere reads as 0)
+    succeeded = proc.returncode == 0 and "Success: no issues found" in proc.stdout
+    if not succeeded and not findings:
         findings.append(f"mypy failed (exit {proc.returncode}): {(proc.stdout + proc.stderr).strip()[:500]}")
-    return GateResult(ok=proc.returncode == 0, findings=findings, tool_version=version)
+    return GateResult(ok=succeeded and not findings, findings=findings, tool_version=version)
 
 
 _PYTEST_TB_LINE = re.compile(r"^(?P<file>[^\s:]+\.py):(?P<line>\d+): (?P<msg>.+)$")
@@ -182,6 +186,8 @@ def pytest_gate(root: Path, test_file: str, policy: Policy, env: dict[str, str],
             findings.append(f"{test_file}:1: {s.group(1)} {s.group('rest')}")
     if proc.returncode == 5:
         findings.append(f"{test_file}:1: no tests were collected")
+    if proc.returncode == 0 and not findings and not _PYTEST_PASSED.search(proc.stdout):
+        findings.append(f"{test_file}:1: pytest reported no passing test (exit 0 without a summary)")
     if proc.returncode != 0 and not findings:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
         findings.append(f"{test_file}:1: pytest exited {proc.returncode}: {' | '.join(tail)[:500]}")
