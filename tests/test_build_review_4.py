@@ -335,6 +335,7 @@ def test_daemon_of_an_agent_that_exits_normally_dies_with_the_build(arena: Arena
     killed with the rest."""
     arena.agent(_DAEMON_TICKS + "time.sleep(0.5)\n")
     out = arena.build()
+    assert out.duration < 20, f"the build waited for the daemon ({out.duration:.0f}s)"
     seen = len(arena.evidence.all("tick"))
     time.sleep(1.5)
     later = len(arena.evidence.all("tick"))

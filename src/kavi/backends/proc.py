@@ -70,10 +70,11 @@ def _kill_tree(pid: int) -> None:
                     found.add(child)
                     stack.append(child)
         if _round == 0:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            for kill, target in ((os.killpg, pid), (os.kill, pid)):  # its group, and itself
+                try:
+                    kill(target, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
         if not found:
             return
         for child in found:
