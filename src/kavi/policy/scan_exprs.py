@@ -231,9 +231,17 @@ class ExprEvaluator(NameResolver):
         """Names of the functions and methods this file defines."""
         cached: frozenset[str] | None = getattr(self, "_own_method_names", None)
         if cached is None:
-            cached = frozenset(
-                n.name for n in ast.walk(self.tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-            )
+            names: set[str] = set()
+            stack: list[ast.AST] = [self.tree]
+            while stack:  # statements only: definitions never hide inside expressions
+                node = stack.pop()
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    names.add(node.name)
+                for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+                    children = getattr(node, field, None)
+                    if isinstance(children, list):
+                        stack.extend(children)
+            cached = frozenset(names)
             self._own_method_names = cached
         return cached
 
