@@ -90,9 +90,28 @@ class PathFolder(Folder):
             if node.attr == "parent":  # type: ignore[attr-defined]
                 inner = self.path(node.value, scope)  # type: ignore[attr-defined]
                 return None if inner is None else [_dirname(c) for c in inner]
+            if node.attr == "anchor":  # type: ignore[attr-defined]
+                inner = self.path(node.value, scope)  # type: ignore[attr-defined]
+                return None if inner is None else [_anchor(c) for c in inner]
             if not self._is_module(node.value, scope):  # type: ignore[attr-defined]
                 attr = node.attr  # type: ignore[attr-defined]
                 return self._path_recs(self.res.attr_recs_for(attr), "/." + attr)
+        if (
+            cls is ast.Subscript
+            and isinstance(node.value, ast.Attribute)  # type: ignore[attr-defined]
+            and node.value.attr == "parents"  # type: ignore[attr-defined]
+            and isinstance(node.slice, ast.Constant)  # type: ignore[attr-defined]
+            and isinstance(node.slice.value, int)  # type: ignore[attr-defined]
+        ):
+            inner = self.path(node.value.value, scope)  # type: ignore[attr-defined]
+            if inner is None:
+                return None
+            out = []
+            for cand in inner:
+                for _ in range(node.slice.value + 1):  # type: ignore[attr-defined]
+                    cand = _dirname(cand)
+                out.append(cand)
+            return out
         if cls is ast.Call:
             got = self._path_call(node, scope)  # type: ignore[arg-type]
             if got is not None:
@@ -191,7 +210,14 @@ class PathFolder(Folder):
                 return self._path_join_all(func.value, node.args, scope)
             if method in _PATH_SIBLING_METHODS:
                 inner = self.path(func.value, scope)
-                return None if inner is None else [(_dirname(c)[0] + "/", False) for c in inner]
+                if inner is None:
+                    return None
+                args = self.fold_str(node.args[0], scope) if len(node.args) == 1 else None
+                out: list[PathCand] = []
+                for cand in inner:
+                    for arg in args if args is not None and cand[1] else [None]:
+                        out.append(_sibling(cand, method, arg))
+                return out if len(out) <= MAX_CANDS else None
             return None
         for qual in self._qual(func, scope):
             if qual in _PATH_CTORS:
@@ -266,6 +292,23 @@ def _join(left: str, right: str, sep: str) -> str:
     if not left or left.endswith("/"):
         return left + right
     return left + "/" + right
+
+
+def _sibling(cand: PathCand, method: str, arg: str | None) -> PathCand:
+    """``p.with_name(n)`` / ``with_suffix`` / ``with_stem``: the same directory, another name."""
+    head = _dirname(cand)[0]
+    prefix = "" if head == "." else head.rstrip("/") + "/"
+    if arg is None or not cand[1]:
+        return (prefix, False)
+    base = posixpath.basename(cand[0].rstrip("/"))
+    stem, suffix = posixpath.splitext(base)
+    name = {"with_name": arg, "with_suffix": stem + arg, "with_stem": arg + suffix}[method]
+    return (prefix + name, True)
+
+
+def _anchor(cand: PathCand) -> PathCand:
+    text, complete = cand
+    return ("/", True) if text.startswith("/") else ("", True) if complete else ("", False)
 
 
 def _dirname(cand: PathCand) -> PathCand:
