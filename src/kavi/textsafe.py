@@ -36,8 +36,7 @@ def is_git_dir_name(component: str) -> bool:
     (the NTFS short name), ``.git.`` / ``.git `` (NTFS drops trailing dots and spaces)
     and ``.git::$INDEX_ALLOCATION`` (an NTFS stream name).
     """
-    name = fold(component).split(":", 1)[0].rstrip(" .")
-    return name in _NTFS_GIT_NAMES
+    return fold_component(component) in _NTFS_GIT_NAMES
 
 
 _SHORT_NAME = re.compile(r"([^~./]{1,6})~[0-9]+(?:\.[^.]{0,3})?")

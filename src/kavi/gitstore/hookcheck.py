@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from kavi.gitstore.objects import TagInfo, read_tag, trailers
 from kavi.gitstore.repo import MODE_BLOB, ZERO_OID, GitRepo, RawDelta
+from kavi.gitstore.symref import alias_target
 from kavi.gitstore.trust import commit_verdict
 from kavi.layout import CONFIG_FILE, KAVI_DIR, SIGNERS_FILE
 from kavi.sshsig import verify
@@ -361,7 +362,7 @@ class HookChecker:
                     f"use {alias} itself",
                 )
                 continue
-            target = self._symbolic(u.ref)
+            target = alias_target(self.repo.git_dir, u.ref)
             if target is not None:
                 self.reject(
                     u.ref,
@@ -420,11 +421,9 @@ class HookChecker:
         branch along its first-parent line (``start``: the first commit on that line that
         is already protected history). Containing the tip through a second parent is not
         enough: ``merge -s ours`` keeps any old state of the files."""
-        governing_ref = next((b for b in self.protected_branches if b != u.ref and self._before(b)), None)
-        if governing_ref is None:
-            return False
-        governing = self._before(governing_ref)
-        if start == governing:
+        tips = ((b, self._before(b)) for b in self.protected_branches if b != u.ref)
+        governing_ref, governing = next(((b, t) for b, t in tips if t), (None, None))
+        if governing_ref is None or start == governing:
             return False
         name = governing_ref[len("refs/heads/") :]
         self.reject(
@@ -437,27 +436,6 @@ class HookChecker:
             commit=u.new,
         )
         return True
-
-    def _symbolic(self, ref: str) -> str | None:
-        """The target of ``ref`` if the server holds it as a symbolic ref (an alias such as
-        ``master -> main`` that an admin kept after a rename), else None."""
-        import os
-
-        base = os.path.realpath(self.repo.git_dir)
-        path = os.path.join(base, ref)
-        parent = os.path.dirname(path)
-        if os.path.lexists(parent) and os.path.realpath(parent) != parent:
-            return "(a directory reached through a symlink)"
-        try:
-            if os.path.islink(path):
-                return "(a symlink)"
-            if not os.path.isfile(path):
-                return None
-            with open(path, "rb") as fh:
-                head = fh.read(512)
-        except OSError:
-            return None
-        return head[4:].strip().decode("utf-8", "replace") if head.startswith(b"ref:") else None
 
     # -- protected branches ------------------------------------------------------------
 

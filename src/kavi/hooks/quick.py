@@ -27,6 +27,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from kavi.gitstore.symref import alias_target
 from kavi.textsafe import fold
 
 ZERO = "0" * 40
@@ -100,22 +101,6 @@ def _first_parent_line(old: str, new: str, limit: int = 1_000_000) -> list[str] 
         proc.kill()
         proc.wait()
     return line if found else None
-
-
-def _symbolic(ref: str) -> bool:
-    """Is ``ref`` a symbolic ref, a symlink, or in a directory reached through a symlink?"""
-    base = os.path.realpath(os.environ.get("GIT_DIR", "."))
-    path = Path(base) / ref
-    parent = os.path.dirname(path)
-    if os.path.lexists(parent) and os.path.realpath(parent) != parent:
-        return True
-    try:
-        if path.is_symlink():
-            return True
-        with open(path, "rb") as fh:
-            return fh.read(4) == b"ref:"
-    except OSError:
-        return False
 
 
 def _odd(name: str) -> bool:
@@ -200,7 +185,7 @@ def accepts(updates: Sequence[tuple[str, str, str]], cache_dir: Path, pinned: di
             return False  # tags, notes, Kavi's refs, deletions: the full check decides
         if fold(ref) in folded and ref not in protected_refs:
             return False
-        if not ref.isascii() or _symbolic(ref):
+        if not ref.isascii() or alias_target(os.environ.get("GIT_DIR", "."), ref):
             return False  # look-alike names and aliases (master -> main): the full check decides
         if ref not in protected_refs:
             continue

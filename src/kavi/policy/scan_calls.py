@@ -503,10 +503,14 @@ class CallEvaluator(ExprEvaluator):
     def c_dir(self, node: ast.Call, argvals: list[Val], scope: Scope) -> Val:
         return UNK
 
-    def _import_named(self, node: ast.Call, name_node: ast.expr, scope: Scope, full: bool) -> Val:
+    def _import_named(
+        self, node: ast.Call, name_node: ast.expr, scope: Scope, full: bool, dynamic: str | None = None
+    ) -> Val:
+        """Judge an import of the name ``name_node`` folds to; an unknown name is reported
+        as ``dynamic`` when that is given."""
         names = self.folder.fold_str(name_node, scope)
         if names is None:
-            return UNK
+            return UNK if dynamic is None else self._dynamic(node, dynamic)
         atoms = set()
         for name in names:
             if name.startswith("."):
@@ -539,11 +543,7 @@ class CallEvaluator(ExprEvaluator):
         )
         names = self.folder.fold_str(name_node, scope) if name_node is not None else None
         if names is None:
-            if self.cp.dynamic:
-                self.emit(
-                    node, "KS202", "find_spec() of a name chosen at run time imports its parent packages"
-                )
-            return UNK
+            return self._dynamic(node, "find_spec() of a name chosen at run time imports its parent packages")
         for name in names:
             parts = name.split(".")
             for i in range(1, len(parts)):
@@ -556,14 +556,8 @@ class CallEvaluator(ExprEvaluator):
         """``pytest.importorskip("numpy")`` is an import; of a computed name, a dynamic one."""
         if not node.args:
             return UNK
-        return (
-            self._import_named(node, node.args[0], scope, True)
-            if self._foldable(node.args[0], scope)
-            else self._dynamic(node, "pytest.importorskip() of a name chosen at run time")
-        )
-
-    def _foldable(self, node: ast.expr, scope: Scope) -> bool:
-        return self.folder.fold_str(node, scope) is not None
+        what = "pytest.importorskip() of a name chosen at run time"
+        return self._import_named(node, node.args[0], scope, True, dynamic=what)
 
     def _dynamic(self, node: ast.Call, what: str) -> Val:
         if self.cp.dynamic:

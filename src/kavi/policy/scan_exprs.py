@@ -424,15 +424,15 @@ class ExprEvaluator(NameResolver):
             if k is not None:
                 self.ev(k, scope)
         self._logging_config_strings(node)
-        for value in node.values:
-            v = self.ev(value, scope)
-            if v is not UNK:
-                out = union(out, v)
         for k, value in zip(node.keys, node.values, strict=True):
-            if k is None:
-                out = union(out, contents(self.ev(value, scope)))
+            v = self.ev(value, scope)
+            if v is UNK:
+                continue
+            out = union(out, v)
+            if k is None:  # ``{**other}``: its values too
+                out = union(out, contents(v))
             else:
-                self.gateway_escape(value, self.quiet(value, scope), "put in a container")
+                self.gateway_escape(value, v, "put in a container")
         return container(out)
 
     def _logging_config_strings(self, node: ast.Dict) -> None:
