@@ -108,7 +108,12 @@ def test_well_behaved_agent_builds(
     assert isinstance(argv, list)
     for flag in ("-p", "--output-format", "--permission-mode", "--max-turns", "--max-budget-usd"):
         assert flag in argv
-    for flag in ("--strict-mcp-config", "--safe-mode", "--disable-slash-commands", "--no-session-persistence"):
+    for flag in (
+        "--strict-mcp-config",
+        "--safe-mode",
+        "--disable-slash-commands",
+        "--no-session-persistence",
+    ):
         assert flag in argv
     assert argv[argv.index("--tools") + 1] == "Read,Glob,Grep,Edit,Write"
     assert argv[argv.index("--setting-sources") + 1] == ""

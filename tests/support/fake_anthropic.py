@@ -151,6 +151,9 @@ class Turn:
     usage: Usage = field(default_factory=Usage)
     status: int = 200
     error: tuple[str, str] | None = None  # (type, message) for an error reply
+    # answer a streaming request with a stream that ends before ``message_start`` (the
+    # CLI then asks again without streaming): this turn is only ever sent as plain JSON
+    plain_only: bool = False
 
     @classmethod
     def fail(cls, status: int, kind: str, message: str) -> Turn:
@@ -270,11 +273,18 @@ class FakeAnthropicServer:
 
     # -- answering -------------------------------------------------------------------
 
-    def _next_turn(self, request: ModelRequest) -> Turn:
+    def _next_turn(self, request: ModelRequest) -> Turn | None:
+        """The turn answering ``request`` (None: break this stream, keep the turn)."""
         if not request.is_agent_turn:
             return Turn([Text("Kavi build")], usage=Usage(input_tokens=50, output_tokens=5))
+        streaming = bool((request.json() or {}).get("stream"))
         with self._lock:
-            return self._queue.popleft() if self._queue else self.default
+            turn = self._queue[0] if self._queue else self.default
+            if turn.plain_only and streaming:
+                return None
+            if self._queue:
+                self._queue.popleft()
+            return turn
 
     def _message(self, turn: Turn, request: ModelRequest) -> dict[str, Any]:
         blocks = turn.blocks(request) if callable(turn.blocks) else turn.blocks
@@ -410,6 +420,14 @@ class FakeAnthropicServer:
 
             def _answer(self, request: ModelRequest) -> None:
                 turn = fake._next_turn(request)
+                if turn is None:  # a stream that ends before it began
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(b'event: ping\ndata: {"type": "ping"}\n\n')
+                    self.close_connection = True
+                    return
                 if turn.error is not None:
                     self._error(turn.status, *turn.error)
                     return

@@ -79,7 +79,8 @@ BOOL_FLAGS = (
     "--exclude-dynamic-system-prompt-sections",
 )
 
-CLI_PRELUDE = r"""
+CLI_PRELUDE = (
+    r"""
 import json, os, sys, time
 
 VERSION = "__VERSION__"
@@ -227,8 +228,9 @@ def result_event(subtype="success", is_error=False, text="Both files written.", 
     else:
         out["result"] = text
     return out
-""".replace("__VERSION__", VERSION).replace("__VALUE_FLAGS__", repr(VALUE_FLAGS)).replace(
-    "__BOOL_FLAGS__", repr(BOOL_FLAGS)
+""".replace("__VERSION__", VERSION)
+    .replace("__VALUE_FLAGS__", repr(VALUE_FLAGS))
+    .replace("__BOOL_FLAGS__", repr(BOOL_FLAGS))
 )
 
 

@@ -77,6 +77,10 @@ def _money(value: object) -> float | None:
     return number if math.isfinite(number) and 0 <= number < 10**9 else None
 
 
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
 def _label(value: object, limit: int = 100) -> str | None:
     return value[:limit] if isinstance(value, str) and value else None
 
@@ -140,7 +144,9 @@ class StreamJudge:
     def _assistant(self, message: object) -> None:
         if not isinstance(message, dict):
             return
-        self.model = _label(message.get("model")) or self.model
+        model = _label(message.get("model"))
+        if model and not model.startswith("<"):  # "<synthetic>": the CLI's own error message
+            self.model = model
         ident = str(message.get("id") or f"message-{len(self._messages)}")
         raw = message.get("usage")
         usage: dict[str, Any] = raw if isinstance(raw, dict) else {}
@@ -196,12 +202,18 @@ class StreamJudge:
         self.attempts[ident] = (str(tool or "?")[:VALUE_SUMMARY], _summary(tool_input), [outcome])
 
     def _inside(self, value: str) -> bool:
+        """Does ``value`` name a place in the sandbox, as written and where it leads (a
+        committed symlink to the home is inside by name only)?"""
         if value.startswith("~"):
             return False
         for root in self.roots:
             path = os.path.normpath(os.path.join(root, value))
-            if path == root or path.startswith(root.rstrip("/") + "/"):
-                return True
+            if _under(path, root):
+                real_root = os.path.realpath(root)
+                try:
+                    return _under(os.path.realpath(path), real_root)
+                except (OSError, ValueError):
+                    return False
         return False
 
     @staticmethod
