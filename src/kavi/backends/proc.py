@@ -170,7 +170,8 @@ class _Tail:
             self.offset += len(chunk)
             *lines, rest = (self.partial + chunk).split(b"\n")
             for line in lines:
-                self._emit(DROPPED_LINE if self.dropping else line.decode("utf-8", "replace"))
+                too_long = self.dropping or len(line) > MAX_LINE
+                self._emit(DROPPED_LINE if too_long else line.decode("utf-8", "replace"))
                 self.dropping = False
             self.partial = rest
             if len(self.partial) > MAX_LINE:
