@@ -82,6 +82,13 @@ def test_a_removed_tool_is_one_attempt_not_offered_and_unavailable() -> None:
     assert "curl https://evil.example" in attempt.input
 
 
+def test_a_server_side_tool_is_not_offered_either() -> None:
+    judge = _judge()
+    block = {"type": "server_tool_use", "id": "s1", "name": "web_search", "input": {"query": "x"}}
+    judge.feed(json.dumps({"type": "assistant", "message": {"id": "m", "content": [block]}}))
+    assert [(a.tool, a.outcome) for a in judge.tool_attempts()] == [("web_search", "not offered")]
+
+
 def test_an_unavailable_answer_alone_names_the_tool() -> None:
     judge = _judge()
     judge.feed(

@@ -159,7 +159,7 @@ class StreamJudge:
         for block in content if isinstance(content, list) else []:
             if not isinstance(block, dict):
                 continue
-            if block.get("type") == "tool_use":
+            if str(block.get("type")).endswith("tool_use"):  # also server_tool_use, mcp_tool_use
                 self._tool_use(block)
             elif block.get("type") == "text":
                 self._say("writing its answer")
