@@ -54,13 +54,13 @@ def claude_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str
 
 
 def _contract(
-    request: pytest.FixtureRequest,
     template: tuple[Path, str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     confine: str,
+    need_jail: bool = False,
 ) -> Iterator[Contract]:
-    contract = open_contract(template, tmp_path, monkeypatch, confine)
+    contract = open_contract(template, tmp_path, monkeypatch, confine, need_jail=need_jail)
     yield contract
     close_contract(contract)
 
@@ -72,18 +72,15 @@ def cc(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Contract]:
-    yield from _contract(request, claude_template, tmp_path, monkeypatch, request.param)
+    yield from _contract(claude_template, tmp_path, monkeypatch, request.param, request.param == "auto")
 
 
 @pytest.fixture
 def cc1(
-    request: pytest.FixtureRequest,
-    claude_template: tuple[Path, str],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    claude_template: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Contract]:
     """One mode (the default, ``auto``): for what confinement does not change."""
-    yield from _contract(request, claude_template, tmp_path, monkeypatch, "auto")
+    yield from _contract(claude_template, tmp_path, monkeypatch, "auto")
 
 
 def _changed(c: Contract, build: dict[str, Any]) -> list[str]:

@@ -22,7 +22,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -153,12 +153,19 @@ class Contract:
 
 
 def open_contract(
-    template: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, confine: str
+    template: tuple[Path, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    confine: str,
+    *,
+    need_jail: bool = False,
 ) -> Contract:
+    """``confine`` is the policy's ``sandbox.confine``; with ``need_jail`` the case is about
+    the jail and is skipped where the machine has none."""
     from kavi.backends import jail
 
     require_real_claude()
-    if confine == "auto" and not jail.available():
+    if need_jail and not jail.available():
         pytest.skip("the namespace jail is unavailable on this machine")
     root, proposal = template
     repo = tmp_path / "forge"
@@ -178,10 +185,6 @@ def open_contract(
 def close_contract(contract: Contract) -> None:
     contract.model.close()
     contract.canary.close()
-
-
-def flat(items: Sequence[object]) -> str:
-    return json.dumps(items, sort_keys=True)
 
 
 class Listener:
