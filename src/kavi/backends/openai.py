@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from kavi.backends.base import BackendRequest, BackendResult
 from kavi.config import OpenAIBackendConfig
 from kavi.errors import BackendError
+from kavi.ledger.models import BuildUsage
 
 if TYPE_CHECKING:
     import httpx
@@ -494,6 +495,31 @@ def _content_text(content: Any) -> str | None:
     return None
 
 
+def _tokens(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**12 else None
+
+
+def reported_usage(details: dict[str, Any], configured: str, elapsed: float, requests: int) -> BuildUsage:
+    """The server's ``usage`` as Kavi records it: prompt/completion (and cached) tokens, a
+    ``cost`` where a gateway reports one (LiteLLM, OpenRouter), the model that answered."""
+    usage = details.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    cached = usage.get("prompt_tokens_details")
+    cost = usage.get("cost")
+    served = details.get("served_model")
+    return BuildUsage(
+        cost_usd=float(cost)
+        if isinstance(cost, (int, float)) and not isinstance(cost, bool) and 0 <= cost < 10**9
+        else None,
+        turns=requests or None,
+        input_tokens=_tokens(usage.get("prompt_tokens")),
+        output_tokens=_tokens(usage.get("completion_tokens")),
+        cache_read_tokens=_tokens(cached.get("cached_tokens")) if isinstance(cached, dict) else None,
+        duration_s=elapsed,
+        model=(served if isinstance(served, str) and served else configured)[:100],
+    )
+
+
 def _fmt_s(seconds: float) -> str:
     return f"{round(seconds, 3):g}s"
 
@@ -575,6 +601,7 @@ class _Run:
         self.deadline = deadline
         self.started = time.monotonic()
         self.log: list[str] = []
+        self.requests = 0  # chat requests sent (the model's turns)
         self.details: dict[str, Any] = {
             "model": cfg.model,
             "base_url": base,
@@ -601,9 +628,14 @@ class _Run:
         return self.finish(False, reason)
 
     def finish(self, ok: bool, reason: str) -> BackendResult:
-        self.details["elapsed_seconds"] = round(time.monotonic() - self.started, 3)
+        elapsed = round(time.monotonic() - self.started, 3)
+        self.details["elapsed_seconds"] = elapsed
         return BackendResult(
-            ok=ok, reason=reason, transcript="\n".join(self.log) + "\n", details=self.details
+            ok=ok,
+            reason=reason,
+            transcript="\n".join(self.log) + "\n",
+            details=self.details,
+            usage=reported_usage(self.details, self.cfg.model, elapsed, self.requests),
         )
 
     # -- steps ------------------------------------------------------------------
@@ -702,6 +734,7 @@ class _Run:
 
         messages = payload["messages"]
         rf = "json_schema" if "response_format" in payload else "none"
+        self.requests += 1
         self.log.append(f"request: POST {url} (attempt {attempt}, response_format={rf})")
         self.log.append(
             f"  messages: system {len(messages[0]['content'])} chars, "

@@ -36,6 +36,15 @@ def build_dict(b: "Build") -> dict[str, Any]:
     return data
 
 
+def _spent_text(usage: dict[str, Any]) -> str:
+    from kavi.forge.budget import describe
+    from kavi.ledger.models import BuildUsage
+
+    return describe(
+        BuildUsage.model_validate(usage).model_copy(update={"model": None, "backend_version": None})
+    )
+
+
 def register(app: typer.Typer) -> None:
     @app.command("init")
     def init_cmd(
@@ -173,15 +182,25 @@ def register(app: typer.Typer) -> None:
             from_dir=from_dir,
             timeout=timeout,
             progress=output.progress,
+            live=output.live,
         )
+        from kavi.forge.budget import describe, spent
+
         b = outcome.build
         ok = b.status.value == "SUCCEEDED"
+        total = spent(forge.ledger.builds_for(outcome.proposal.id))
         lines = [
             f"Build {b.id[:8]} of {outcome.proposal.name} (attempt {b.attempt_number}, "
             f"{b.backend}): {'SUCCEEDED' if ok else 'FAILED'}",
             f"  branch: {b.branch_name}" + (f" @ {b.commit_id[:12]}" if b.commit_id else ""),
             f"  summary: {b.summary}",
         ]
+        if describe(b.usage):
+            lines.append(f"  usage: {describe(b.usage)}")
+        if b.attempt_number > 1 and total.cost_usd is not None:
+            lines.append(f"  all {b.attempt_number} attempts: {describe(total)}")
+        for a in b.tool_attempts:
+            lines.append(f"  ✗ tool {a.tool} {a.input}: {a.outcome}")
         for v in b.violations:
             lines.append(f"  ✗ {v.path}: {v.reason}")
         if outcome.log:
@@ -198,6 +217,7 @@ def register(app: typer.Typer) -> None:
                 "proposal_id": outcome.proposal.id,
                 "status": b.status.value,
                 "violations": [v.model_dump() for v in b.violations],
+                "proposal_usage": total.model_dump(mode="json"),
                 "packet_artifact": outcome.packet.path,
                 "log_artifact": outcome.log.path if outcome.log else None,
             }
@@ -231,6 +251,13 @@ def register(app: typer.Typer) -> None:
                 else (" (NOT in allowed_signers)" if data["signer"] else "")
             ),
             f"default backend:{' ' + data['default_backend']}",
+            f"builds:         {data['builds']}"
+            + (f", {_spent_text(data['build_usage'])}" if _spent_text(data["build_usage"]) else "")
+            + (
+                f" (budget per proposal: ${data['proposal_budget_usd']:.2f})"
+                if data["proposal_budget_usd"] is not None
+                else ""
+            ),
             "proposals:      "
             + (", ".join(f"{k} {v}" for k, v in data["proposals_by_status"].items()) or "none"),
         ]

@@ -99,7 +99,7 @@ def _prog_name() -> str:
 def _report(err: object) -> None:
     import json
 
-    from kavi.cli.output import is_json
+    from kavi.cli.output import end_live, is_json
     from kavi.errors import KaviError
 
     if not isinstance(err, KaviError):
@@ -108,4 +108,5 @@ def _report(err: object) -> None:
         sys.stdout.write(json.dumps(err.to_dict(), indent=2, default=str) + "\n")
         sys.stdout.flush()
     else:
+        end_live()
         sys.stderr.write(err.render() + "\n")

@@ -35,6 +35,7 @@ from kavi.ledger.models import (
     Build,
     BuildStatus,
     Proposal,
+    ToolAttempt,
     Violation,
 )
 from kavi.ledger.reducer import EventKind
@@ -56,7 +57,7 @@ class BuildOutcome:
     log: Artifact | None
 
 
-def make_backend(forge: Forge, name: str, from_dir: Path | None) -> Backend:
+def make_backend(forge: Forge, name: str, from_dir: Path | None, paths: tuple[str, ...] = ()) -> Backend:
     backends = forge.committed_config.backends
     if name == "files":
         from kavi.backends.files import FilesBackend
@@ -73,7 +74,7 @@ def make_backend(forge: Forge, name: str, from_dir: Path | None) -> Backend:
         from kavi.backends.claude import ClaudeBackend
 
         claude = ClaudeBackend(backends.claude)
-        claude.executable(os.environ.get("PATH"))  # preflight: fail before any state exists
+        claude.preflight(os.environ, paths)  # fail before any state exists
         return claude
     if name == "openai":
         from kavi.backends.openai import OpenAIBackend
@@ -145,6 +146,14 @@ def _log_body(
     ]
     if withheld:
         lines.append(f"- withheld from the sandbox: {', '.join(_code(printable(w)) for w in withheld)}")
+    from kavi.forge.budget import describe
+
+    spent = describe(build.usage)
+    if spent:
+        lines.append(f"- backend usage: {_code(printable(spent))}")
+    if build.tool_attempts:
+        lines += ["", "## Refused tool calls", ""]
+        lines += [f"- {_code(a.tool)} {_code(a.input)} — {a.outcome}" for a in build.tool_attempts]
     lines += ["", "## Gate", ""]
     if violations:
         lines += [f"- {_code(v.path)} — {_code(v.reason)} [{v.rule}]" for v in violations]
@@ -164,7 +173,10 @@ def build_skill(
     from_dir: Path | None = None,
     timeout: float | None = None,
     progress: Progress = lambda _msg: None,
+    live: Progress = lambda _msg: None,
 ) -> BuildOutcome:
+    """Build ``proposal_ref``; ``progress`` gets the steps, ``live`` what the backend is
+    doing while it runs (escaped, secrets redacted)."""
     from kavi.gitstore import gate, sandbox, tripwire
     from kavi.gitstore.repo import Person
 
@@ -179,7 +191,14 @@ def build_skill(
     config = forge.committed_config
     policy = forge.policy
     paths = skill_paths(config, proposal.name)
-    backend = make_backend(forge, backend_name, from_dir)
+    backend = make_backend(forge, backend_name, from_dir, paths.allowed)
+    from kavi.forge import budget
+
+    budget_left = (
+        budget.remaining(config, proposal, ledger.builds_for(proposal.id))
+        if backend.name != "files"
+        else None
+    )
     repo = forge.repo
     base = repo.branch_tip(config.target_branch)
     if base is None:
@@ -213,6 +232,7 @@ def build_skill(
             *config.backends.credential_names(),
             *(f"KAVI_SECRET_{s}" for s in proposal.required_secrets),
         ],
+        url_names=config.backends.passthrough_names(),
     )
     packet_text = redact(
         render_packet(
@@ -275,6 +295,7 @@ def build_skill(
             branch=branch,
             base_commit=base,
             exclude=policy.sandbox.exclude,
+            keep=paths.allowed,
         )
         (box.work / PACKET_FILE).write_text(packet_text, encoding="utf-8")
         from kavi.backends.env import scrubbed_env
@@ -284,6 +305,7 @@ def build_skill(
             home=box.home,
             tmp=box.tmp,
             credentials=config.backends.credential_names(backend.name),
+            passthrough=config.backends.passthrough_names(backend.name),
             forbidden=[f"KAVI_SECRET_{s}" for s in proposal.required_secrets],
         )
         from kavi.backends import jail
@@ -308,6 +330,8 @@ def build_skill(
                     env=env,
                     timeout_seconds=timeout or _default_timeout(forge, backend.name),
                     confinement=_confinement(forge, home, box.root) if confining else None,
+                    budget_usd=budget_left,
+                    progress=lambda line: live(printable(redact(line, secrets))),
                 )
             )
         finally:  # whatever the backend did or however it ended, undo it in the main repository
@@ -374,6 +398,8 @@ def build_skill(
             "tree_id": tree_id,
             "summary": printable(redact(_summary(result, violations, error), secrets)),
             "violations": violations,
+            "usage": result.usage if result is not None else started.usage,
+            "tool_attempts": _safe_attempts(result, secrets),
             "finished_at": now_iso(),
         }
     )
@@ -408,6 +434,8 @@ def build_skill(
             "tree_id",
             "summary",
             "violations",
+            "usage",
+            "tool_attempts",
             "finished_at",
             "log_artifact_id",
         )
@@ -432,6 +460,21 @@ def build_skill(
     return BuildOutcome(
         build=ledger.build(build_id), proposal=ledger.proposal(proposal.id), packet=packet, log=log
     )
+
+
+def _safe_attempts(result: BackendResult | None, secrets: list[str]) -> list[ToolAttempt]:
+    """The backend's refused tool calls as the ledger keeps them: agent-chosen text with
+    secrets redacted and control characters escaped."""
+    if result is None:
+        return []
+    return [
+        ToolAttempt(
+            tool=printable(redact(a.tool, secrets)),
+            input=printable(redact(a.input, secrets)),
+            outcome=a.outcome,
+        )
+        for a in result.attempts
+    ]
 
 
 def _code(text: str) -> str:

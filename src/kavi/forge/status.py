@@ -23,6 +23,10 @@ def forge_status(forge: Forge) -> dict[str, Any]:
     trusted = bool(signer and principals_for_key(forge.allowed_signers(), signer.public_key))
     example = skill_paths(config, "<name>")
     last = ledger.last_event()
+    from kavi.forge.budget import spent
+
+    builds = [b for p in proposals for b in ledger.builds_for(p.id)]
+    usage = spent(builds)
     return {
         "workdir": str(forge.workdir),
         "target_branch": config.target_branch,
@@ -40,6 +44,9 @@ def forge_status(forge: Forge) -> dict[str, Any]:
         "default_backend": config.backends.default,
         "proposals": len(proposals),
         "proposals_by_status": by_status,
+        "builds": len(builds),
+        "build_usage": usage.model_dump(mode="json"),
+        "proposal_budget_usd": config.proposal_budget_usd,
         "trusted_skills": sorted({p.skill_name for p in ledger.promotions()}),
     }
 
@@ -53,10 +60,14 @@ def proposal_details(forge: Forge, ref: str) -> dict[str, Any]:
     related = [proposal.id, *(b.id for b in builds), *(v.id for v in verifications)]
     related += [p.id for p in promotions]
     artifacts = ledger.artifacts_for(related)
+    from kavi.forge.budget import spent
+
     return {
         "proposal": proposal.model_dump(mode="json"),
         "paths": skill_paths(forge.config, proposal.name).__dict__,
         "builds": [b.model_dump(mode="json") for b in builds],
+        "usage_total": spent(builds).model_dump(mode="json"),
+        "budget_usd": forge.config.proposal_budget_usd,
         "verifications": [v.model_dump(mode="json") for v in verifications],
         "promotions": [p.model_dump(mode="json") for p in promotions],
         "artifacts": [a.model_dump(mode="json") for a in artifacts],
@@ -64,6 +75,9 @@ def proposal_details(forge: Forge, ref: str) -> dict[str, Any]:
 
 
 def render_details(d: dict[str, Any]) -> str:
+    from kavi.forge.budget import describe
+    from kavi.ledger.models import BuildUsage
+
     p = d["proposal"]
     lines = [
         f"Proposal {p['id']}",
@@ -87,8 +101,17 @@ def render_details(d: dict[str, Any]) -> str:
         )
         if b["summary"]:
             lines.append(f"      {b['summary']}")
+        usage = describe(BuildUsage.model_validate(b["usage"]))
+        if usage:
+            lines.append(f"      usage: {usage}")
+        for a in b["tool_attempts"]:
+            lines.append(f"      ✗ tool {a['tool']} {a['input']}: {a['outcome']}")
         for v in b["violations"]:
             lines.append(f"      ✗ {v['path']}: {v['reason']}")
+    total = describe(BuildUsage.model_validate(d["usage_total"]))
+    if total:
+        budget = f" (budget ${d['budget_usd']:.2f})" if d["budget_usd"] is not None else ""
+        lines.append(f"  all builds: {total}{budget}")
     if d["verifications"]:
         lines.append(f"Verifications ({len(d['verifications'])}):")
         for v in d["verifications"]:

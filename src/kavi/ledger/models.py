@@ -73,6 +73,54 @@ class Violation(Record):
     rule: str
 
 
+class ToolAttempt(Record):
+    """A tool call of a build agent that was refused: the build fails with it listed."""
+
+    tool: str  # the tool's name, escaped, as the agent gave it
+    input: str = ""  # a summary of its input: bounded, secrets redacted, escaped
+    outcome: str  # not offered | unavailable | denied | outside the sandbox
+
+
+class BuildUsage(Record):
+    """What a build's backend consumed, as the backend reported it (None: not reported)."""
+
+    cost_usd: float | None = None
+    turns: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_creation_tokens: int | None = None
+    duration_s: float | None = None
+    model: str | None = None
+    backend_version: str | None = None  # e.g. the Claude Code CLI's version
+
+    def __add__(self, other: BuildUsage) -> BuildUsage:
+        """The sum of two builds' usage (models and versions: the later one's)."""
+
+        def plus(a: float | int | None, b: float | int | None) -> float | int | None:
+            return b if a is None else a if b is None else a + b
+
+        numbers = {
+            name: plus(getattr(self, name), getattr(other, name))
+            for name in (
+                "cost_usd",
+                "turns",
+                "input_tokens",
+                "output_tokens",
+                "cache_read_tokens",
+                "cache_creation_tokens",
+                "duration_s",
+            )
+        }
+        return BuildUsage.model_validate(
+            {
+                **numbers,
+                "model": other.model or self.model,
+                "backend_version": other.backend_version or self.backend_version,
+            }
+        )
+
+
 class Build(Record):
     id: str
     proposal_id: str
@@ -88,6 +136,8 @@ class Build(Record):
     log_artifact_id: str | None = None
     summary: str = ""
     violations: list[Violation] = Field(default_factory=list)
+    usage: BuildUsage = Field(default_factory=BuildUsage)
+    tool_attempts: list[ToolAttempt] = Field(default_factory=list)
     started_at: str
     finished_at: str | None = None
 

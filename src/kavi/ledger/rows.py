@@ -35,7 +35,7 @@ TABLES: dict[type[Record], str] = {
 
 _JSON_FIELDS: dict[type[Record], frozenset[str]] = {
     Proposal: frozenset({"io_schema", "required_secrets"}),
-    Build: frozenset({"violations"}),
+    Build: frozenset({"violations", "usage", "tool_attempts"}),
     Verification: frozenset({"gates"}),
     Run: frozenset({"input", "output"}),
 }

@@ -158,6 +158,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX runs_skill ON runs(skill_name);
     """,
+    # v2 — what a build's backend consumed (cost, turns, tokens, model, version) and the
+    # tool calls it was refused (issue 10)
+    """
+    ALTER TABLE builds ADD COLUMN usage_json TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE builds ADD COLUMN tool_attempts_json TEXT NOT NULL DEFAULT '[]';
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
