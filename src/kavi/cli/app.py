@@ -36,10 +36,11 @@ def build_app() -> typer.Typer:
     ) -> None:
         """Kavi — a git-native governed skill forge."""
 
-    from kavi.cli import cmd_audit, cmd_forge, cmd_promote, cmd_run, cmd_verify
+    from kavi.cli import cmd_audit, cmd_forge, cmd_promote, cmd_research, cmd_run, cmd_verify
 
     cmd_forge.register(app)
     cmd_verify.register(app)
+    cmd_research.register(app)
     cmd_promote.register(app)
     cmd_run.register(app)
     cmd_audit.register(app)
