@@ -130,8 +130,18 @@ class Classification:
         return list(dict.fromkeys(reasons))
 
 
+#: Gate rules that only follow from another failure (a backend that wrote nothing).
+CONSEQUENTIAL_RULES = frozenset({"missing"})
+
+
 def primary_kind(facts: Sequence[Fact]) -> FailureKind:
-    pool = [f for f in facts if f.security] or list(facts)
+    """Security-class facts first; a file missing because the backend failed is a
+    consequence, not the kind of the failure."""
+    pool = (
+        [f for f in facts if f.security]
+        or [f for f in facts if not (f.gate == "scope" and f.rule in CONSEQUENTIAL_RULES)]
+        or list(facts)
+    )
     if not pool:
         return K.UNKNOWN
     return min(pool, key=lambda f: PRECEDENCE.index(f.kind)).kind
