@@ -146,7 +146,9 @@ def test_a_runtime_guard_refusal_is_a_security_escalation(
     assert run["escalation"] == "SECURITY" and "RUNTIME_GUARD" in str(run["reason"]), run
 
 
-def test_the_budget_escalates_once_spent(forge: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_budget_escalates_once_spent(
+    forge: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _agent(tmp_path, monkeypatch, "stubborn")  # $0.01 per attempt
     run = _forge(forge, propose_write_note(forge), "--budget-usd", "0.015", expect=1)
     assert run["status"] == "ESCALATED" and run["escalation"] == "BUDGET_SPENT"
@@ -253,7 +255,9 @@ def _forge_plain(repo: Path, proposal: str) -> dict[str, object]:
 def test_a_bad_backend_refuses_before_any_state(forge: Path) -> None:
     pid = propose_write_note(forge)
     before = _db(forge).execute("SELECT count(*) FROM events").fetchone()[0]
-    res = kavi("forge", pid, "--backend", "files", "--from", "/nonexistent/dir", "--format", "json", cwd=forge)
+    res = kavi(
+        "forge", pid, "--backend", "files", "--from", "/nonexistent/dir", "--format", "json", cwd=forge
+    )
     assert res.code == 2 and res.json["code"] == "KAVI-INVALID"
     assert _db(forge).execute("SELECT count(*) FROM events").fetchone()[0] == before
     res = kavi("forge", pid, "--max-attempts", "0", "--format", "json", cwd=forge)

@@ -27,7 +27,8 @@ RANK = {
 
 _CLASS_IN_TEXT = re.compile(
     r"SideEffect\.(?P<a>[A-Z_]+)|"
-    r"side[-_ ]effect(?:[-_ ]class)?\W{0,3}(?:to|=|:|as|be|of|is)?\W{0,3}(?P<b>[A-Z][A-Z_]+)",
+    r"side[-_ ]effect(?:[-_ ]class)?\W{0,3}(?:to|=|:|as|be|of|is)?\W{0,3}"
+    r"(?:SideEffect\.)?(?P<b>[A-Z][A-Z_]+)",
     re.IGNORECASE,
 )
 _SECRET_IN_TEXT = re.compile(
