@@ -257,7 +257,9 @@ def register(app: typer.Typer) -> None:
             lines.append(hint("Next", "verify-skill", short))
         else:
             if b.commit_id:
-                lines.append(f"Inspect: git log -p {b.branch_name} -1")
+                from kavi.cli.hints import hint as git_hint
+
+                lines.append(git_hint("Inspect", "git", "log", "-p", b.branch_name, "-1"))
             lines.append(hint("Research", "research-skill", b.id[:8]))
             lines.append(hint("Retry", "build-skill", short, "--retry"))
         payload = build_dict(b)
