@@ -15,7 +15,8 @@ event (costing $0.01), and writes the two allowed files. What it writes depends 
 * ``subprocess`` — a skill importing ``subprocess`` (the policy scanner refuses it);
 * ``guard`` — a test that writes outside its temporary directory by a route the static
   scanner cannot follow (the runtime guard refuses it at verify);
-* ``hang`` — prints its first event, then sleeps (for interruption tests).
+* ``hang`` — prints its first event, then sleeps (for interruption tests);
+* ``slowtest`` — a correct skill whose test sleeps for a minute (interrupting verify).
 
 It reports what it read and did in its transcript (``agent: …`` lines), which Kavi keeps
 in the BUILD_LOG.
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from support.forge import WRITE_NOTE_DIR
 
-MODES = ("learner", "stubborn", "governance", "subprocess", "guard", "hang")
+MODES = ("learner", "stubborn", "governance", "subprocess", "guard", "hang", "slowtest")
 
 UNTYPED_HELPER = 'def _heading(title):\n    return f"# {title}"\n\n\n'
 
@@ -55,6 +56,7 @@ def sources() -> dict[str, str]:
         "subprocess": skill.replace("import hashlib\n", "import hashlib\nimport subprocess\n", 1)
         + "\n\ndef _run() -> None:\n    subprocess.run(['true'], check=False)\n",
         "guard_test": guard_test,
+        "slow_test": test + "\n\ndef test_takes_its_time() -> None:\n    import time\n\n    time.sleep(60)\n",
     }
 
 
@@ -122,6 +124,8 @@ elif MODE == "subprocess":
     skill = SOURCES["subprocess"]
 elif MODE == "guard":
     skill, test = SOURCES["good"], SOURCES["guard_test"]
+elif MODE == "slowtest":
+    skill, test = SOURCES["good"], SOURCES["slow_test"]
 
 for target, text in ((skill_path, skill), (test_path, test)):
     Path(target).parent.mkdir(parents=True, exist_ok=True)

@@ -79,4 +79,4 @@ class FilesBackend:
                     out.append(rel)
             if len(out) > 10_000:
                 break
-        return out
+        return sorted(out)
