@@ -101,7 +101,7 @@ def test_ctrl_c_while_the_agent_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     pid = propose_write_note(repo)
     proc = _start(repo, pid, "--backend", "claude")
     _interrupt_when(proc, lambda line: "running the claude backend" in line)
-    code, out, err = _finish(proc)
+    code, _out, err = _finish(proc)
     assert code == 130 and "KAVI-INTERRUPTED" in err, err
     con = _ledger(repo)
     build = con.execute("SELECT * FROM builds").fetchone()
