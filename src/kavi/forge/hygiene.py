@@ -72,7 +72,7 @@ class Skipped:
     why: str
 
 
-def _candidate(forge: Forge, proposal: Proposal, build: Build, current: str | None) -> str | None:
+def _candidate(proposal: Proposal, build: Build, current: str | None) -> str | None:
     """Why ``build``'s branch may go (None: it stays)."""
     if build.status is BuildStatus.STARTED or build.kept_ref is not None or build.commit_id is None:
         return None
@@ -99,7 +99,7 @@ def prune(
         latest = ledger.latest_build(proposal.id, succeeded=True)
         current = latest.id if latest else None
         for build in ledger.builds_for(proposal.id):
-            why = _candidate(forge, proposal, build, current)
+            why = _candidate(proposal, build, current)
             if why is None:
                 continue
             branch = f"refs/heads/{build.branch_name}"

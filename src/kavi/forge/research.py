@@ -444,7 +444,7 @@ def packet_feedback(
             kind=r.kind.value,
             facts=r.facts,
             advice=r.advice if r.advice_status is AdviceStatus.OK else None,
-            hints=[h for h in (r.hint, *hints) if h],
+            hints=list(dict.fromkeys(h for h in (r.hint, *hints) if h)),
             files=files,
             research_id=r.id,
         )
