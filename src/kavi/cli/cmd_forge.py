@@ -13,6 +13,27 @@ if TYPE_CHECKING:
     from kavi.ledger.models import Build, Proposal
 
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output format: text or json (one JSON object).")]
+BackendOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--backend",
+        help="claude | openai | files (default: the config's; --retry and forge repeat the last attempt's).",
+    ),
+]
+FromOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(
+        "--from", help="Directory holding the two files, laid out like the repository (files backend)."
+    ),
+]
+TimeoutOpt = Annotated[
+    Optional[float],  # noqa: UP045
+    typer.Option("--timeout", help="Hard timeout for each backend run, in seconds."),
+]
+HintOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--hint", help="Guidance from you, recorded and quoted in the next build packet."),
+]
 
 
 def open_forge() -> "Forge":
@@ -70,22 +91,9 @@ def register(app: typer.Typer) -> None:
         for item in res.configured:
             lines.append(f"  git config: {item}")
         from kavi.cli.hints import kavi as hint
+        from kavi.examples import WRITE_NOTE_PROPOSAL
 
-        lines.append(
-            hint(
-                "Next",
-                "propose-skill",
-                "--name",
-                "write_note",
-                "--desc",
-                "Write a markdown note into the vault",
-                "--side-effect",
-                "FILE_WRITE",
-                "--io-schema-json",
-                '{"input": {"path": "str", "title": "str", "body": "str"}, '
-                '"output": {"written_path": "str", "sha256": "str"}}',
-            )
-        )
+        lines.append(hint("Next", "propose-skill", *WRITE_NOTE_PROPOSAL))
         output.emit(
             {
                 "workdir": str(res.workdir),
@@ -179,18 +187,9 @@ def register(app: typer.Typer) -> None:
     @app.command("build-skill")
     def build_cmd(
         proposal: Annotated[str, typer.Argument(help="Proposal id, unique id prefix, or skill name.")],
-        backend: Annotated[
-            Optional[str],  # noqa: UP045
-            typer.Option("--backend", help="claude | openai | files (default from config)."),
-        ] = None,
-        from_dir: Annotated[
-            Optional[Path],  # noqa: UP045
-            typer.Option("--from", help="Directory to copy files from (files backend)."),
-        ] = None,
-        timeout: Annotated[
-            Optional[float],  # noqa: UP045
-            typer.Option("--timeout", help="Hard timeout for the backend, in seconds."),
-        ] = None,
+        backend: BackendOpt = None,
+        from_dir: FromOpt = None,
+        timeout: TimeoutOpt = None,
         retry: Annotated[
             bool,
             typer.Option(
@@ -199,10 +198,7 @@ def register(app: typer.Typer) -> None:
                 "carries that attempt's findings.",
             ),
         ] = False,
-        hint_text: Annotated[
-            Optional[str],  # noqa: UP045
-            typer.Option("--hint", help="Guidance for the agent, quoted in the build packet."),
-        ] = None,
+        hint_text: HintOpt = None,
         fmt: FormatOpt = Format.text,
     ) -> None:
         """Build a proposal in a sandboxed worktree and run the diff-allowlist gate.

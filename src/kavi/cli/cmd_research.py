@@ -1,12 +1,11 @@
 """Commands: research-skill, forge (the research → retry loop), withdraw, prune."""
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from kavi.cli import output
-from kavi.cli.cmd_forge import FormatOpt, open_forge
+from kavi.cli.cmd_forge import BackendOpt, FormatOpt, FromOpt, HintOpt, TimeoutOpt, open_forge
 from kavi.cli.hints import kavi as hint
 from kavi.cli.output import Format
 
@@ -14,10 +13,6 @@ if TYPE_CHECKING:
     from kavi.forge.loop import ForgeOutcome
     from kavi.ledger.models import Research
 
-HintOpt = Annotated[
-    Optional[str],  # noqa: UP045
-    typer.Option("--hint", help="Guidance from you, recorded and quoted in the next build packet."),
-]
 NoAdviseOpt = Annotated[
     bool, typer.Option("--no-advise", help="Deterministic findings only: do not ask the advisor.")
 ]
@@ -119,20 +114,9 @@ def register(app: typer.Typer) -> None:
     @app.command("forge")
     def forge_cmd(
         proposal: Annotated[str, typer.Argument(help="Proposal id, unique prefix, or skill name.")],
-        backend: Annotated[
-            Optional[str],  # noqa: UP045
-            typer.Option(
-                "--backend", help="claude | openai | files (default: the last attempt's, else config)."
-            ),
-        ] = None,
-        from_dir: Annotated[
-            Optional[Path],  # noqa: UP045
-            typer.Option("--from", help="Directory to copy files from (files backend)."),
-        ] = None,
-        timeout: Annotated[
-            Optional[float],  # noqa: UP045
-            typer.Option("--timeout", help="Hard timeout for each backend run, in seconds."),
-        ] = None,
+        backend: BackendOpt = None,
+        from_dir: FromOpt = None,
+        timeout: TimeoutOpt = None,
         max_attempts: Annotated[
             Optional[int],  # noqa: UP045
             typer.Option("--max-attempts", help="Builds to make at most (default: research.max_attempts)."),

@@ -22,11 +22,6 @@ from typing import Any
 
 from kavi.errors import InternalError, ToolError
 
-WRITE_NOTE_SCHEMA = {
-    "input": {"path": "str", "title": "str", "body": "str"},
-    "output": {"written_path": "str", "sha256": "str"},
-}
-
 Echo = Callable[[str], None]
 
 
@@ -162,17 +157,9 @@ def run_demo(*, keep: bool, echo: Echo, workdir: Path | None = None) -> dict[str
     demo.kavi("init")
 
     echo("\n3. Propose the first skill, write_note")
-    proposal = demo.kavi_json(
-        "propose-skill",
-        "--name",
-        "write_note",
-        "--desc",
-        "Write a markdown note into the vault",
-        "--side-effect",
-        "FILE_WRITE",
-        "--io-schema-json",
-        json.dumps(WRITE_NOTE_SCHEMA),
-    )
+    from kavi.examples import WRITE_NOTE_PROPOSAL
+
+    proposal = demo.kavi_json("propose-skill", *WRITE_NOTE_PROPOSAL)
     pid = str(proposal["proposal_id"])
     echo(f"  proposal {pid} [PROPOSED], spec: {proposal['spec_artifact']}")
 
