@@ -149,6 +149,17 @@ def test_a_model_path_escaping_the_sandbox_is_security_class() -> None:
     assert c.kind is K.GATE_VIOLATION and c.security
 
 
+def test_a_secret_in_a_written_file_is_security_class() -> None:
+    leak = [
+        Violation(
+            path="skills/x.py", reason="contains a secret value (redacted in the build commit)", rule="secret"
+        )
+    ]
+    c = classify_build(_build("gate refused 1 path(s)", leak), CONFIG)
+    assert c.kind is K.SECRET_IN_OUTPUT and c.security
+    assert c.security_reasons == ["SECRET_IN_OUTPUT at skills/x.py: a secret value in what the agent wrote"]
+
+
 def test_a_secret_in_the_transcript_is_security_class() -> None:
     log = "# BUILD_LOG\n\n## Backend transcript\n\n```text\nTOKEN=[REDACTED]\n```\n"
     c = classify_build(_build("backend failed: claude exited 1 without a final result event"), CONFIG, log)
