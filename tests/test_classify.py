@@ -6,6 +6,8 @@ verify tests); the end-to-end tests in test_forge_loop.py run the real gates.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from kavi.config import ForgeConfig
@@ -244,3 +246,15 @@ def test_advice_within_the_proposal_does_not_widen_it() -> None:
 def test_advice_that_widens_the_proposal_is_caught(changes: dict[str, object], expected: str) -> None:
     found = _widening(_advice(**changes))
     assert found and any(expected in f for f in found), found
+
+
+def test_the_research_loop_cannot_promote() -> None:
+    """Invariant 5: the loop builds, verifies and researches; promotion stays a user command."""
+    import ast
+
+    src = Path(__file__).resolve().parents[1] / "src" / "kavi" / "forge"
+    for name in ("loop", "research", "advisor", "widening", "classify", "hygiene"):
+        tree = ast.parse((src / f"{name}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not {m for m in imported if m.startswith(("kavi.forge.promote", "kavi.cli"))}, name
