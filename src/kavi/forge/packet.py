@@ -19,7 +19,10 @@ from kavi.ledger.models import Advice, Fact, Proposal
 from kavi.policy.model import Policy
 
 PACKET_FILE = "KAVI_BUILD_PACKET.md"
-MAX_FILE_CHARS = 40_000  # a previous attempt's file quoted in full up to this size
+# Bounds that keep a packet well inside one command-line argument (the claude backend
+# passes it with -p; Linux allows 128 kB per argument).
+MAX_FILE_CHARS = 20_000  # a previous attempt's file quoted in full up to this size
+MAX_FACTS = 60
 FINDINGS_HEADING = "### Findings (Kavi's gates — facts)"
 
 
@@ -56,10 +59,13 @@ def render_feedback(fb: Feedback) -> list[str]:
             FINDINGS_HEADING,
             "",
         ]
-        for f in fb.facts:
+        listed = fb.facts[:MAX_FACTS]
+        for f in listed:
             rule = f" [{f.rule}]" if f.rule else ""
-            lines.append(f"- `{f.where}` {f.gate}{rule}: {f.message}")
-        words = "\n".join(f.words for f in fb.facts)
+            lines.append(f"- `{f.where}` {f.gate}{rule}: {f.message[:500]}")
+        if len(fb.facts) > len(listed):
+            lines.append(f"- … and {len(fb.facts) - len(listed)} more of the same attempt")
+        words = "\n".join(f.words[:500] for f in listed)
         fence = _fence(words)
         lines += ["", "In the gates' own words:", "", f"{fence}text", words, fence]
     else:
