@@ -127,6 +127,33 @@ class BackendsConfig(_Strict):
         return set(self.claude.env_passthrough) if backend in (None, "claude") else set()
 
 
+class AdvisorConfig(_Strict):
+    """``research.advisor``: an OpenAI-compatible server asked for advice on a failure."""
+
+    base_url: str = "http://localhost:8000/v1"
+    model: str = "default"
+    api_key_env: str | None = None
+    timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
+    max_input_chars: int = Field(default=16_000, ge=2_000, le=400_000)
+    max_tokens: int = Field(default=2048, ge=128, le=65_536)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL, got {v!r}")
+        return v.rstrip("/")
+
+
+class ResearchConfig(_Strict):
+    """``research``: the research → retry loop (``research-skill``, ``forge``)."""
+
+    advisor: AdvisorConfig | None = None  # no advisor: deterministic findings only
+    repeat_limit: int = Field(default=3, ge=2, le=50)  # the same failure kind K times in a row escalates
+    max_attempts: int = Field(default=5, ge=1, le=100)  # forge's default --max-attempts
+
+
 class ForgeConfig(_Strict):
     """``.kavi/config.yaml``."""
 
@@ -143,6 +170,7 @@ class ForgeConfig(_Strict):
     # that would start beyond it is refused
     proposal_budget_usd: float | None = Field(default=None, gt=0)
     backends: BackendsConfig = Field(default_factory=BackendsConfig)
+    research: ResearchConfig = Field(default_factory=ResearchConfig)
 
     @field_validator("skills_dir", "tests_dir", "vault_dir")
     @classmethod

@@ -22,6 +22,17 @@ from typing import IO
 
 MAX_CAPTURE = 1_000_000
 
+_RUNNING: set[int] = set()  # processes run_bounded is waiting for, in any thread
+
+
+def kill_running() -> None:
+    """Kill every process :func:`run_bounded` is waiting for, with its descendants.
+
+    For a Ctrl-C in the main thread while worker threads run tools (the verify gates):
+    the threads' waits then return at once instead of running the tools to the end."""
+    for pid in list(_RUNNING):
+        _kill_tree(pid)
+
 
 @dataclass(frozen=True)
 class ProcResult:
@@ -255,6 +266,7 @@ def run_bounded(
         timed_out = False
         previous = _trap_termination()
         tail = _Tail(out.fileno(), on_line) if on_line is not None else None
+        _RUNNING.add(proc.pid)
         try:
             if stdin_data is not None and proc.stdin is not None:
                 try:
@@ -268,6 +280,7 @@ def run_bounded(
         finally:
             _kill_tree(proc.pid)
             proc.wait()
+            _RUNNING.discard(proc.pid)
             reaper.finish()
             _restore_handlers(previous)
             if tail is not None:

@@ -31,13 +31,9 @@ def main(argv: list[str] | None = None) -> None:
         _report(err)
         sys.exit(err.exit_code)
     except KeyboardInterrupt as exc:
-        from kavi.errors import Interrupted
+        from kavi.errors import interrupted
 
-        stop = Interrupted(
-            "interrupted",
-            why=f"Kavi received {exc}" if str(exc) else "Ctrl-C",
-            remedy="run the command again; `git kavi doctor` shows anything an interrupted build left",
-        )
+        stop = interrupted(exc)
         _report(stop)
         sys.exit(stop.exit_code)
     except SystemExit:

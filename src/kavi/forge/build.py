@@ -33,6 +33,7 @@ from kavi.ledger.models import (
     Artifact,
     ArtifactKind,
     Build,
+    BuildOptions,
     BuildStatus,
     Proposal,
     ToolAttempt,
@@ -55,6 +56,23 @@ class BuildOutcome:
     proposal: Proposal
     packet: Artifact
     log: Artifact | None
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """The backend and options of a proposal's last attempt (``--retry``, ``forge``)."""
+
+    backend: str
+    from_dir: Path | None
+    timeout: float | None
+
+
+def last_attempt_options(forge: Forge, proposal: Proposal) -> Repeat | None:
+    previous = forge.ledger.latest_build(proposal.id)
+    if previous is None:
+        return None
+    o = previous.options
+    return Repeat(previous.backend, Path(o.from_dir) if o.from_dir else None, o.timeout_seconds)
 
 
 def make_backend(forge: Forge, name: str, from_dir: Path | None, paths: tuple[str, ...] = ()) -> Backend:
@@ -172,11 +190,14 @@ def build_skill(
     backend_name: str,
     from_dir: Path | None = None,
     timeout: float | None = None,
+    hint: str | None = None,
+    forge_run_id: str | None = None,
     progress: Progress = lambda _msg: None,
     live: Progress = lambda _msg: None,
 ) -> BuildOutcome:
     """Build ``proposal_ref``; ``progress`` gets the steps, ``live`` what the backend is
     doing while it runs (escaped, secrets redacted)."""
+    from kavi.forge.research import packet_feedback
     from kavi.gitstore import gate, sandbox, tripwire
     from kavi.gitstore.repo import Person
 
@@ -226,6 +247,8 @@ def build_skill(
         raise GitError(f"branch {branch} already exists", remedy="re-run the build")
     previous = ledger.latest_build(proposal.id)
     attempt = (previous.attempt_number + 1) if previous else 1
+    hint = " ".join(hint.split()) if hint and hint.strip() else None
+    feedback = packet_feedback(forge, proposal, previous, hint)
     secrets = secret_values(
         os.environ,
         [
@@ -242,7 +265,7 @@ def build_skill(
             base_commit=base,
             target_branch=config.target_branch,
             attempt=attempt,
-            previous=previous,
+            feedback=feedback,
         ),
         secrets,
     )
@@ -277,6 +300,13 @@ def build_skill(
             base_commit=base,
             packet_artifact_id=packet.id,
             started_at=now_iso(),
+            options=BuildOptions(
+                from_dir=str(from_dir.resolve()) if from_dir is not None else None,
+                timeout_seconds=timeout,
+                hint=hint,
+                research_id=feedback.research_id if feedback else None,
+                forge_run_id=forge_run_id,
+            ),
         )
         txn.put(EventKind.BUILD_STARTED, started)
 
@@ -458,7 +488,10 @@ def build_skill(
     if pending_exc is not None:
         raise pending_exc
     return BuildOutcome(
-        build=ledger.build(build_id), proposal=ledger.proposal(proposal.id), packet=packet, log=log
+        build=ledger.build(build_id),
+        proposal=ledger.proposal(proposal.id),
+        packet=packet,
+        log=log,
     )
 
 
