@@ -91,6 +91,7 @@ def _clean(repo: Path, tmp_path: Path) -> None:
 
 def _agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> Path:
     script = packet_agent.install(tmp_path / "bin", mode)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", packet_agent.CREDENTIAL)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     return script
 

@@ -29,6 +29,7 @@ def forge(tmp_path: Path) -> Path:
 
 def _agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
     packet_agent.install(tmp_path / "bin", mode)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", packet_agent.CREDENTIAL)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
 
 

@@ -85,6 +85,7 @@ def agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A packet-reading stand-in `claude` on PATH (the default backend) and a signing key."""
     bin_dir = tmp_path / "bin"
     packet_agent.install(bin_dir, "learner")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", packet_agent.CREDENTIAL)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     use_signing_key(ssh_key(tmp_path / "keys"))
     return bin_dir

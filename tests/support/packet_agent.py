@@ -28,7 +28,10 @@ import json
 import sys
 from pathlib import Path
 
+from support.fake_claude import cli_prelude
 from support.forge import WRITE_NOTE_DIR
+
+CREDENTIAL = "sk-ant-packet-agent-credential-0123456789"  # the claude backend's preflight wants one
 
 MODES = ("learner", "stubborn", "governance", "subprocess", "guard", "hang", "slowtest")
 
@@ -60,29 +63,19 @@ def sources() -> dict[str, str]:
     }
 
 
-SCRIPT = r"""#!{python}
-import json, os, re, sys, time
-from pathlib import Path
+SCRIPT = r"""
+import re
 
 MODE = {mode!r}
 SOURCES = json.loads({sources!r})
 
 
-def event(obj):
-    print(json.dumps(obj), flush=True)
-
-
 def say(text):
-    event({{"type": "assistant", "message": {{"content": [{{"type": "text", "text": "agent: " + text}}]}}}})
+    assistant({{"type": "text", "text": "agent: " + text}})
 
 
-args = sys.argv[1:]
-allowed = []
-for item in args[args.index("--allowedTools") + 1].split(","):
-    if item.startswith("Write(") and item.endswith(")"):
-        allowed.append(item[len("Write("):-1])
-skill_path, test_path = allowed
-event({{"type": "system", "subtype": "init", "cwd": os.getcwd()}})
+skill_path, test_path = ALLOWED  # from the Edit(./…) rules of the real CLI's argv
+init()
 packet = Path("KAVI_BUILD_PACKET.md").read_text()
 attempt = re.search(r"^# BUILD_PACKET_(\d+) ", packet, re.M).group(1)
 say(f"read KAVI_BUILD_PACKET.md (attempt {{attempt}}, {{len(packet)}} chars)")
@@ -128,10 +121,10 @@ elif MODE == "slowtest":
     skill, test = SOURCES["good"], SOURCES["slow_test"]
 
 for target, text in ((skill_path, skill), (test_path, test)):
-    Path(target).parent.mkdir(parents=True, exist_ok=True)
-    Path(target).write_text(text)
-event({{"type": "result", "subtype": "success", "is_error": False, "num_turns": 2,
-        "total_cost_usd": 0.01, "result": "Both files written.", "permission_denials": []}})
+    write(target, text)
+final = result_event()
+final["total_cost_usd"] = 0.01
+event(final)
 """
 
 
@@ -140,6 +133,7 @@ def install(bin_dir: Path, mode: str) -> Path:
         raise ValueError(f"unknown agent mode {mode!r}")
     bin_dir.mkdir(parents=True, exist_ok=True)
     script = bin_dir / "claude"
-    script.write_text(SCRIPT.format(python=sys.executable, mode=mode, sources=json.dumps(sources())))
+    body = SCRIPT.format(mode=mode, sources=json.dumps(sources()))
+    script.write_text(cli_prelude(sys.executable) + body)
     script.chmod(0o755)
     return script
