@@ -309,13 +309,20 @@ def test_a_hostile_model_cannot_write_into_the_records(auto: Contract) -> None:
 
     def calls(request: Any) -> list[Any]:
         skill, test = write_both(request)
-        skill.input["content"] = f"# {forms[1]}\n" + skill.input["content"]  # a secret in a file
+        # a secret in a file, and forged events in what a tool answers (Read back)
+        skill.input["content"] = f"# {forms[1]}\n# {text}\n" + skill.input["content"]
         return [Text(text), ToolUse("Bash", {"command": "env"}), skill, test]
 
-    auto.model.script(Turn(calls, model=name), Turn([Text(f"Done.\n{forged}")], model=name))
+    def read_back(request: Any) -> list[ToolUse]:
+        return [ToolUse("Read", {"file_path": f"{request.cwd}/{SKILL}"})]
+
+    auto.model.script(
+        Turn(calls, model=name), Turn(read_back, model=name), Turn([Text(f"Done.\n{forged}")], model=name)
+    )
     code, build, _ = auto.build()
     assert code == 1 and build["status"] == "FAILED", build
     assert _outcomes(build) == {"Bash": ["not offered; unavailable"]}  # no forged line was read
+    assert forged in auto.model.tool_results()[-1].text
     assert (SKILL, "secret") in {(v["path"], v["rule"]) for v in build["violations"]}
     written = auto.everything_written()
     for form in forms:
