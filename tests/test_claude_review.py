@@ -374,3 +374,25 @@ def test_a_symlink_where_the_skill_goes_is_refused_before_the_build(off: Contrac
     assert list(victim.iterdir()) == []
     assert off.model.requests == [] and git("for-each-ref", cwd=off.repo) == before
     assert off.builds() == []
+
+
+def test_the_files_backend_writes_through_no_committed_symlink(tmp_path: Path) -> None:
+    """The same refusal, without any agent: Kavi copies ``--from`` into the sandbox itself,
+    and a copy onto a committed symlink lands wherever it leads (before the refusal, the
+    user's file was overwritten and the build SUCCEEDED: the link itself was unchanged)."""
+    from support.forge import WRITE_NOTE_DIR
+
+    repo = make_forge(tmp_path)
+    pid = propose_write_note(repo)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "bashrc").write_text("# the user's shell start-up\n")
+    (repo / "skills").mkdir(exist_ok=True)
+    (repo / SKILL).symlink_to(victim / "bashrc")
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "an ordinary, unsigned commit", cwd=repo)
+    args = ("build-skill", pid, "--backend", "files", "--from", str(WRITE_NOTE_DIR), "--format", "json")
+    res = kavi(*args, cwd=repo)
+    assert res.code == 1 and res.json["code"] == "KAVI-GATE", res.output
+    assert (victim / "bashrc").read_text() == "# the user's shell start-up\n"
+    assert git("branch", "--list", "skill/*", cwd=repo) == ""
