@@ -396,3 +396,25 @@ def test_the_files_backend_writes_through_no_committed_symlink(tmp_path: Path) -
     assert res.code == 1 and res.json["code"] == "KAVI-GATE", res.output
     assert (victim / "bashrc").read_text() == "# the user's shell start-up\n"
     assert git("branch", "--list", "skill/*", cwd=repo) == ""
+
+
+def test_the_gate_wants_each_allowed_path_a_regular_file_even_unchanged(tmp_path: Path) -> None:
+    """The gate's second layer behind the refusal: a symlink the base already held at an
+    allowed path, left as it was, is no written file."""
+    from kavi.gitstore import gate
+    from kavi.gitstore.repo import GitRepo
+
+    repo = make_forge(tmp_path)
+    (repo / "skills").mkdir(exist_ok=True)
+    (repo / SKILL).symlink_to("/etc/hostname")
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "a link where the skill goes", cwd=repo)
+    base = git("rev-parse", "HEAD", cwd=repo)
+    (repo / "tests").mkdir(exist_ok=True)
+    (repo / TEST).write_text("def test_x() -> None:\n    pass\n")
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "the build", cwd=repo)
+    found = gate.check(GitRepo.open(repo), base, git("rev-parse", "HEAD", cwd=repo), [SKILL, TEST])
+    assert [(v.path, v.rule, v.reason) for v in found] == [
+        (SKILL, "mode", "is a symlink (120000); only 100644 files are allowed")
+    ]
