@@ -192,6 +192,7 @@ def test_writes_the_cli_refused_for_another_reason_fail_the_build(off: Contract)
                 "Edit", {"file_path": f"{cwd}/.kavi/policy.yaml", "old_string": "off", "new_string": "on"}
             ),
             ToolUse("Write", {"file_path": f"{cwd}/skills/../{SKILL}", "content": "# the same file\n"}),
+            ToolUse("Glob", {"pattern": f"{cwd}/**/*.md"}),  # the sandbox spelt out: no attempt
             *write_both(request),
         ]
 
@@ -203,7 +204,9 @@ def test_writes_the_cli_refused_for_another_reason_fail_the_build(off: Contract)
         ("Edit", "not an allowed file"),
         ("Write", "not an allowed file"),
     ]
-    assert all("not been read yet" in r.text or "not found" in r.text for r in off.model.tool_results()[:3])
+    results = off.model.tool_results()
+    assert all("not been read yet" in r.text or "not found" in r.text for r in results[:3])
+    assert "KAVI_BUILD_PACKET.md" in next(r.text for r in results if r.tool == "Glob")
     assert "outside its fence" in build["summary"]
     assert _changed(off, build) == [SKILL, TEST]
 

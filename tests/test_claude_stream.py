@@ -203,6 +203,9 @@ def test_the_kept_transcript_leaves_out_what_a_refused_call_returned() -> None:
         ("Glob", {"pattern": "/etc/*"}),
         ("Glob", {"pattern": "../**/*"}),
         ("Glob", {"pattern": "*", "path": "/home"}),
+        ("Glob", {"pattern": "/{etc,home}/*"}),
+        ("Glob", {"pattern": f"{ROOT}*/skills/*.py"}),  # a sibling sandbox, kavi-12
+        ("Glob", {"pattern": f"{ROOT}/../kavi-2/**"}),
         ("Grep", {"pattern": "x", "path": "/"}),
         ("Grep", {"pattern": "x", "glob": "../*.py"}),
     ],
@@ -222,6 +225,8 @@ def test_a_path_outside_the_sandbox_is_an_attempt_whatever_the_cli_answers(
         ("Read", {"file_path": "skills/x.py"}),
         ("Glob", {"pattern": "**/*.py"}),
         ("Glob", {"pattern": "*.py", "path": f"{ROOT}/skills"}),
+        ("Glob", {"pattern": f"{ROOT}/skills/*.py"}),  # the sandbox spelt out
+        ("Glob", {"pattern": f"{ROOT}/**/*.py"}),
         ("Grep", {"pattern": "def ", "path": ROOT, "glob": "*.py"}),
         ("Edit", {"file_path": f"{ROOT}/skills/x.py", "old_string": "a", "new_string": "b"}),
     ],

@@ -273,9 +273,18 @@ class StreamJudge:
                 return True
         return False
 
-    @staticmethod
-    def _pattern_escapes(pattern: str) -> bool:
-        return pattern.startswith(("/", "~")) or ".." in pattern.replace("\\", "/").split("/")
+    def _pattern_escapes(self, pattern: str) -> bool:
+        """Could a glob pattern reach outside the sandbox? ``~`` or a ``..`` anywhere; an
+        absolute one unless the directory before its first wildcard is in the sandbox
+        (the CLI searches from there: a model that spells the sandbox out is no attempt)."""
+        parts = pattern.replace("\\", "/").split("/")
+        if pattern.startswith("~") or ".." in parts:
+            return True
+        if not pattern.startswith("/"):
+            return False
+        cut = min((i for i, c in enumerate(pattern) if c in "*?[{"), default=len(pattern))
+        base = pattern[: pattern.rfind("/", 0, cut) + 1] or "/"
+        return not self._inside(base)
 
     def _leaves_sandbox(self, tool: str, tool_input: object) -> bool:
         if not isinstance(tool_input, dict):
