@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kavi.backends.env import CLAUDE_SWITCHES, scrubbed_env
+from kavi.backends.env import CLAUDE_SWITCHES, passthrough_problem, scrubbed_env
 from kavi.config import CLAUDE_PASSTHROUGH, ClaudeBackendConfig, parse_config
 from kavi.errors import ConfigError, GovernanceError
 from kavi.layout import is_agent_config
@@ -104,6 +104,29 @@ def test_the_scrubbed_environment_passes_settings_through(tmp_path: Path) -> Non
     )
     assert env["ANTHROPIC_BASE_URL"] == "http://gw" and env["ANTHROPIC_API_KEY"] == "k"
     assert "OTHER" not in env
+
+
+def test_git_finds_no_repository_enclosing_the_sandbox(tmp_path: Path) -> None:
+    """Claude Code runs git in its cwd and tells the model the branch, status and recent
+    commits it finds: with the sandbox's .git link gone, git would walk up into whatever
+    repository holds the sandboxes (a home kept in git)."""
+    import subprocess
+
+    outer = tmp_path / "home-in-git"
+    box = outer / "kavi-build-1"
+    (box / "work").mkdir(parents=True)
+    git("init", "-q", cwd=outer)
+    env = scrubbed_env({"PATH": os.environ["PATH"]}, home=box / "home", tmp=box / "tmp", ceiling=box)
+    assert env["GIT_CEILING_DIRECTORIES"] == str(box)
+    found = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"], cwd=box / "work", env=env, capture_output=True, text=True
+    )
+    assert found.returncode != 0 and "not a git repository" in found.stderr
+    unfenced = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"], cwd=box / "work", capture_output=True, text=True
+    )
+    assert unfenced.stdout.strip() == str(outer)  # what the ceiling stops
+    assert passthrough_problem("GIT_CEILING_DIRECTORIES") == "Kavi sets it itself"
 
 
 def test_a_proxy_password_is_a_secret_and_the_rest_of_the_url_is_not() -> None:

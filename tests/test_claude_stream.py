@@ -12,14 +12,19 @@ from typing import Any
 import pytest
 
 from kavi.backends.claude import build_argv, extra_args_problem
-from kavi.backends.claude_stream import StreamJudge
+from kavi.backends.claude_stream import NOT_KEPT, StreamJudge
 from kavi.backends.proc import DROPPED_LINE, MAX_LINE, run_bounded
 
 ROOT = "/work/sandbox/kavi-1"
 
 
+WRITABLE = ("skills/x.py", "tests/test_skill_x.py")
+
+
 def _judge(root: str = ROOT, progress: list[str] | None = None) -> StreamJudge:
-    return StreamJudge(roots=(root,), progress=progress.append if progress is not None else None)
+    return StreamJudge(
+        roots=(root,), writable=WRITABLE, progress=progress.append if progress is not None else None
+    )
 
 
 def _tool_use(ident: str, name: str, tool_input: dict[str, Any], message: str = "msg_1") -> str:
@@ -109,6 +114,84 @@ def test_permission_denials_and_refusal_texts_are_denied() -> None:
     assert got == {("Write", "denied"), ("Read", "denied")}
 
 
+def test_a_write_to_another_file_is_an_attempt_whatever_the_cli_answers() -> None:
+    """The CLI validates before it checks permissions: "File has not been read yet" or
+    "String to replace not found" is no denial, yet the call tried to write another file."""
+    judge = _judge()
+    calls = [
+        ("w1", "Write", {"file_path": f"{ROOT}/README.md", "content": "x"}),
+        ("w2", "Edit", {"file_path": "KAVI_BUILD_PACKET.md", "old_string": "a", "new_string": "b"}),
+        ("w3", "Write", {"file_path": f"{ROOT}/notes.txt", "content": "x"}),
+        ("w4", "Write", {"content": "no path"}),
+        ("ok1", "Write", {"file_path": f"{ROOT}/skills/../skills/x.py", "content": "x"}),
+        ("ok2", "Edit", {"file_path": "./tests//test_skill_x.py", "old_string": "a", "new_string": "b"}),
+    ]
+    for ident, tool, tool_input in calls:
+        judge.feed(_tool_use(ident, tool, tool_input))
+    judge.feed(_tool_result("w1", "<tool_use_error>File has not been read yet. Read it first"))
+    judge.feed(_tool_result("w3", "Permission to use Write has been denied because Claude Code is"))
+    assert [(a.tool, a.outcome) for a in judge.tool_attempts()] == [
+        ("Write", "not an allowed file"),
+        ("Edit", "not an allowed file"),
+        ("Write", "denied"),  # a denial says more, and is what the CLI said
+        ("Write", "not an allowed file"),
+    ]
+
+
+def test_a_repeated_tool_use_id_hides_no_call() -> None:
+    judge = _judge()
+    judge.feed(_tool_use("dup", "Bash", {"command": "id"}))
+    judge.feed(_tool_use("dup", "Write", {"file_path": f"{ROOT}/notes.txt", "content": "x"}))
+    judge.feed(_tool_use("dup", "Read", {"file_path": "README.md"}))
+    judge.feed(_tool_result("dup", "<tool_use_error>Error: No such tool available: Bash</tool_use_error>"))
+    judge.feed(_tool_result("dup", "Permission to use Write has been denied because Claude Code is"))
+    judge.feed(_tool_result("dup", "1\t# readme", is_error=False))
+    denial = {"tool_name": "Write", "tool_use_id": "dup", "tool_input": {"file_path": "notes.txt"}}
+    judge.feed(_result(permission_denials=[denial]))
+    assert [(a.tool, a.outcome) for a in judge.tool_attempts()] == [
+        ("Bash", "not offered; unavailable"),
+        ("Write", "denied"),
+    ]
+
+
+def test_more_than_one_result_event_fails_the_build() -> None:
+    from kavi.backends.claude import _verdict
+
+    judge = _judge()
+    judge.feed(_result(subtype="error_max_turns", is_error=True))
+    assert judge.result_problem is None
+    judge.feed(_result())  # a second "success" must not stand for the first
+    assert judge.result_problem == "claude reported 2 final results"
+    assert "claude reported 2 final results" in _verdict(judge, 0, False, 60, "")
+
+
+def test_the_kept_transcript_leaves_out_what_a_refused_call_returned() -> None:
+    judge = _judge()
+    lines = [
+        _tool_use("g1", "Glob", {"pattern": "/home/*/.ssh/*"}),
+        _tool_use("b1", "Bash", {"command": "env"}),
+        _tool_use("w1", "Write", {"file_path": "README.md", "content": "x"}),
+        _tool_use("r1", "Read", {"file_path": "README.md"}),
+    ]
+    for line in lines:
+        judge.feed(line)
+    glob = json.loads(_tool_result("g1", "/home/alice/.ssh/id_ed25519", is_error=False))
+    glob["tool_use_result"] = {"filenames": ["/home/alice/.ssh/id_ed25519"]}
+    answers = [
+        json.dumps(glob),
+        _tool_result("b1", "<tool_use_error>Error: No such tool available: Bash</tool_use_error>"),
+        _tool_result("w1", "FILE WRITTEN anyway", is_error=False),  # refused, yet answered
+        _tool_result("r1", "1\t# the readme", is_error=False),
+        '{"type": "user", "message": {"content": [{"type": "tool_result", "content": "cut',
+    ]
+    kept = judge.kept("\n".join([*lines, *answers, "a warning", ""]))
+    assert "alice" not in kept and "FILE WRITTEN" not in kept and "cut" not in kept
+    assert kept.count(NOT_KEPT) == 3  # the Glob's result and structured copy, the Write's
+    assert "No such tool available: Bash" in kept and "# the readme" in kept  # refusals, sandbox
+    assert "a warning" in kept and "not whole JSON not kept" in kept
+    assert all(json.loads(line) for line in kept.splitlines() if line.startswith("{"))
+
+
 @pytest.mark.parametrize(
     ("tool", "tool_input"),
     [
@@ -120,6 +203,9 @@ def test_permission_denials_and_refusal_texts_are_denied() -> None:
         ("Glob", {"pattern": "/etc/*"}),
         ("Glob", {"pattern": "../**/*"}),
         ("Glob", {"pattern": "*", "path": "/home"}),
+        ("Glob", {"pattern": "/{etc,home}/*"}),
+        ("Glob", {"pattern": f"{ROOT}*/skills/*.py"}),  # a sibling sandbox, kavi-12
+        ("Glob", {"pattern": f"{ROOT}/../kavi-2/**"}),
         ("Grep", {"pattern": "x", "path": "/"}),
         ("Grep", {"pattern": "x", "glob": "../*.py"}),
     ],
@@ -139,6 +225,8 @@ def test_a_path_outside_the_sandbox_is_an_attempt_whatever_the_cli_answers(
         ("Read", {"file_path": "skills/x.py"}),
         ("Glob", {"pattern": "**/*.py"}),
         ("Glob", {"pattern": "*.py", "path": f"{ROOT}/skills"}),
+        ("Glob", {"pattern": f"{ROOT}/skills/*.py"}),  # the sandbox spelt out
+        ("Glob", {"pattern": f"{ROOT}/**/*.py"}),
         ("Grep", {"pattern": "def ", "path": ROOT, "glob": "*.py"}),
         ("Edit", {"file_path": f"{ROOT}/skills/x.py", "old_string": "a", "new_string": "b"}),
     ],

@@ -85,6 +85,18 @@ def test_short_secrets_get_no_encoded_forms() -> None:
     assert redact("commit 6162636465 abcde", ["abcde"]) == f"commit 6162636465 {REDACTED}"
 
 
+def test_a_secret_as_a_json_or_python_string_literal_spells_it_is_found() -> None:
+    """A transcript of JSON events holds a ``"`` or ``\\`` in a secret escaped; so does a
+    Python string literal in a file the gate reads."""
+    import json
+
+    secret = 'pa"ss\\w\u00f6rd-7731'
+    for text in (json.dumps({"t": secret}), json.dumps({"t": secret}, ensure_ascii=False)):
+        assert redact(text, [secret]) == '{"t": "[REDACTED]"}'
+    assert redact_bytes(b"KEY = 'pa\\\"ss\\\\w\\u00f6rd-7731'", [secret])[1]
+    assert set(secret_forms('ab"c')) == {b'ab"c', b'ab\\"c'}  # short: only its spellings
+
+
 def test_withheld_paths_covers_where_links_out_of_hidden_dirs_lead(tmp_path: Path) -> None:
     work = tmp_path / "forge"
     work.mkdir()

@@ -9,6 +9,7 @@ Everything Kavi writes from untrusted or external text passes :func:`redact`.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 
@@ -62,15 +63,21 @@ MIN_FORM_LEN = 8
 def secret_forms(value: str) -> tuple[bytes, ...]:
     """``value`` and the trivial encodings an agent could smuggle it out in, as bytes.
 
-    Reversed, hex (both cases), UTF-16 (both byte orders), and base64 / URL-safe base64
+    As a JSON (or Python) string literal would spell it (a transcript of JSON events holds
+    a ``"`` or ``\\`` in a secret escaped); reversed, hex (both cases), UTF-16 (both byte
+    orders), and base64 / URL-safe base64
     at each of the three alignments (only the characters that depend on ``value`` alone,
     so the form is found whatever bytes surround it). Longest first. Values shorter
     than 8 characters get no encoded forms: those would match ordinary hex and base64.
     """
     raw = value.encode("utf-8", "surrogateescape")
-    if len(raw) < MIN_FORM_LEN:
-        return (raw,)  # short values: their encodings would match ordinary hex and base64
-    forms = {raw, raw[::-1], raw.hex().encode(), raw.hex().upper().encode()}
+    escaped = {
+        json.dumps(value, ensure_ascii=ascii)[1:-1].encode("utf-8", "surrogatepass")
+        for ascii in (False, True)
+    } - {raw}
+    if len(raw) < MIN_FORM_LEN:  # short values: their encodings would match ordinary hex and base64
+        return tuple(sorted({raw, *escaped}, key=len, reverse=True))
+    forms = {raw, *escaped, raw[::-1], raw.hex().encode(), raw.hex().upper().encode()}
     forms.update({value.encode("utf-16-le", "surrogatepass"), value.encode("utf-16-be", "surrogatepass")})
     for pad, skip_bytes in ((0, 0), (1, 2), (2, 1)):
         groups = (len(raw) - skip_bytes) // 3

@@ -62,6 +62,7 @@ class Text:
 class ToolUse:
     name: str
     input: dict[str, Any]
+    id: str | None = None  # the tool_use id (default: a fresh one); a model may repeat one
 
 
 Block = Text | ToolUse
@@ -154,6 +155,9 @@ class Turn:
     # answer a streaming request with a stream that ends before ``message_start`` (the
     # CLI then asks again without streaming): this turn is only ever sent as plain JSON
     plain_only: bool = False
+    # the model the answer says it came from (default: the one asked for); a hostile
+    # server chooses this text too
+    model: str | None = None
 
     @classmethod
     def fail(cls, status: int, kind: str, message: str) -> Turn:
@@ -293,14 +297,14 @@ class FakeAnthropicServer:
             if isinstance(block, Text):
                 content.append({"type": "text", "text": block.text})
             else:
-                ident = f"toolu_fake{next(self._ids):06d}"
+                ident = block.id or f"toolu_fake{next(self._ids):06d}"
                 content.append({"type": "tool_use", "id": ident, "name": block.name, "input": block.input})
         data = request.json() or {}
         return {
             "id": f"msg_fake{next(self._ids):06d}",
             "type": "message",
             "role": "assistant",
-            "model": str(data.get("model") or self.model),
+            "model": turn.model or str(data.get("model") or self.model),
             "content": content,
             "stop_reason": "tool_use" if any(isinstance(b, ToolUse) for b in blocks) else "end_turn",
             "stop_sequence": None,
@@ -329,7 +333,8 @@ class FakeAnthropicServer:
                     )
                 )
                 text = block["text"]
-                for piece in [text[i : i + 40] for i in range(0, len(text), 40)] or [""]:
+                step = max(40, len(text) // 64)  # a huge block in a few dozen deltas
+                for piece in [text[i : i + step] for i in range(0, len(text), step)] or [""]:
                     delta = {"type": "text_delta", "text": piece}
                     events.append(
                         (
@@ -346,7 +351,8 @@ class FakeAnthropicServer:
                     )
                 )
                 raw = json.dumps(block["input"])
-                for piece in [raw[i : i + 60] for i in range(0, len(raw), 60)]:
+                step = max(60, len(raw) // 64)
+                for piece in [raw[i : i + step] for i in range(0, len(raw), step)]:
                     delta = {"type": "input_json_delta", "partial_json": piece}
                     events.append(
                         (

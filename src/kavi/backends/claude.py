@@ -12,7 +12,9 @@ What the CLI is told (checked against the real CLI, 2.1.197):
   skills or commands from the sandbox (which is a checkout of what anyone could push) or
   the home;
 * ``--no-session-persistence``, ``--max-turns``, ``--max-budget-usd``; and an
-  environment with the switches of :data:`kavi.backends.env.CLAUDE_SWITCHES`.
+  environment with the switches of :data:`kavi.backends.env.CLAUDE_SWITCHES`;
+* a prompt of Kavi's own words only: the packet is a file in the sandbox the model reads
+  (text in the prompt is parsed by the CLI: ``@path`` attaches files unchecked).
 
 It runs with cwd = sandbox, stdin from /dev/null, its own process group, a hard timeout
 and a scrubbed environment. Exit status 0 is not success: the stream is judged event by
@@ -47,17 +49,21 @@ EXTRA_FLAGS = {
     "--exclude-dynamic-system-prompt-sections": 0,
 }
 # a path must be matched by the permission rule literally (no glob, no list separator)
-_UNSAFE_PATH = re.compile(r"[*?\[\]{}!\\,()\s#]")
+# and be quoted in the prompt as it is (no backtick, no @-mention)
+_UNSAFE_PATH = re.compile(r"[*?\[\]{}!\\,()\s#@`]")
 
+# The prompt is Kavi's own text only. The CLI reads its prompt: an ``@path`` there attaches
+# any file (or directory listing) the CLI can read — no tool call, no permission rule, no
+# event in the stream — so the packet, which quotes the proposal and the previous
+# attempt's findings, reaches the model only as a file it reads (D071).
 PROMPT = """You are the code-writing backend of Kavi, a governed skill forge.
-Read the build packet below (also in ./KAVI_BUILD_PACKET.md) and write exactly these files:
+Your instructions are in the build packet, the file KAVI_BUILD_PACKET.md in the current
+directory: read it first, with the Read tool. Then write exactly these files:
 {paths}
 Write complete file contents with the Write/Edit tools. Do not create, rename, delete or
 modify any other file, do not read anything outside the current directory, and do not try
 to run commands: no shell is available. When both files are written, reply with one short
-sentence.
-
-{packet}"""
+sentence."""
 
 
 def _budget(config: ClaudeBackendConfig, request: BackendRequest) -> str:
@@ -70,8 +76,8 @@ def _budget(config: ClaudeBackendConfig, request: BackendRequest) -> str:
 
 
 def build_argv(config: ClaudeBackendConfig, executable: str, request: BackendRequest) -> list[str]:
-    paths = "\n".join(f"- {p}" for p in request.allowed_paths)
-    prompt = PROMPT.format(paths=paths, packet=request.packet_text)
+    paths = "\n".join(f"- `{p}`" for p in request.allowed_paths)
+    prompt = PROMPT.format(paths=paths)
     allowed = ["Read(./**)", *(f"Edit(./{p})" for p in request.allowed_paths)]
     argv = [
         executable,
@@ -144,8 +150,9 @@ class ClaudeBackend:
             if _UNSAFE_PATH.search(path):
                 raise ConfigError(
                     f"the claude backend cannot fence the path {path!r}",
-                    why="its permission rules would read glob or separator characters in it",
-                    remedy="use skills_dir/tests_dir without *?[]{}!,()#, spaces or backslashes",
+                    why="its permission rules would read glob or separator characters in it, or its prompt "
+                    "a file mention",
+                    remedy="use skills_dir/tests_dir without *?[]{}!,()#@`, spaces or backslashes",
                 )
         names = self.config.credential_env
         if not any(environ.get(name) for name in names):
@@ -167,7 +174,9 @@ class ClaudeBackend:
             if plan is not None
             else Jail(argv, False)
         )
-        judge = StreamJudge(roots=_roots(request.sandbox), progress=request.progress)
+        judge = StreamJudge(
+            roots=_roots(request.sandbox), writable=request.allowed_paths, progress=request.progress
+        )
         proc = run_bounded(
             jail.argv,
             cwd=request.sandbox,
@@ -186,8 +195,8 @@ class ClaudeBackend:
                 else "none (tripwire only)"
             )
             + "\n"
-            f"$ {self.config.command} -p <packet> {shlex.join(argv[3:])}\n"
-            f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}\n"
+            f"$ {self.config.command} -p <prompt: read KAVI_BUILD_PACKET.md> {shlex.join(argv[3:])}\n"
+            f"--- stdout ---\n{judge.kept(proc.stdout)}\n--- stderr ---\n{proc.stderr}\n"
             f"--- exit: {'killed after timeout' if proc.timed_out else proc.returncode}"
             f" in {proc.duration_s:.1f}s ---\n"
         )
@@ -230,6 +239,8 @@ def _verdict(judge: StreamJudge, code: int | None, timed_out: bool, timeout: flo
         listed = ", ".join(f"{a.tool} ({a.outcome})" for a in attempts[:10])
         more = f" and {len(attempts) - 10} more" if len(attempts) > 10 else ""
         problems.append(f"claude attempted {len(attempts)} tool call(s) outside its fence: {listed}{more}")
+    if judge.result_problem:
+        problems.append(judge.result_problem)
     if judge.dropped or judge.unreadable:
         problems.append(
             f"claude's output could not be read whole ({judge.dropped} over-long, "

@@ -39,6 +39,7 @@ _KAVI_SET = frozenset(
         "GIT_CONFIG_NOSYSTEM",
         "GIT_CONFIG_GLOBAL",
         "GIT_TERMINAL_PROMPT",
+        "GIT_CEILING_DIRECTORIES",
         "PYTHONDONTWRITEBYTECODE",
         "NO_COLOR",
         *PASSTHROUGH,
@@ -72,7 +73,13 @@ def scrubbed_env(
     credentials: Iterable[str] = (),
     passthrough: Iterable[str] = (),
     forbidden: Iterable[str] = (),
+    ceiling: Path | None = None,
 ) -> dict[str, str]:
+    """The environment for a process Kavi starts in a sandbox. With ``ceiling`` (the
+    directory holding the sandbox) git looks for no repository at or above it: the
+    sandbox has no ``.git`` link, and the repository that happens to enclose the
+    sandboxes (a home kept in git) is none of the agent's business — Claude Code would
+    otherwise describe its branch, status and recent commits to the model."""
     blocked = set(forbidden)
     env: dict[str, str] = {k: source[k] for k in PASSTHROUGH if k in source}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -94,4 +101,6 @@ def scrubbed_env(
             "NO_COLOR": "1",
         }
     )
+    if ceiling is not None:
+        env["GIT_CEILING_DIRECTORIES"] = str(ceiling)
     return env

@@ -20,11 +20,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kavi.backends.base import Backend, BackendRequest, BackendResult
 from kavi.backends.jail import Confinement
 from kavi.clock import now_iso
-from kavi.errors import ConfigError, GitError, KaviError, StateError, ValidationError
+from kavi.errors import ConfigError, GateError, GitError, KaviError, StateError, ValidationError
 from kavi.forge.context import Forge
 from kavi.forge.packet import PACKET_FILE, render_packet
 from kavi.forge.spec import SkillPaths, skill_paths
@@ -35,6 +36,7 @@ from kavi.ledger.models import (
     Build,
     BuildOptions,
     BuildStatus,
+    BuildUsage,
     Proposal,
     ToolAttempt,
     Violation,
@@ -43,6 +45,9 @@ from kavi.ledger.reducer import EventKind
 from kavi.ledger.states import ProposalStatus
 from kavi.secrets import redact, secret_values
 from kavi.textsafe import printable
+
+if TYPE_CHECKING:
+    from kavi.gitstore.repo import GitRepo
 
 Progress = Callable[[str], None]
 
@@ -229,6 +234,16 @@ def build_skill(
         )
     if repo.entry(base, PACKET_FILE) is not None:
         raise ValidationError(f"the repository already tracks {PACKET_FILE}; Kavi needs that name")
+    links = _links_on_the_way(repo, base, paths.allowed)
+    if links:
+        raise GateError(
+            f"{config.target_branch} holds a symlink where the build must write: {', '.join(links)}",
+            why="the agent writes the skill and its test as regular files; through a committed "
+            "symlink (at the file or a directory above it) a write would land wherever the link "
+            "leads, outside the sandbox",
+            remedy=f"replace the symlink(s) on {config.target_branch} with a regular file or "
+            "directory (an ordinary commit), then build again",
+        )
     sandbox_root_base = sandbox_base(forge)
     if policy.sandbox.confine == "required":
         from kavi.backends import jail
@@ -337,6 +352,7 @@ def build_skill(
             credentials=config.backends.credential_names(backend.name),
             passthrough=config.backends.passthrough_names(backend.name),
             forbidden=[f"KAVI_SECRET_{s}" for s in proposal.required_secrets],
+            ceiling=box.root,
         )
         from kavi.backends import jail
 
@@ -428,7 +444,7 @@ def build_skill(
             "tree_id": tree_id,
             "summary": printable(redact(_summary(result, violations, error), secrets)),
             "violations": violations,
-            "usage": result.usage if result is not None else started.usage,
+            "usage": _safe_usage(result, started, secrets),
             "tool_attempts": _safe_attempts(result, secrets),
             "finished_at": now_iso(),
         }
@@ -492,6 +508,39 @@ def build_skill(
         proposal=ledger.proposal(proposal.id),
         packet=packet,
         log=log,
+    )
+
+
+def _links_on_the_way(repo: GitRepo, base: str, allowed: tuple[str, ...]) -> list[str]:
+    """The allowed paths, or directories above them, that ``base`` holds as symlinks."""
+    from kavi.gitstore.repo import MODE_LINK
+
+    found: list[str] = []
+    for path in allowed:
+        parts = path.split("/")
+        for depth in range(1, len(parts) + 1):
+            entry = repo.entry(base, "/".join(parts[:depth]))
+            if entry is None:
+                break
+            if entry.mode == MODE_LINK:
+                found.append("/".join(parts[:depth]))
+                break
+    return sorted(set(found))
+
+
+def _safe_usage(result: BackendResult | None, started: Build, secrets: list[str]) -> BuildUsage:
+    """The backend's usage as the ledger keeps it: the model's name is what the server
+    answered (a hostile one chooses it), so it is redacted and escaped like any
+    agent-chosen text; so is the version, for the same price."""
+    if result is None:
+        return started.usage
+    usage = result.usage
+    return usage.model_copy(
+        update={
+            name: printable(redact(value, secrets))
+            for name, value in (("model", usage.model), ("backend_version", usage.backend_version))
+            if value is not None
+        }
     )
 
 

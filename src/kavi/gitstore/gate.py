@@ -87,7 +87,10 @@ def check(
                 bad(path, "expected file was not written", "missing")
                 continue
             if entry.mode != MODE_BLOB:
-                continue  # already reported above if it changed
+                if not any(v.path == path and v.rule == "mode" for v in out):  # unchanged: a
+                    # symlink the base already held would otherwise pass as "written"
+                    bad(path, f"is a {_mode(entry.mode)}; only 100644 files are allowed", "mode")
+                continue
             data = repo.read_blob(entry.oid)
             if len(data) > max_file_bytes:
                 bad(path, f"is {len(data)} bytes (limit {max_file_bytes})", "too-large")
