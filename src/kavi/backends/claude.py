@@ -15,9 +15,9 @@ import shutil
 from typing import Any
 
 from kavi.backends.base import BackendRequest, BackendResult
-from kavi.backends.jail import Jail, confine
-from kavi.backends.proc import run_bounded
 from kavi.config import ClaudeBackendConfig
+from kavi.confine.jail import Jail, confine
+from kavi.confine.proc import run_bounded
 from kavi.errors import BackendError
 
 DISALLOWED_TOOLS = (

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 
-from kavi.backends.proc import run_bounded
+from kavi.confine.proc import run_bounded
 from kavi.ledger.models import GateResult
 from kavi.policy.model import Policy
 

@@ -158,6 +158,13 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX runs_skill ON runs(skill_name);
     """,
+    # v2: how the operating system confined each run and verification (issue 9)
+    """
+    ALTER TABLE runs ADD COLUMN confinement TEXT;
+    ALTER TABLE runs ADD COLUMN caller TEXT;
+    ALTER TABLE runs ADD COLUMN limit_exceeded TEXT;
+    ALTER TABLE verifications ADD COLUMN confinement TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

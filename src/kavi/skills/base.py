@@ -73,22 +73,51 @@ class SkillContext:
 
     ``vault_root``: the forge's vault directory (absolute).
     ``allowed_write_paths``: absolute directories the skill may write below.
+    ``read_roots``: absolute directories the skill may read below (besides the write
+    paths); empty means the vault.
+    ``protected``: directories below those that are never writable (Kavi's own
+    artifacts, git directories).
     ``secrets``: the values of the secrets the skill declared (TRUSTED skills only).
+
+    At run time the operating system enforces the same: nothing outside these paths
+    (and the Python runtime) exists for the skill. Use ``resolve_read_path`` and
+    ``resolve_write_path`` to turn an input path into a file to open: they refuse what
+    lies outside with a clear error instead of a missing file.
     """
 
     vault_root: Path
     allowed_write_paths: tuple[Path, ...] = ()
     secrets: Mapping[str, str] = field(default_factory=dict)
+    read_roots: tuple[Path, ...] = ()
+    protected: tuple[Path, ...] = ()
 
-    def resolve_write_path(self, relative: str) -> Path:
-        """Resolve ``relative`` against the vault root; refuse anything outside the allowed paths."""
+    def _resolve(self, relative: str, what: str) -> Path:
         candidate = Path(relative)
         if candidate.is_absolute() or "\x00" in relative:
             raise PolicyDenied(
-                f"write path {relative!r} must be relative to the vault",
+                f"{what} path {relative!r} must be relative to the vault",
                 remedy="pass a path like 'Inbox/AI/note.md'",
             )
-        target = (self.vault_root / candidate).resolve()
+        return (self.vault_root / candidate).resolve()
+
+    def resolve_read_path(self, relative: str) -> Path:
+        """Resolve ``relative`` against the vault root (symlinks followed); refuse anything
+        outside the read roots (and the allowed write paths)."""
+        target = self._resolve(relative, "read")
+        roots = [p.resolve() for p in (*(self.read_roots or (self.vault_root,)), *self.allowed_write_paths)]
+        if not any(target == root or root in target.parents for root in roots):
+            allowed = ", ".join(str(r) for r in roots)
+            raise PolicyDenied(
+                f"read path {relative!r} resolves outside the read roots",
+                why=f"{target} is not below {allowed}",
+                remedy="read inside the vault (runtime.allowed_read_paths in .kavi/policy.yaml)",
+            )
+        return target
+
+    def resolve_write_path(self, relative: str) -> Path:
+        """Resolve ``relative`` against the vault root (symlinks followed); refuse anything
+        outside the allowed paths, and Kavi's own artifacts and git directories."""
+        target = self._resolve(relative, "write")
         roots = [p.resolve() for p in self.allowed_write_paths] or [self.vault_root.resolve()]
         if not any(target == root or root in target.parents for root in roots):
             allowed = ", ".join(str(r) for r in roots)
@@ -97,6 +126,13 @@ class SkillContext:
                 why=f"{target} is not below {allowed}",
                 remedy="write inside the vault (allowed_write_paths in .kavi/policy.yaml)",
             )
+        for guarded in (p.resolve() for p in self.protected):
+            if target == guarded or guarded in target.parents:
+                raise PolicyDenied(
+                    f"write path {relative!r} is inside {guarded}, which skills never write",
+                    why="Kavi's own artifacts and git directories are read-only for every skill",
+                    remedy="write somewhere else in the vault",
+                )
         return target
 
 

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -54,7 +54,7 @@ def _children() -> dict[int, list[int]]:
     return out
 
 
-def _kill_tree(pid: int) -> None:
+def kill_tree(pid: int) -> None:
     """SIGKILL ``pid``'s process group and every descendant of ``pid``.
 
     A descendant that left the group (``setsid``) is still a descendant; killing the
@@ -97,9 +97,26 @@ def _prctl(option: int, value: int) -> int:
         return -1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: SIGKILL it when Kavi dies, however Kavi dies."""
     _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _child_setup(limits: Mapping[str, object] | None) -> Callable[[], None]:
+    """What a child does before exec: die with Kavi; with ``limits``, take them on (the
+    unconfined fallback: without a PID namespace the process count is not limited)."""
+    if not limits:
+        return die_with_parent
+    from kavi.confine.init import apply_limits
+
+    own = {k: v for k, v in limits.items() if k != "processes"}
+
+    def setup() -> None:
+        die_with_parent()
+        apply_limits(0, own)
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+
+    return setup
 
 
 class _Subreaper:
@@ -121,7 +138,7 @@ class _Subreaper:
             return
         strays = [p for p in _children().get(self.me, []) if p not in self.before]
         for pid in strays:
-            _kill_tree(pid)
+            kill_tree(pid)
         for pid in strays:
             try:
                 os.waitpid(pid, 0)
@@ -173,9 +190,12 @@ def run_bounded(
     timeout: float,
     stdin_data: bytes | None = None,
     reap_orphans: bool = False,
+    limits: Mapping[str, object] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> ProcResult:
     """Run ``argv`` to completion or ``timeout``; with ``reap_orphans`` (an untrusted
-    backend, one at a time, from the main thread) also kill the daemons it double-forked."""
+    backend, one at a time, from the main thread) also kill the daemons it double-forked;
+    with ``limits`` (see :func:`kavi.confine.init.apply_limits`) as its rlimits."""
     start = time.monotonic()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         reaper = _Subreaper(reap_orphans)
@@ -187,7 +207,8 @@ def run_bounded(
             stdout=out,
             stderr=err,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_child_setup(limits),
+            pass_fds=tuple(pass_fds),
         )
         timed_out = False
         previous = _trap_termination()
@@ -202,7 +223,7 @@ def run_bounded(
         except subprocess.TimeoutExpired:
             timed_out = True
         finally:
-            _kill_tree(proc.pid)
+            kill_tree(proc.pid)
             proc.wait()
             reaper.finish()
             _restore_handlers(previous)
