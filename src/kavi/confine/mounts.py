@@ -191,6 +191,8 @@ def build_allowlist(spec: dict[str, Any]) -> None:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             os.symlink(op["target"], target)
         elif kind == "hide":
+            if not os.path.lexists(target):  # a skeleton on the way to a deeper root
+                os.makedirs(target)
             if os.path.isdir(target):  # read-only once the roots below it are bound
                 _mount("kavi-hidden", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0555,size=4k")
                 hidden.append(target)

@@ -11,6 +11,7 @@ the reply with how the process ended (and which limit, if one ended it).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import select
@@ -57,6 +58,34 @@ class WorkerResult:
         if self.confined and self.status.get("exit") == 97:
             return str(self.status.get("error") or "cannot confine")
         return None
+
+
+def skill_request(
+    *,
+    source: bytes,
+    filename: str,
+    module: str,
+    class_name: str,
+    payload: Mapping[str, Any],
+    context: Mapping[str, Any],
+    guard_json: str,
+    cwd: str,
+    secrets: Mapping[str, str],
+) -> dict[str, Any]:
+    """What :mod:`kavi.confine.worker` reads: the verified source (exact bytes), the
+    validated input, the skill's context, the guard policy, where to start, the secrets
+    (as ``ctx.secrets`` and as ``KAVI_SECRET_<NAME>`` in its environment)."""
+    return {
+        "source": base64.b64encode(source).decode(),
+        "filename": filename,
+        "module": module,
+        "class_name": class_name,
+        "input": dict(payload),
+        "context": {**context, "secrets": dict(secrets)},
+        "env": {f"KAVI_SECRET_{k}": v for k, v in secrets.items()},
+        "guard": guard_json,
+        "cwd": cwd,
+    }
 
 
 def child_env(source: Mapping[str, str], *, tmp: str) -> dict[str, str]:

@@ -186,6 +186,14 @@ def allowlist_view(
             continue
         if any(_holds(b, real) and b != real for b in bound) or str(real) in ops:
             ops[str(real)] = {"path": str(real), "kind": "hide"}
+    # a root below a private directory (a vault under /tmp): the directories on its way
+    # there are read-only skeletons, not part of the private directory
+    for path, _size in private:
+        for root in bound:
+            if root != path and path in root.parents:
+                first = path / root.relative_to(path).parts[0]
+                if first != root and str(first) not in ops:
+                    ops[str(first)] = {"path": str(first), "kind": "hide"}
     # roots below a hidden directory are shown again (they are deeper: mounted on top)
     for kind, roots in (("ro", read_roots), ("rw", write_roots)):
         for root in roots:

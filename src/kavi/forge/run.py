@@ -21,7 +21,6 @@ long-lived front end such as an MCP server may call it per request). Order:
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from kavi.clock import now_iso
-from kavi.confine.session import Worker, WorkerResult
+from kavi.confine.session import Worker, WorkerResult, skill_request
 from kavi.errors import (
     GovernanceError,
     GuardViolation,
@@ -269,23 +268,22 @@ class _Plan:
             protected=tuple(x for x in protected if x.exists()),
             read_roots=None if worker.confined else (*reads, vault, Path(tmp)),
         )
-        request = {
-            "source": base64.b64encode(skill.source).decode(),
-            "filename": str(skill.path),
-            "module": f"_kavi_trusted_.{p.skill_name}_v{p.version}",
-            "class_name": p.class_name,
-            "input": validated,
-            "context": {
+        request = skill_request(
+            source=skill.source,
+            filename=str(skill.path),
+            module=f"_kavi_trusted_.{p.skill_name}_v{p.version}",
+            class_name=p.class_name,
+            payload=validated,
+            context={
                 "vault_root": str(vault),
                 "allowed_write_paths": [str(w) for w in writes],
                 "read_roots": [str(r) for r in reads],
                 "protected": [str(x) for x in protected],
-                "secrets": secrets,
             },
-            "env": {f"KAVI_SECRET_{k}": v for k, v in secrets.items()},
-            "guard": guard.to_json(),
-            "cwd": str(vault),
-        }
+            guard_json=guard.to_json(),
+            cwd=str(vault),
+            secrets=secrets,
+        )
         view = None
         if worker.confined:
             home = Path(os.path.expanduser("~")).resolve()

@@ -366,6 +366,11 @@ class VerifyPolicy(_Strict):
     pytest_timeout_seconds: float = Field(default=120.0, gt=0)  # wall time of the generated tests
     tool_timeout_seconds: float = Field(default=300.0, gt=0)
     limits: Limits = Field(default_factory=lambda: Limits(cpu_seconds=120, tmp_mb=256))
+    # auto: generated tests run in namespaces where the machine can, else under the guard
+    # alone (which then also confines reads); required: fail the pytest gate without them
+    confine: Confine = "auto"
+
+    _confine = field_validator("confine", mode="before")(_confine_value)
 
 
 class Policy(_Strict):
