@@ -39,7 +39,7 @@ def test_nothing_of_the_host_is_readable(box: Box, isolated_env: Path) -> None:
         "../.git/config",  # the same, relative to the vault
         str(box.notes / "out"),  # a symlink in the vault that points out
         f"/proc/self/root{key}",  # through the process's root link
-        f"/proc/self/cwd/../.git/config",  # through its working directory link
+        "/proc/self/cwd/../.git/config",  # through its working directory link
         "/proc/1/environ",  # the jail's PID 1 (more privileged: no ptrace access)
         "/proc/1/root/etc/passwd",
         "/etc/passwd",
@@ -52,7 +52,25 @@ def test_nothing_of_the_host_is_readable(box: Box, isolated_env: Path) -> None:
     assert out(probe(box, "chdir_read", ".git/config")).startswith("ERR")
     # what the root holds: the runtime and the vault's path, nothing of the home
     top = json.loads(out(probe(box, "listdir", "/"))[3:].replace("'", '"'))
-    assert set(top) <= {"bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr", "etc", "proc", "dev", "tmp", "root", "home", "opt", "work", "srv", "var"}
+    assert set(top) <= {
+        "bin",
+        "sbin",
+        "lib",
+        "lib32",
+        "lib64",
+        "libx32",
+        "usr",
+        "etc",
+        "proc",
+        "dev",
+        "tmp",
+        "root",
+        "home",
+        "opt",
+        "work",
+        "srv",
+        "var",
+    }
     assert out(probe(box, "listdir", str(box.forge))) == "OK ['vault_out']"
     assert out(probe(box, "read", str(box.notes / "hello.md"))) == "OK hello\n"  # the read root is readable
 
@@ -71,7 +89,9 @@ def test_writes_only_below_the_write_roots(box: Box) -> None:
         got = out(probe(box, "write", str(target), writes=True))
         assert got.startswith("ERR"), (target, got)
     # a hard link from Kavi's artifacts into the write root: refused across mounts
-    got = out(probe(box, "link", f"{box.artifacts / 'RUN_RECORD_x.md'}|{box.notes / 'alias.md'}", writes=True))
+    got = out(
+        probe(box, "link", f"{box.artifacts / 'RUN_RECORD_x.md'}|{box.notes / 'alias.md'}", writes=True)
+    )
     assert got.startswith("ERR OSError 18") or got.startswith("ERR PermissionError"), got
     assert (box.artifacts / "RUN_RECORD_x.md").read_text() == before
     assert not (box.artifacts / "new.md").exists() and not (box.vault / "top.md").exists()
@@ -128,7 +148,20 @@ def test_environment_is_the_childs_own(box: Box, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("KAVI_SECRET_OTHER", "other-skills-secret-value")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-unrelated-credential-value")
     env = json.loads(out(probe(box, "env"))[3:])
-    assert set(env) <= {"LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "LC_NUMERIC", "LC_TIME", "TZ", "PATH", "HOME", "TMPDIR", "PYTHONDONTWRITEBYTECODE"}
+    assert set(env) <= {
+        "LANG",
+        "LANGUAGE",
+        "LC_ALL",
+        "LC_CTYPE",
+        "LC_MESSAGES",
+        "LC_NUMERIC",
+        "LC_TIME",
+        "TZ",
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "PYTHONDONTWRITEBYTECODE",
+    }
     declared = json.loads(out(probe(box, "env", secrets={"TOKEN": "declared-token-value"}))[3:])
     assert declared["KAVI_SECRET_TOKEN"] == "declared-token-value"
     assert "other-skills-secret-value" not in json.dumps(declared)
@@ -139,7 +172,7 @@ def test_environment_is_the_childs_own(box: Box, monkeypatch: pytest.MonkeyPatch
 
 def test_only_its_own_descriptors(box: Box) -> None:
     fds = out(probe(box, "fds"))
-    listed = eval(fds[3:])  # noqa: S307 - a list literal the probe printed
+    listed = eval(fds[3:])
     assert [entry.split("=")[0] for entry in listed] == ["0", "1", "2", "3"], listed
     assert all("pipe:" in entry or "(deleted)" in entry for entry in listed), listed
 

@@ -21,8 +21,8 @@ import yaml
 from conftest import isolation
 from kavi.confine import jail
 from support.forge import git, kavi_json, make_forge, ssh_key, use_signing_key
+from support.hostile import KEY_TEXT, OPENAI, OTHER, TOKEN, everything_stored
 from support.skills import hexed, skill_source, skill_tests_source, write_files
-from test_confine_runtime import KEY_TEXT, OPENAI, OTHER, TOKEN, _everything_stored, listener  # noqa: F401
 
 pytestmark = [
     pytest.mark.slow,
@@ -49,12 +49,22 @@ def verify_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str
         policy = yaml.safe_load(path.read_text())
         policy["scanner"]["network"] = True
         policy["verify"]["pytest_timeout_seconds"] = 40
-        policy["verify"]["limits"].update({"cpu_seconds": 3, "memory_mb": 1024, "file_size_mb": 8, "tmp_mb": 32})
+        policy["verify"]["limits"].update(
+            {"cpu_seconds": 3, "memory_mb": 1024, "file_size_mb": 8, "tmp_mb": 32}
+        )
         path.write_text(yaml.safe_dump(policy, sort_keys=False))
         git("commit", "-q", "-S", "-am", "policy: network code in the scanner; small verify limits", cwd=repo)
         pid = kavi_json(
-            "propose-skill", "--name", "read_file", "--desc", "reads", "--side-effect", "READ_ONLY",
-            "--io-schema-json", json.dumps(SCHEMA), cwd=repo,
+            "propose-skill",
+            "--name",
+            "read_file",
+            "--desc",
+            "reads",
+            "--side-effect",
+            "READ_ONLY",
+            "--io-schema-json",
+            json.dumps(SCHEMA),
+            cwd=repo,
         )["proposal_id"]
     return root, str(pid)
 
@@ -79,7 +89,7 @@ def _verify(repo: Path, pid: str, tests: str, where: Path) -> dict:
     return dict(kavi_json("verify-skill", pid, cwd=repo, expect=1))
 
 
-ATTACKS = '''
+ATTACKS = """
 
 # target: {artifact}
 
@@ -119,7 +129,7 @@ def test_writes_kavis_artifacts() -> None:
 def test_connects_to_loopback() -> None:
     with socket.create_connection(("127.0.0.1", {port}), timeout=2) as conn:
         assert conn.recv(100) == b""
-'''
+"""
 
 
 def test_generated_tests_cannot_read_write_or_connect_outside(
@@ -145,11 +155,18 @@ def test_generated_tests_cannot_read_write_or_connect_outside(
     assert not pytest_gate["ok"] and not pytest_gate["skipped"], v["gates"]
     assert all(v["gates"][g]["ok"] for g in ("scope", "policy", "invariants", "ruff", "mypy")), v["gates"]
     findings = "\n".join(pytest_gate["findings"])
-    for name in ("users_key", "git_config", "vault_symlink_out", "holds_no_secret", "kavis_environment",
-                 "kavis_artifacts", "connects_to_loopback"):
+    for name in (
+        "users_key",
+        "git_config",
+        "vault_symlink_out",
+        "holds_no_secret",
+        "kavis_environment",
+        "kavis_artifacts",
+        "connects_to_loopback",
+    ):
         assert name in findings, (name, findings)
     assert not seen and not artifact.exists()
-    stored = _everything_stored(repo)
+    stored = everything_stored(repo)
     for value in ("theusersprivatekey", "git-config-secret-value", TOKEN, OTHER, OPENAI):
         assert value not in stored, value
     report = (repo / v["report"]).read_text()

@@ -19,7 +19,7 @@ from kavi.confine.session import Worker, WorkerResult, skill_request
 from kavi.confine.views import allowlist_view
 from kavi.policy.guard import GuardPolicy
 
-PROBE = '''
+PROBE = """
 import json, os, socket, time
 from pathlib import Path
 from kavi.skills.base import BaseSkill, SideEffect, SkillContext, SkillInput, SkillOutput
@@ -160,7 +160,7 @@ class ProbeSkill(BaseSkill[ProbeInput, ProbeOutput]):
         if input.action in ("loop", "alloc", "bomb", "bigfile"):
             return ProbeOutput(out=str(ACTIONS[input.action](input.arg)))
         return ProbeOutput(out=_try(lambda: ACTIONS[input.action](input.arg)))
-'''
+"""
 
 LIMITS = {"cpu_seconds": 5, "memory_mb": 1024, "processes": 16, "file_size_mb": 8, "tmp_mb": 16}
 
@@ -242,7 +242,9 @@ def probe(
         cwd=str(box.vault),
         secrets=secrets or {},
     )
-    return worker.run(view=view if confined else None, request=request, limits=limits or LIMITS, timeout=timeout)
+    return worker.run(
+        view=view if confined else None, request=request, limits=limits or LIMITS, timeout=timeout
+    )
 
 
 def out(result: WorkerResult) -> str:

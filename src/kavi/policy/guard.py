@@ -1873,7 +1873,11 @@ def _make_pol(policy: GuardPolicy, store: list[str], report_fd: int) -> _Pol:
             if prefix not in code:
                 code.append(prefix)
     protected = [str(p) for p in policy.protected]
+    # where reads are confined, the import path is readable too (even entries that do not
+    # exist yet, such as the standard library's zip: the import system probes them)
     reads = None if policy.read_roots is None else [str(p) for p in policy.read_roots]
+    if reads is not None:
+        reads += [os.path.realpath(e) for e in entries if os.path.realpath(e) != "/"]
     return (
         frozenset(roots),
         prefixes,

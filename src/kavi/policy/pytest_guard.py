@@ -111,6 +111,8 @@ def _install(basetemp: str | None) -> None:
         allow_subprocess=policy.allow_subprocess,
         allow_network=policy.allow_network,
         allow_dynamic_code=policy.allow_dynamic_code,
+        protected=policy.protected,
+        read_roots=policy.read_roots,
     )
     handle = install_process_guard(full, report_fd=_LIVE_FD)
     _INSTALLED.append((handle,))
