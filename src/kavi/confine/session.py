@@ -132,6 +132,7 @@ class Worker:
             pass_fds = (status_w,)
             env = child_env(os.environ, tmp="/tmp")
         else:
+            jail.not_dumpable()  # a same-user child cannot read or trace this process's memory
             self.tmp = tempfile.mkdtemp(prefix="kavi-run-")
             argv, env = worker, child_env(os.environ, tmp=self.tmp)
         try:
@@ -196,7 +197,7 @@ class Worker:
                 lines = [ln for ln in data.splitlines() if ln.strip()]
                 parsed = json.loads(lines[-1])
                 reply = parsed if isinstance(parsed, dict) else None
-            except ValueError:
+            except (ValueError, RecursionError):
                 reply = None
         self._stderr.seek(0)
         err = self._stderr.read(MAX_STDERR).decode("utf-8", "replace")

@@ -90,15 +90,33 @@ def decide(forge: Forge, skill: TrustedSkill) -> tuple[Decision, str]:
 
 
 def _roots(forge: Forge, paths: Sequence[str], *, create: bool) -> tuple[Path, ...]:
+    """The policy's roots as real directories (``create``: made if missing)."""
     out = []
     for rel in paths:
         p = Path(rel)
-        root = (p if p.is_absolute() else forge.workdir / p).resolve()
+        root = p if p.is_absolute() else forge.workdir / p
+        if not p.is_absolute():
+            _no_symlink_below(forge.workdir, root)
         if create:
             root.mkdir(parents=True, exist_ok=True)
         if root.is_dir():
-            out.append(root)
+            out.append(root.resolve())
     return tuple(out)
+
+
+def _no_symlink_below(top: Path, path: Path) -> None:
+    """Refuse a root inside the forge reached through a symlink: a skill that may write in
+    the vault could have planted one to point another run's roots at ``~/.ssh``."""
+    current = top
+    for part in path.relative_to(top).parts:
+        current = current / part
+        if current.is_symlink():
+            raise PolicyDenied(
+                f"{current.relative_to(top)} is a symbolic link; Kavi will not give it to a skill",
+                why="a root of the runtime policy must be a real directory of the forge "
+                "(a link could have been planted to lead a skill elsewhere)",
+                remedy="replace the link with a directory, or name its target in .kavi/policy.yaml",
+            )
 
 
 def _secrets(skill: TrustedSkill, rule: RuntimeRule | None) -> dict[str, str]:
@@ -124,17 +142,25 @@ def _secrets(skill: TrustedSkill, rule: RuntimeRule | None) -> dict[str, str]:
 
 
 def run_skill(
-    forge: Forge, name: str, payload: dict[str, Any], *, approved: bool = False, caller: str = "cli"
+    forge: Forge,
+    name: str,
+    payload: dict[str, Any],
+    *,
+    approved: bool = False,
+    caller: str = "cli",
+    worker: Worker | None = None,
 ) -> RunOutcome:
     """Run TRUSTED skill ``name`` on ``payload`` confined, record it, return its output.
 
     ``approved``: a person approved this run (for REQUIRE_APPROVAL rules); ``caller``:
-    who asked (``cli``, ``mcp``…), kept in the record. Raises a :class:`KaviError` for
-    every refusal or failure (recorded first when the skill was found).
+    who asked (``cli``, ``mcp``…), kept in the record; ``worker``: one started earlier
+    with :meth:`Worker.start` (this call owns it from now on). Raises a
+    :class:`KaviError` for every refusal or failure (recorded first when the skill was
+    found). Safe to call once per request from a long-lived process.
     """
     from kavi.skills.loader import find_trusted
 
-    worker = Worker.start()  # imports while the checks below run
+    worker = worker or Worker.start()  # imports while the checks below run
     try:
         skill = find_trusted(forge, name)
     except BaseException:
@@ -253,6 +279,7 @@ class _Plan:
 
         forge, skill, runtime = self.forge, self.skill, self.forge.policy.runtime
         p = skill.promotion
+        _no_symlink_below(forge.workdir, forge.workdir / forge.config.vault_dir)
         vault = (forge.workdir / forge.config.vault_dir).resolve()
         vault.mkdir(parents=True, exist_ok=True)
         (vault / VAULT_SUBDIR).mkdir(exist_ok=True)  # exists before any skill could plant it
