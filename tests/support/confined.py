@@ -10,6 +10,7 @@ is one thing a hostile skill would try (read a path, connect, fork a daemon, …
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,7 +240,7 @@ def probe(
             "read_roots": [str(box.vault)],
             "protected": [str(box.artifacts)],
         },
-        guard_json=policy.to_json(),
+        guard=json.loads(policy.to_json()),
         cwd=str(box.vault),
         secrets=secrets or {},
     )

@@ -68,13 +68,15 @@ def skill_request(
     class_name: str,
     payload: Mapping[str, Any],
     context: Mapping[str, Any],
-    guard_json: str,
+    guard: Mapping[str, Any],
     cwd: str,
     secrets: Mapping[str, str],
 ) -> dict[str, Any]:
     """What :mod:`kavi.confine.worker` reads: the verified source (exact bytes), the
-    validated input, the skill's context, the guard policy, where to start, the secrets
-    (as ``ctx.secrets`` and as ``KAVI_SECRET_<NAME>`` in its environment)."""
+    validated input, the skill's context, the runtime guard's policy (the keyword
+    arguments of :class:`kavi.policy.guard.GuardPolicy`, paths as strings: Kavi's process
+    need not import the guard), where to start, the secrets (as ``ctx.secrets`` and as
+    ``KAVI_SECRET_<NAME>`` in its environment)."""
     return {
         "source": base64.b64encode(source).decode(),
         "filename": filename,
@@ -83,7 +85,7 @@ def skill_request(
         "input": dict(payload),
         "context": {**context, "secrets": dict(secrets)},
         "env": {f"KAVI_SECRET_{k}": v for k, v in secrets.items()},
-        "guard": guard_json,
+        "guard": dict(guard),
         "cwd": cwd,
     }
 
@@ -194,8 +196,7 @@ class Worker:
         reply: dict[str, Any] | None = None
         if data.strip() and len(data) <= MAX_REPLY:
             try:
-                lines = [ln for ln in data.splitlines() if ln.strip()]
-                parsed = json.loads(lines[-1])
+                parsed = json.loads(data.split(b"\n", 1)[0])
                 reply = parsed if isinstance(parsed, dict) else None
             except (ValueError, RecursionError):
                 reply = None
@@ -218,7 +219,17 @@ class Worker:
         if self._done:
             return  # (its pid may belong to another process by now)
         self._done = True
-        kill_tree(self.proc.pid)
+        if self.confined:
+            # unshare leads the process group, the jail's PID 1 is in it (and dies with
+            # unshare in any case): when PID 1 dies the kernel kills its whole namespace,
+            # setsid daemons included — no need to walk /proc for descendants
+            for kill, target in ((os.killpg, self.proc.pid), (os.kill, self.proc.pid)):
+                try:
+                    kill(target, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        else:
+            kill_tree(self.proc.pid)
         self.proc.wait()
         for pipe in (self.proc.stdin, self.proc.stdout):
             if pipe is not None and not pipe.closed:
@@ -255,7 +266,9 @@ class Worker:
 
 
 def _read_until(pipe: IO[bytes], deadline: float) -> tuple[bytes, bool]:
-    """Everything ``pipe`` yields until EOF (or ``MAX_REPLY`` + 1 bytes), or the deadline."""
+    """The reply: what ``pipe`` yields up to its first newline (the worker writes one line
+    and exits; waiting for EOF would wait for its interpreter to shut down), EOF, or
+    ``MAX_REPLY`` + 1 bytes — or, if the deadline comes first, what arrived by then."""
     fd = pipe.fileno()
     chunks: list[bytes] = []
     size = 0
@@ -271,4 +284,6 @@ def _read_until(pipe: IO[bytes], deadline: float) -> tuple[bytes, bool]:
             break
         chunks.append(chunk)
         size += len(chunk)
+        if b"\n" in chunk:
+            break
     return b"".join(chunks), False

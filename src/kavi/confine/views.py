@@ -20,8 +20,8 @@ path on the host, or nothing.
 from __future__ import annotations
 
 import os
+import site
 import sys
-import sysconfig
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,8 @@ def _holds(directory: Path, other: Path) -> bool:
 
 def _python_parts(prefix: Path) -> list[Path]:
     """The interpreter's own parts of ``prefix`` (used when the prefix is a home)."""
+    import sysconfig
+
     parts = [Path(sys.executable), _real(sys.executable) or Path(sys.executable)]
     for scheme_path in sysconfig.get_paths(vars={"base": str(prefix), "platbase": str(prefix)}).values():
         parts.append(Path(scheme_path))
@@ -78,20 +80,20 @@ def _python_parts(prefix: Path) -> list[Path]:
 def _pth_paths(site_dirs: Iterable[Path]) -> list[Path]:
     """Directories ``.pth`` files in ``site_dirs`` add to ``sys.path`` (plain path lines)."""
     out: list[Path] = []
-    for site in site_dirs:
+    for site_dir in site_dirs:
         try:
-            names = sorted(n for n in os.listdir(site) if n.endswith(".pth"))
+            names = sorted(n for n in os.listdir(site_dir) if n.endswith(".pth"))
         except OSError:
             continue
         for name in names:
             try:
-                lines = (site / name).read_text(encoding="utf-8", errors="replace").splitlines()
+                lines = (site_dir / name).read_text(encoding="utf-8", errors="replace").splitlines()
             except OSError:
                 continue
             for line in lines:
                 line = line.strip()
                 if line and not line.startswith(("#", "import ", "import\t")):
-                    out.append(Path(line) if os.path.isabs(line) else site / line)
+                    out.append(Path(line) if os.path.isabs(line) else site_dir / line)
     return out
 
 
@@ -101,9 +103,9 @@ def python_roots(hidden: Sequence[Path] = ()) -> list[Path]:
     import kavi
 
     prefixes = {Path(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
-    paths = sysconfig.get_paths()
-    site_dirs = [Path(paths["purelib"]), Path(paths["platlib"])]
-    candidates: list[Path] = [*prefixes, *site_dirs, Path(paths["stdlib"]), Path(paths["platstdlib"])]
+    site_dirs = [Path(p) for p in site.getsitepackages()]
+    stdlib = Path(os.__file__).parent  # (and lib-dynload below it)
+    candidates: list[Path] = [*prefixes, *site_dirs, stdlib, stdlib / "lib-dynload"]
     candidates += [Path(kavi.__file__).resolve().parents[1], *_pth_paths(site_dirs)]
     exe = _real(sys.executable)
     if exe is not None:

@@ -110,7 +110,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     except SyntaxError as exc:
         return _fail("trust", f"{filename} does not compile: {exc}")
     ctx = _context(request["context"])
-    handle = install_process_guard(GuardPolicy.from_json(request["guard"]))
+    handle = install_process_guard(GuardPolicy.from_json(json.dumps(request["guard"])))
     try:
         module = _load(name, loader, filename)
         cls = getattr(module, class_name, None)
@@ -162,11 +162,15 @@ def main() -> int:
     except (TypeError, ValueError, RecursionError) as exc:
         text = json.dumps(_fail("output", f"the reply cannot be encoded ({type(exc).__name__})"))
     data = (text + "\n").encode("utf-8", "surrogatepass")
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
     view = memoryview(data)
     while view:
         view = view[os.write(reply, view) :]
-    os.close(reply)
-    return 0
+    os._exit(0)  # nothing left to do: no interpreter shutdown (Kavi kills the tree anyway)
 
 
 if __name__ == "__main__":

@@ -275,8 +275,6 @@ class _Plan:
         from kavi.artifacts.vault import VAULT_SUBDIR
         from kavi.confine import jail
         from kavi.confine.views import allowlist_view
-        from kavi.policy.guard import GuardPolicy
-
         forge, skill, runtime = self.forge, self.skill, self.forge.policy.runtime
         p = skill.promotion
         _no_symlink_below(forge.workdir, forge.workdir / forge.config.vault_dir)
@@ -289,12 +287,12 @@ class _Plan:
         protected = (vault / VAULT_SUBDIR, forge.workdir / ".git", common, forge.workdir / ".kavi")
         tmp = "/tmp" if worker.confined else str(worker.tmp)
         limits = runtime.limits.model_dump()
-        guard = GuardPolicy(
-            write_roots=(*writes, Path(tmp)),
-            allow_network=caps.network,
-            protected=tuple(x for x in protected if x.exists()),
-            read_roots=None if worker.confined else (*reads, vault, Path(tmp)),
-        )
+        guard = {  # kavi.policy.guard.GuardPolicy, built in the worker
+            "write_roots": [str(p) for p in (*writes, Path(tmp))],
+            "allow_network": caps.network,
+            "protected": [str(x) for x in protected if x.exists()],
+            "read_roots": None if worker.confined else [str(p) for p in (*reads, vault, Path(tmp))],
+        }
         request = skill_request(
             source=skill.source,
             filename=str(skill.path),
@@ -307,7 +305,7 @@ class _Plan:
                 "read_roots": [str(r) for r in reads],
                 "protected": [str(x) for x in protected],
             },
-            guard_json=guard.to_json(),
+            guard=guard,
             cwd=str(vault),
             secrets=secrets,
         )
