@@ -73,6 +73,8 @@ def test_nothing_of_the_host_is_readable(box: Box, isolated_env: Path) -> None:
     }
     assert out(probe(box, "listdir", str(box.forge))) == "OK ['vault_out']"
     assert out(probe(box, "read", str(box.notes / "hello.md"))) == "OK hello\n"  # the read root is readable
+    assert out(probe(box, "read", str(box.artifacts / "RUN_RECORD_x.md"))).startswith("ERR")  # Kavi's own
+    assert out(probe(box, "listdir", str(box.artifacts))) == "OK []"
 
 
 def test_writes_only_below_the_write_roots(box: Box) -> None:
@@ -88,11 +90,14 @@ def test_writes_only_below_the_write_roots(box: Box) -> None:
     ):
         got = out(probe(box, "write", str(target), writes=True))
         assert got.startswith("ERR"), (target, got)
-    # a hard link from Kavi's artifacts into the write root: refused across mounts
-    got = out(
-        probe(box, "link", f"{box.artifacts / 'RUN_RECORD_x.md'}|{box.notes / 'alias.md'}", writes=True)
-    )
-    assert got.startswith("ERR OSError 18") or got.startswith("ERR PermissionError"), got
+    # a hard link from a read-only file into the write root: refused across mounts (EXDEV)
+    got = out(probe(box, "link", f"{box.vault / 'readme.md'}|{box.notes / 'alias.md'}", writes=True))
+    assert got.startswith("ERR OSError 18"), got
+    # and Kavi's artifacts are not even there to link
+    artifact = box.artifacts / "RUN_RECORD_x.md"
+    got = out(probe(box, "link", f"{artifact}|{box.notes / 'alias.md'}", writes=True))
+    assert got.startswith("ERR FileNotFoundError"), got
+    assert "readable, not writable" in (box.vault / "readme.md").read_text()
     assert (box.artifacts / "RUN_RECORD_x.md").read_text() == before
     assert not (box.artifacts / "new.md").exists() and not (box.vault / "top.md").exists()
     assert "hunter2" in (box.forge / ".git" / "config").read_text()

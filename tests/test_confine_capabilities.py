@@ -71,16 +71,15 @@ def test_resolve_read_path_mirrors_resolve_write_path(tmp_path: Path) -> None:
         protected=(vault / "kavi",),
     )
     assert ctx.resolve_read_path("notes/a.md") == (vault / "notes" / "a.md").resolve()
-    assert ctx.resolve_read_path("kavi") == (vault / "kavi").resolve()  # readable, never writable
-    for bad in ("../secret.txt", "notes/out", "/etc/passwd", "notes/\x00x"):
+    for bad in ("../secret.txt", "notes/out", "/etc/passwd", "notes/\x00x", "kavi", "kavi/x.md"):
         with pytest.raises(PolicyDenied):
             ctx.resolve_read_path(bad)
     assert ctx.resolve_write_path("notes/b.md") == (vault / "notes" / "b.md").resolve()
-    with pytest.raises(PolicyDenied, match="skills never write"):
+    with pytest.raises(PolicyDenied, match="skills never see"):
         SkillContext(
             vault_root=vault, allowed_write_paths=(vault,), protected=(vault / "kavi",)
         ).resolve_write_path("kavi/x.md")
     narrow = SkillContext(vault_root=vault, read_roots=(vault / "notes",), allowed_write_paths=())
     with pytest.raises(PolicyDenied, match="outside the read roots"):
-        narrow.resolve_read_path("kavi")
+        narrow.resolve_read_path("other.md")
     assert SkillContext(vault_root=vault).resolve_read_path("notes/a.md").name == "a.md"  # default: the vault

@@ -195,6 +195,7 @@ class Box:
         (self.forge / ".git" / "config").write_text("[core]\n\tsecret = hunter2-git-config\n")
         (self.artifacts / "RUN_RECORD_x.md").write_text("kavi's own\n")
         (self.notes / "hello.md").write_text("hello\n")
+        (self.vault / "readme.md").write_text("a note of the vault, readable, not writable\n")
         return self
 
 

@@ -10,7 +10,7 @@ A view is a list of mounts on a fresh, empty root (see :mod:`kavi.confine.mounts
   package and directories added by ``.pth`` files — never a directory that holds a home
   or the forge (then only the interpreter's own parts of it);
 * the read roots (read-only) and write roots (writable) the caller names, with Kavi's
-  artifact directory and any git directory inside them read-only or hidden;
+  artifact directory and any git or governance directory inside them empty;
 * a private ``/tmp`` of a fixed size.
 
 Every path is resolved first: what the program sees at a path is what is at that real
@@ -164,8 +164,9 @@ def allowlist_view(
 ) -> dict[str, Any]:
     """The spec of a fresh root holding the runtime, ``read_roots`` (read-only),
     ``write_roots`` (writable), ``private`` empty directories of a size in MiB, and
-    nothing else; ``protected`` paths below a root read-only; ``hidden`` directories
-    (a home, the forge, git directories) empty wherever a root would show them."""
+    nothing else; ``protected`` paths (Kavi's artifacts, git and governance directories)
+    and ``hidden`` ones (a home, the forge) empty and read-only wherever a root would
+    show them."""
     ops: dict[str, Mount] = {}
     for op in runtime_mounts(hidden, network=network):
         ops[op["path"]] = op
@@ -180,8 +181,8 @@ def allowlist_view(
         ops[str(path)] = {"path": str(path), "kind": "tmpfs", "size_mb": int(size_mb)}
     for path in protected:
         real = _real(path)
-        if real is not None and real.exists() and any(_holds(b, real) for b in bound):
-            ops[str(real)] = {"path": str(real), "kind": "ro"}
+        if real is not None and real.exists() and any(_holds(b, real) and b != real for b in bound):
+            ops[str(real)] = {"path": str(real), "kind": "hide"}
     for path in hidden:
         real = _real(path)
         if real is None or not real.exists():

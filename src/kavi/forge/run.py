@@ -275,6 +275,7 @@ class _Plan:
         from kavi.artifacts.vault import VAULT_SUBDIR
         from kavi.confine import jail
         from kavi.confine.views import allowlist_view
+
         forge, skill, runtime = self.forge, self.skill, self.forge.policy.runtime
         p = skill.promotion
         _no_symlink_below(forge.workdir, forge.workdir / forge.config.vault_dir)
@@ -286,12 +287,15 @@ class _Plan:
         common = forge.location.common_dir.resolve()
         protected = (vault / VAULT_SUBDIR, forge.workdir / ".git", common, forge.workdir / ".kavi")
         tmp = "/tmp" if worker.confined else str(worker.tmp)
+        # the skill starts in the vault if it may see it (the default), else in its /tmp
+        visible = any(vault == root or root in vault.parents for root in (*reads, *writes))
+        cwd = vault if visible else Path(tmp)
         limits = runtime.limits.model_dump()
         guard = {  # kavi.policy.guard.GuardPolicy, built in the worker
-            "write_roots": [str(p) for p in (*writes, Path(tmp))],
+            "write_roots": [str(root) for root in (*writes, Path(tmp))],
             "allow_network": caps.network,
             "protected": [str(x) for x in protected if x.exists()],
-            "read_roots": None if worker.confined else [str(p) for p in (*reads, vault, Path(tmp))],
+            "read_roots": None if worker.confined else [str(root) for root in (*reads, Path(tmp))],
         }
         request = skill_request(
             source=skill.source,
@@ -306,7 +310,7 @@ class _Plan:
                 "protected": [str(x) for x in protected],
             },
             guard=guard,
-            cwd=str(vault),
+            cwd=str(cwd),
             secrets=secrets,
         )
         view = None
@@ -314,13 +318,13 @@ class _Plan:
             home = Path(os.path.expanduser("~")).resolve()
             hidden = [forge.workdir.resolve(), common, *jail.worktrees(common), home, *_account_home()]
             view = allowlist_view(
-                read_roots=(*reads, vault),
+                read_roots=reads,
                 write_roots=writes,
                 private=[(Path("/tmp"), runtime.limits.tmp_mb)],
                 protected=protected,
                 hidden=hidden,
                 network=caps.network,
-                cwd=vault,
+                cwd=cwd,
             )
             self.confinement = describe(caps, limits, runtime.timeout_seconds)
         return worker.run(view=view, request=request, limits=limits, timeout=runtime.timeout_seconds)

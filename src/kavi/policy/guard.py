@@ -280,7 +280,8 @@ def _real_roots(roots: object, what: str) -> tuple[Path, ...]:
 class GuardPolicy:
     """What guarded code may do. Roots are made absolute and symlink-free.
 
-    ``protected``: directories below the write roots that are never writable.
+    ``protected``: directories below the roots that are never writable (and, where the
+    guard confines reads, never readable).
     ``read_roots``: None (reads are free: the operating system confines them), or the
     directories guarded code may read below — besides the write roots and the code
     roots (standard library, site-packages, ``sys.path``) — where nothing else does.
@@ -818,6 +819,8 @@ def _readable(path: str, pol: _Pol, *, _always: frozenset[str] = _READABLE) -> b
     roots = pol[10]
     if roots is None:
         return True
+    if path in pol[8] or path.startswith(pol[9]):
+        return False  # Kavi's own artifacts, git and governance directories
     return (
         path in roots
         or path.startswith(pol[11])

@@ -75,8 +75,8 @@ class SkillContext:
     ``allowed_write_paths``: absolute directories the skill may write below.
     ``read_roots``: absolute directories the skill may read below (besides the write
     paths); empty means the vault.
-    ``protected``: directories below those that are never writable (Kavi's own
-    artifacts, git directories).
+    ``protected``: directories below those that skills never see (Kavi's own
+    artifacts, git and governance directories).
     ``secrets``: the values of the secrets the skill declared (TRUSTED skills only).
 
     At run time the operating system enforces the same: nothing outside these paths
@@ -102,7 +102,7 @@ class SkillContext:
 
     def resolve_read_path(self, relative: str) -> Path:
         """Resolve ``relative`` against the vault root (symlinks followed); refuse anything
-        outside the read roots (and the allowed write paths)."""
+        outside the read roots (and the allowed write paths), or protected."""
         target = self._resolve(relative, "read")
         roots = [p.resolve() for p in (*(self.read_roots or (self.vault_root,)), *self.allowed_write_paths)]
         if not any(target == root or root in target.parents for root in roots):
@@ -112,7 +112,17 @@ class SkillContext:
                 why=f"{target} is not below {allowed}",
                 remedy="read inside the vault (runtime.allowed_read_paths in .kavi/policy.yaml)",
             )
+        self._not_protected(relative, target)
         return target
+
+    def _not_protected(self, relative: str, target: Path) -> None:
+        for guarded in (p.resolve() for p in self.protected):
+            if target == guarded or guarded in target.parents:
+                raise PolicyDenied(
+                    f"path {relative!r} is inside {guarded}, which skills never see",
+                    why="Kavi's own artifacts, git and governance directories are out of every skill's reach",
+                    remedy="use another path in the vault",
+                )
 
     def resolve_write_path(self, relative: str) -> Path:
         """Resolve ``relative`` against the vault root (symlinks followed); refuse anything
@@ -126,13 +136,7 @@ class SkillContext:
                 why=f"{target} is not below {allowed}",
                 remedy="write inside the vault (allowed_write_paths in .kavi/policy.yaml)",
             )
-        for guarded in (p.resolve() for p in self.protected):
-            if target == guarded or guarded in target.parents:
-                raise PolicyDenied(
-                    f"write path {relative!r} is inside {guarded}, which skills never write",
-                    why="Kavi's own artifacts and git directories are read-only for every skill",
-                    remedy="write somewhere else in the vault",
-                )
+        self._not_protected(relative, target)
         return target
 
 
