@@ -80,6 +80,6 @@ def test_resolve_read_path_mirrors_resolve_write_path(tmp_path: Path) -> None:
             vault_root=vault, allowed_write_paths=(vault,), protected=(vault / "kavi",)
         ).resolve_write_path("kavi/x.md")
     narrow = SkillContext(vault_root=vault, read_roots=(vault / "notes",), allowed_write_paths=())
-    with pytest.raises(PolicyDenied, match="outside the read roots"):
+    with pytest.raises(PolicyDenied, match="outside the allowed read paths"):
         narrow.resolve_read_path("other.md")
     assert SkillContext(vault_root=vault).resolve_read_path("notes/a.md").name == "a.md"  # default: the vault

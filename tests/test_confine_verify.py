@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ import yaml
 from conftest import isolation
 from kavi.confine import jail
 from support.forge import git, kavi_json, make_forge, ssh_key, use_signing_key
-from support.hostile import KEY_TEXT, OPENAI, OTHER, TOKEN, everything_stored
+from support.hostile import OPENAI, OTHER, TOKEN, copy_template, everything_stored
 from support.skills import hexed, skill_source, skill_tests_source, write_files
 
 pytestmark = [
@@ -72,14 +71,7 @@ def verify_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str
 @pytest.fixture
 def forge(tmp_path: Path, verify_template: tuple[Path, str], isolated_env: Path) -> tuple[Path, str]:
     root, pid = verify_template
-    shutil.copytree(root / "forge", tmp_path / "forge", symlinks=True)
-    shutil.copytree(root / "keys", tmp_path / "keys")
-    use_signing_key(tmp_path / "keys" / "id_ed25519")
-    key = isolated_env / ".ssh" / "id_ed25519"
-    key.parent.mkdir(parents=True)
-    key.write_text(KEY_TEXT)
-    os.environ.update({"KAVI_SECRET_TOKEN": TOKEN, "KAVI_SECRET_OTHER": OTHER, "OPENAI_API_KEY": OPENAI})
-    return tmp_path / "forge", pid
+    return copy_template(root, tmp_path, isolated_env), pid
 
 
 def _verify(repo: Path, pid: str, tests: str, where: Path) -> dict:

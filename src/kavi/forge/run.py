@@ -174,11 +174,11 @@ def run_skill(
         status = RunStatus.REFUSED if isinstance(exc, GovernanceError) else RunStatus.FAILED
         if plan.limit is not None or exc.code == "KAVI-RUN-FAILED":
             status = RunStatus.FAILED
-        plan.record(status, payload, None, exc.message, started, clock)
+        _record_run(plan, status, payload, None, exc.message, started, clock)
         raise
     finally:
         plan.worker.abort()
-    run, artifact = plan.record(RunStatus.SUCCEEDED, payload, output, None, started, clock)
+    run, artifact = _record_run(plan, RunStatus.SUCCEEDED, payload, output, None, started, clock)
     return RunOutcome(run=run, output=output, artifact_path=artifact)
 
 
@@ -363,17 +363,6 @@ class _Plan:
         redacted = _redact_json(output, self.secrets)
         return redacted if isinstance(redacted, dict) else output
 
-    def record(
-        self,
-        status: RunStatus,
-        payload: dict[str, Any],
-        output: dict[str, Any] | None,
-        error: str | None,
-        started: str,
-        clock: float,
-    ) -> tuple[Run, str | None]:
-        return _record(self, status, payload, output, error, started, clock)
-
 
 def _validate(model: Any, data: Any, skill: TrustedSkill, *, what: str) -> dict[str, Any]:
     from pydantic import ValidationError as PydanticError
@@ -497,7 +486,7 @@ def _account_home() -> list[Path]:
         return []
 
 
-def _record(
+def _record_run(
     plan: _Plan,
     status: RunStatus,
     payload: dict[str, Any],

@@ -91,52 +91,40 @@ class SkillContext:
     read_roots: tuple[Path, ...] = ()
     protected: tuple[Path, ...] = ()
 
-    def _resolve(self, relative: str, what: str) -> Path:
+    def resolve_read_path(self, relative: str) -> Path:
+        """Resolve ``relative`` against the vault root (symlinks followed); refuse anything
+        outside the read roots (and the allowed write paths), or protected."""
+        roots = (*(self.read_roots or (self.vault_root,)), *self.allowed_write_paths)
+        return self._resolve(relative, "read", roots, "runtime.allowed_read_paths")
+
+    def resolve_write_path(self, relative: str) -> Path:
+        """Resolve ``relative`` against the vault root (symlinks followed); refuse anything
+        outside the allowed write paths, or protected."""
+        roots = self.allowed_write_paths or (self.vault_root,)
+        return self._resolve(relative, "write", roots, "runtime.allowed_write_paths")
+
+    def _resolve(self, relative: str, what: str, roots: tuple[Path, ...], setting: str) -> Path:
         candidate = Path(relative)
         if candidate.is_absolute() or "\x00" in relative:
             raise PolicyDenied(
                 f"{what} path {relative!r} must be relative to the vault",
                 remedy="pass a path like 'Inbox/AI/note.md'",
             )
-        return (self.vault_root / candidate).resolve()
-
-    def resolve_read_path(self, relative: str) -> Path:
-        """Resolve ``relative`` against the vault root (symlinks followed); refuse anything
-        outside the read roots (and the allowed write paths), or protected."""
-        target = self._resolve(relative, "read")
-        roots = [p.resolve() for p in (*(self.read_roots or (self.vault_root,)), *self.allowed_write_paths)]
-        if not any(target == root or root in target.parents for root in roots):
-            allowed = ", ".join(str(r) for r in roots)
+        target = (self.vault_root / candidate).resolve()
+        real = [p.resolve() for p in roots]
+        if not any(target == root or root in target.parents for root in real):
             raise PolicyDenied(
-                f"read path {relative!r} resolves outside the read roots",
-                why=f"{target} is not below {allowed}",
-                remedy="read inside the vault (runtime.allowed_read_paths in .kavi/policy.yaml)",
+                f"{what} path {relative!r} resolves outside the allowed {what} paths",
+                why=f"{target} is not below {', '.join(str(r) for r in real)}",
+                remedy=f"{what} inside the vault ({setting} in .kavi/policy.yaml)",
             )
-        self._not_protected(relative, target)
-        return target
-
-    def _not_protected(self, relative: str, target: Path) -> None:
         for guarded in (p.resolve() for p in self.protected):
             if target == guarded or guarded in target.parents:
                 raise PolicyDenied(
-                    f"path {relative!r} is inside {guarded}, which skills never see",
+                    f"{what} path {relative!r} is inside {guarded}, which skills never see",
                     why="Kavi's own artifacts, git and governance directories are out of every skill's reach",
                     remedy="use another path in the vault",
                 )
-
-    def resolve_write_path(self, relative: str) -> Path:
-        """Resolve ``relative`` against the vault root (symlinks followed); refuse anything
-        outside the allowed paths, and Kavi's own artifacts and git directories."""
-        target = self._resolve(relative, "write")
-        roots = [p.resolve() for p in self.allowed_write_paths] or [self.vault_root.resolve()]
-        if not any(target == root or root in target.parents for root in roots):
-            allowed = ", ".join(str(r) for r in roots)
-            raise PolicyDenied(
-                f"write path {relative!r} resolves outside the allowed write paths",
-                why=f"{target} is not below {allowed}",
-                remedy="write inside the vault (allowed_write_paths in .kavi/policy.yaml)",
-            )
-        self._not_protected(relative, target)
         return target
 
 
