@@ -201,6 +201,11 @@ def test_no_privileges_inside(box: Box) -> None:
     assert not raw(box, "keyring").startswith("rc=-1 errno=0")  # a fresh session keyring of its own
 
 
+def test_a_confined_programs_daemon_dies_with_it(box: Box) -> None:
+    assert raw(box, "daemon") == "rc=0 errno=0"  # (what a generated test at verify would do)
+    _no_leftovers("daemon")
+
+
 def _no_leftovers(action: str) -> None:
     """No process of the probe survives its run: this test process has no descendants."""
     time.sleep(0.2)
