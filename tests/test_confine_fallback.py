@@ -11,6 +11,7 @@ where they exist, and ``confine: required`` refuses to run without them.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,28 @@ def test_verify_without_namespaces_says_so_and_confines_reads(
     kavi_json("promote-skill", pid, "--yes", cwd=repo)
     note = git("notes", "--ref=kavi", "show", v["commit"], cwd=repo)
     assert "Kavi-Tests-Confined: not confined: namespaces switched off" in note
+
+
+def test_a_kernel_that_refuses_namespaces_falls_back_and_says_why(
+    hostile: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ``unshare`` that fails the way it does where a security module refuses user
+    namespaces (Ubuntu's AppArmor restriction): the run falls back, once, and says why.
+    (A stand-in for the kernel's refusal; the real jail is tested everywhere else.)"""
+    from kavi.confine import session
+
+    monkeypatch.setattr(session, "_NAMESPACES_FAILED", [])
+    fake = tmp_path / "bin" / "unshare"
+    fake.parent.mkdir()
+    fake.write_text(
+        "#!/bin/sh\necho 'unshare: write failed /proc/self/uid_map: Operation not permitted' >&2\nexit 1\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    (hostile / "vault_out" / "notes").mkdir(parents=True)
+    (hostile / "vault_out" / "notes" / "a.md").write_text("a\n")
+    code, out = _run(hostile, "read_file", {"path": "notes/a.md"})
+    assert code == 0 and out["output"]["text"] == "a\n", out
+    record = _last_record(hostile)
+    assert "confinement: none: the namespaces could not be created (unshare: write failed" in record
+    assert session._NAMESPACES_FAILED  # the next run in this process does not try again

@@ -54,9 +54,16 @@ class WorkerResult:
 
     @property
     def cannot_confine(self) -> str | None:
-        """Why the jail could not be built (nothing ran), or None."""
-        if self.confined and self.status.get("exit") == 97:
+        """Why the jail could not be built (nothing ran), or None. Its PID 1 reports every
+        end but one Kavi caused; with no report and no reply, ``unshare`` itself failed
+        (a kernel or security module that refuses user namespaces)."""
+        if not self.confined:
+            return None
+        if self.status.get("exit") == 97:
             return str(self.status.get("error") or "cannot confine")
+        if self.status.get("unreported") and self.reply is None and not self.timed_out:
+            detail = self.stderr.strip().splitlines()[-1:] or ["no report"]
+            return f"the namespaces could not be created ({detail[0][:200]})"
         return None
 
 
@@ -261,7 +268,7 @@ class Worker:
         except ValueError:
             parsed = {}
         if not isinstance(parsed, dict) or not parsed:
-            return {"exit": code, "error": "the jail reported nothing (killed)"}
+            return {"exit": code, "unreported": True}
         return parsed
 
 
