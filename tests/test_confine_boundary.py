@@ -223,3 +223,18 @@ def _no_leftovers(action: str) -> None:
             found.append(child)
             stack.append(child)
     assert not found, f"{action}: processes left behind: {found}"
+
+
+def test_no_keys_of_kavis_session(box: Box) -> None:
+    """The prestarted worker exists before its view does: it must not keep Kavi's session
+    keyring (kerberos tickets, ecryptfs and other keys live there)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.syscall(250, 1, None) >= 0  # keyctl(JOIN_SESSION_KEYRING): this test's own
+    key = libc.syscall(248, b"user", b"kavi-test-key", b"keyring-secret", 14, -3)  # add_key(@s)
+    assert key > 0, ctypes.get_errno()
+    assert libc.syscall(250, 5, key, 0x3F000000) == 0  # KEYCTL_SETPERM: visible to possessors only
+    assert "kavi-test-key" in Path("/proc/keys").read_text()
+    assert "kavi-test-key" not in out(probe(box, "keys"))
+    assert "kavi-test-key" not in raw(box, "keyring") + out(probe(box, "read", "/proc/keys"))

@@ -144,6 +144,7 @@ ACTIONS = {
     "listdir": _listdir,
     "fds": _fds,
     "env": lambda arg: json.dumps(dict(os.environ)),
+    "keys": lambda arg: open("/proc/keys").read(),
     "reply_bomb": lambda arg: (os.write(3, b"[" * 200000 + b"]" * 200000 + b"\\n"), os._exit(0)),
     "ids": lambda arg: f"{os.getuid()} {os.getpid()} {os.getppid()}",
     "chdir_read": lambda arg: (os.chdir(".."), _read(arg))[1],

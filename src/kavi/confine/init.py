@@ -213,6 +213,11 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGCHLD, lambda _sig, _frame: None)
     feed: int | None = None
     child = 0
+    try:
+        mounts.isolate()
+    except OSError as exc:
+        sys.stderr.write(f"kavi-jail: cannot confine the program: {exc}\n")
+        return _report(status_fd, {"exit": CANNOT_CONFINE, "error": f"cannot confine: {exc}"})
     if "prestart" in opts:
         feed_r, feed = os.pipe()
         os.set_inheritable(feed, False)

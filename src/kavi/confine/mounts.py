@@ -20,8 +20,8 @@ the shared temporary directories, ``/run``, ``$HOME`` and the forge; the directo
 holding the agent's executable bound back; secret files still in view covered by empty
 read-only mounts.
 
-Both views first forbid further user namespaces (no mounts of the program's own) and
-join a fresh session keyring.
+Before either (and before a prestarted program starts), :func:`isolate` forbids further
+user namespaces (no mounts of the program's own) and joins a fresh session keyring.
 """
 
 from __future__ import annotations
@@ -145,6 +145,13 @@ def _devices() -> dict[str, int]:
     return {d: os.open(f"/dev/{d}", os.O_PATH) for d in DEVICES if os.path.exists(f"/dev/{d}")}
 
 
+def isolate() -> None:
+    """First of all, before any program starts (a prestarted one included): no further
+    user namespaces, and a fresh session keyring (none of Kavi's keys)."""
+    _no_more_namespaces()  # (while /proc is still writable)
+    _fresh_session_keyring()
+
+
 def build(spec: dict[str, Any]) -> None:
     if spec.get("view") == "allowlist":
         build_allowlist(spec)
@@ -167,8 +174,6 @@ def build_allowlist(spec: dict[str, Any]) -> None:
         if op["kind"] in ("ro", "rw") and os.path.lexists(op["path"])
     }
     devices = _devices()
-    _no_more_namespaces()  # (while /proc is still writable)
-    _fresh_session_keyring()
     _mount("kavi-stage", STAGE, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700,size=1m")
     root = STAGE + "/root"
     empty = STAGE + "/empty"
@@ -240,8 +245,6 @@ def build_world(spec: dict[str, Any]) -> None:
     keep += [(p, os.open(p, os.O_PATH), False) for p in spec["visible"] if os.path.lexists(p)]
     devices = _devices()
 
-    _no_more_namespaces()  # (while /proc is still writable)
-    _fresh_session_keyring()
     _read_only("/", True, recursive=True)  # 1
     _mount(f"/proc/self/fd/{keep[0][1]}", sandbox, None, MS_BIND, None)  # 2
     _read_only(sandbox, False)
