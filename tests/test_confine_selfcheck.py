@@ -52,3 +52,17 @@ def test_a_reply_bomb_fails_the_run_cleanly(tmp_path: Path) -> None:
     box = Box(tmp_path).make()
     result = probe(box, "reply_bomb")
     assert result.reply is None and not result.timed_out
+
+
+@pytest.mark.slow
+def test_a_skills_error_cannot_write_markdown_into_its_record(hostile: Path) -> None:
+    path = "x```\n\n# Injected heading\n\n```"
+    res = kavi(
+        "run-skill", "read_file", "--json", json.dumps({"path": path}), "--format", "json", cwd=hostile
+    )
+    assert res.code == 1, res.output
+    record = sorted((hostile / "vault_out" / "kavi" / "run_record").glob("*.md"))[-1].read_text()
+    body = record.split("## Error", 1)[1]
+    fence = body.strip().splitlines()[0]
+    assert fence == "````text" and body.strip().endswith("````"), body
+    assert "\n# Injected heading" not in body.split(fence, 1)[0]

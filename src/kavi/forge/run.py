@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -486,6 +487,14 @@ def _account_home() -> list[Path]:
         return []
 
 
+def _fenced(text: str, lang: str) -> str:
+    """``text`` in a code fence longer than any run of backticks in it (a skill's output
+    or error cannot close the fence and write markdown of its own into the record)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{lang}\n{text}\n{fence}"
+
+
 def _record_run(
     plan: _Plan,
     status: RunStatus,
@@ -496,6 +505,7 @@ def _record_run(
     clock: float,
 ) -> tuple[Run, str | None]:
     from kavi.secrets import environment_secrets, redact
+    from kavi.textsafe import printable
 
     forge, skill = plan.forge, plan.skill
     p = skill.promotion
@@ -532,15 +542,13 @@ def _record_run(
                 "",
                 "## Input",
                 "",
-                "```json",
-                json.dumps(run.input, indent=2, sort_keys=True),
-                "```",
+                _fenced(json.dumps(run.input, indent=2, sort_keys=True), "json"),
                 "",
                 "## Output" if output is not None else "## Error",
                 "",
-                "```json" if output is not None else "```text",
-                json.dumps(output, indent=2, sort_keys=True) if output is not None else (run.error or ""),
-                "```",
+                _fenced(json.dumps(output, indent=2, sort_keys=True), "json")
+                if output is not None
+                else _fenced(printable(run.error or "", multiline=True), "text"),
             ]
         )
         artifact, _ = vault.write(
