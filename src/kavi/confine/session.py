@@ -133,6 +133,7 @@ class Worker:
         self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in run()/_finish()
         self.tmp: str | None = None
         self._done = False
+        self._deadline = 0.0
         worker = [sys.executable, "-I", "-m", "kavi.confine.worker"]
         pass_fds: tuple[int, ...] = ()
         if confined:
@@ -184,20 +185,39 @@ class Worker:
         timeout: float,
     ) -> WorkerResult:
         """Give the worker its view (confined) and request; wait at most ``timeout`` seconds."""
+        self.send(view=view, request=request, limits=limits, timeout=timeout)
+        return self.collect()
+
+    def send(
+        self,
+        *,
+        view: Mapping[str, Any] | None,
+        request: Mapping[str, Any],
+        limits: Mapping[str, Any],
+        timeout: float,
+    ) -> None:
+        """Hand the worker its view (confined), limits and request; the wall time starts.
+        Call :meth:`collect` next (Kavi may prepare its record in between)."""
         if self.confined:
             line = json.dumps({**(view or {}), "limits": dict(limits), "payload": json.dumps(request)})
         else:
             line = json.dumps({**request, "limits": dict(limits)})
-        deadline = time.monotonic() + timeout
-        stdin, stdout = self.proc.stdin, self.proc.stdout
-        if stdin is None or stdout is None:  # pragma: no cover - both are pipes
-            raise OSError("worker pipes missing")
+        self._deadline = time.monotonic() + timeout
+        stdin = self.proc.stdin
+        if stdin is None:  # pragma: no cover - a pipe
+            raise OSError("worker pipe missing")
         try:
             stdin.write(line.encode("utf-8", "surrogatepass") + b"\n")
             stdin.close()
         except BrokenPipeError:
             pass
-        data, timed_out = _read_until(stdout, deadline)
+
+    def collect(self) -> WorkerResult:
+        """Wait for the reply (at most until the wall time is up), then kill the whole tree."""
+        stdout = self.proc.stdout
+        if stdout is None:  # pragma: no cover - a pipe
+            raise OSError("worker pipe missing")
+        data, timed_out = _read_until(stdout, self._deadline)
         self._finish()
         status = self._status()
         reply: dict[str, Any] | None = None

@@ -328,7 +328,9 @@ class _Plan:
                 cwd=cwd,
             )
             self.confinement = describe(caps, limits, runtime.timeout_seconds)
-        return worker.run(view=view, request=request, limits=limits, timeout=runtime.timeout_seconds)
+        worker.send(view=view, request=request, limits=limits, timeout=runtime.timeout_seconds)
+        _prepare_record(forge)  # while the skill runs
+        return worker.collect()
 
     def _output(self, result: WorkerResult) -> dict[str, Any]:
         from kavi.secrets import redact
@@ -485,6 +487,14 @@ def _account_home() -> list[Path]:
         return [Path(pwd.getpwuid(os.getuid()).pw_dir).resolve()]
     except (KeyError, OSError):
         return []
+
+
+def _prepare_record(forge: Forge) -> None:
+    """What recording a run needs and costs time on first use: the actor (a ``git var``
+    subprocess) and the vault writer's modules."""
+    import kavi.artifacts.vault  # noqa: F401
+
+    _ = forge.actor
 
 
 def _fenced(text: str, lang: str) -> str:
