@@ -1,4 +1,4 @@
-"""Confinement for backend processes: Linux namespaces, when the kernel allows them.
+"""Starting a confined process: Linux namespaces, when the kernel allows them.
 
 Every confined program — the build agent, a generated test at verify time, a skill at
 run time — runs as ``unshare --user --map-root-user --pid --fork --kill-child --mount
@@ -6,7 +6,7 @@ run time — runs as ``unshare --user --map-root-user --pid --fork --kill-child 
 its world (:mod:`kavi.confine.mounts`) and runs it through ``setpriv --bounding-set=-all
 --no-new-privs``. Skills and tests get a fresh root holding only what they may use (see
 :mod:`kavi.confine.views`); the build agent, which needs its toolchain and its model's
-API, gets the host's filesystem read-only with holes. So the backend has:
+API, gets the host's filesystem read-only with holes. So the build agent has:
 
 * a read-only filesystem where its sandbox (worktree, HOME, TMPDIR) is the only
   writable place: the Kavi installation and every repository are read-only;
