@@ -5,7 +5,10 @@ On a forge with a built write_note, this measures (in one run):
 * the first and the second verification (the second reuses mypy's cache, which lives
   under the git dir, so it is faster);
 * each external gate run alone on the same two files with the same arguments (ruff,
-  mypy with its warm cache, pytest under the runtime guard).
+  mypy with its warm cache, pytest confined by the OS boundary with the runtime guard);
+* verification with the generated tests confined (namespaces, fresh root, limits) and
+  without namespaces (``KAVI_TEST_NO_NAMESPACES=1``: a plain process under the guard),
+  interleaved: the cost of the boundary.
 
 The figure: median verify wall time / median time of the slowest single gate.
 Goal: ≤ 1.3 (the static gates run concurrently, pytest starts as soon as the policy
@@ -91,7 +94,13 @@ def main() -> None:
 
         first = verify_once()
         second = verify_once()
-        verify_times = [second] + [verify_once() for _ in range(args.rounds - 1)]
+        verify_times = [second]
+        plain_times = []
+        for _ in range(args.rounds - 1):
+            verify_times.append(verify_once())
+            os.environ["KAVI_TEST_NO_NAMESPACES"] = "1"
+            plain_times.append(verify_once())
+            del os.environ["KAVI_TEST_NO_NAMESPACES"]
 
         forge = Forge.open(repo)
         policy = forge.policy
@@ -105,6 +114,7 @@ def main() -> None:
             shutil.copy(EXAMPLE / rel, work / rel)
         env = scrubbed_env(os.environ, home=home2, tmp=tmp)
         test_env = {**env, "KAVI_GUARD": GuardPolicy(write_roots=(work.resolve(), tmp.resolve())).to_json()}
+        test_box = gates.TestBox(work=work.resolve(), tmp=tmp.resolve(), home=home2.resolve(), confine=True)
         alone: dict[str, list[float]] = {"ruff": [], "mypy": [], "pytest": []}
         for _ in range(args.rounds):
             for name, fn in (
@@ -117,7 +127,9 @@ def main() -> None:
                 ("mypy", lambda: gates.mypy_gate(work, "skills/write_note.py", policy, env, cache)),
                 (
                     "pytest",
-                    lambda: gates.pytest_gate(work, "tests/test_skill_write_note.py", policy, test_env, tmp),
+                    lambda: gates.pytest_gate(
+                        work, "tests/test_skill_write_note.py", policy, test_env, test_box
+                    ),
                 ),
             ):
                 start = time.perf_counter()
@@ -133,6 +145,9 @@ def main() -> None:
         for name, t in medians.items():
             print(f"gate alone: {name:<7}                  : {t * 1000:7.0f} ms")
         print(f"verify (median of {args.rounds})                : {v * 1000:7.0f} ms")
+        if plain_times:
+            p = statistics.median(plain_times)
+            print(f"verify without namespaces (median)   : {p * 1000:7.0f} ms   (boundary: {v / p:.2f}x)")
         print(f"ratio verify / slowest gate ({slowest}) = {v / medians[slowest]:.2f}x   (goal <= 1.3x)")
     finally:
         os.chdir(tempfile.gettempdir())

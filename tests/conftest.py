@@ -116,3 +116,27 @@ def verified(tmp_path: Path, verified_template: tuple[Path, str]) -> Verified:
     repo = tmp_path / "forge"
     git("config", "gpg.ssh.allowedSignersFile", str(repo / ".kavi/allowed_signers"), cwd=repo)
     return Verified(repo, pid, key)
+
+
+@pytest.fixture(scope="session")
+def hostile_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A forge of promoted skills that misbehave when run (see ``support/hostile.py``)."""
+    from support.hostile import build_template
+
+    return build_template(tmp_path_factory.mktemp("hostile"))
+
+
+@pytest.fixture
+def hostile(tmp_path: Path, hostile_template: Path, isolated_env: Path) -> Path:
+    from support.hostile import copy_template
+
+    return copy_template(hostile_template, tmp_path, isolated_env)
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[int, list[str]]]:
+    """A loopback TCP service: its port and the peers it has seen."""
+    from support.hostile import loopback_listener
+
+    with loopback_listener() as found:
+        yield found

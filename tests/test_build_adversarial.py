@@ -12,7 +12,7 @@ what Kavi guarantees, whatever the agent does:
 
 The agent runs as the same user as Kavi, so it can discover the main repository
 (``/proc/<parent>/cwd``) without being told. Attacks beyond the sandbox run twice: in
-the namespace jail (:mod:`kavi.backends.jail`), and with ``sandbox.confine: off``,
+the namespace jail (:mod:`kavi.confine.jail`), and with ``sandbox.confine: off``,
 where only the tripwire stands between the agent and the repository. Attacks marked
 ``jail_only`` (reading Kavi's environment, rewriting objects, the ledger, the vault or
 the working tree, daemons) cannot be stopped without the jail and run confined only —
@@ -57,7 +57,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     sandbox walk and the gate, which confinement does not change) run once."""
     if "arena" not in metafunc.fixturenames:
         return
-    from kavi.backends import jail
+    from kavi.confine import jail
 
     node = metafunc.definition
     if node.get_closest_marker("jail_only"):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kavi.backends import jail
+from kavi.confine import jail
 from support.arena import Arena, open_arena
 
 

@@ -302,7 +302,7 @@ def test_required_confinement_refuses_to_build_where_namespaces_are_missing(
 def test_the_transcript_says_how_the_backend_was_confined(
     evidence: Evidence, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forge: Path
 ) -> None:
-    from kavi.backends import jail
+    from kavi.confine import jail
 
     _install(evidence, tmp_path, monkeypatch, "good", forge)
     pid = propose_write_note(forge)

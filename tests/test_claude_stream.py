@@ -13,7 +13,7 @@ import pytest
 
 from kavi.backends.claude import build_argv, extra_args_problem
 from kavi.backends.claude_stream import NOT_KEPT, StreamJudge
-from kavi.backends.proc import DROPPED_LINE, MAX_LINE, run_bounded
+from kavi.confine.proc import DROPPED_LINE, MAX_LINE, run_bounded
 
 ROOT = "/work/sandbox/kavi-1"
 

@@ -628,6 +628,8 @@ def test_policy_json_round_trip(tmp_path: Path) -> None:
         "allow_subprocess": False,
         "allow_network": True,
         "allow_dynamic_code": False,
+        "protected": [],
+        "read_roots": None,
     }
 
 

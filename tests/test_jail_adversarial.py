@@ -1,13 +1,13 @@
 """Adversarial review of the namespace jail: fake agents that try to break out.
 
 ``tests/test_build_adversarial.py`` showed what a same-user agent can do without the jail;
-these attacks target the jail itself (:mod:`kavi.backends.jail`, ``jail_init``,
+these attacks target the jail itself (:mod:`kavi.confine.jail`, ``jail_init``,
 ``withhold``) and what it leaves shared: the rest of the filesystem, ``/tmp``, the
 sandbox root holding the copy-on-write layers, unix sockets of the user's other
 processes, concurrent builds. They reuse the harness of the build review (``Arena``:
 real CLI, fake ``claude`` running a snippet, every guarantee checked by
 ``Arena.require``); every test here runs confined only and is skipped where
-:func:`kavi.backends.jail.available` is False.
+:func:`kavi.confine.jail.available` is False.
 
 Every attack in sections 1-4 worked against the first jail (D023): each docstring
 names the guarantee it broke and the fix. D024 (read-only filesystem, private temporary
@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from kavi.backends import jail
+from kavi.confine import jail
 from support.arena import Arena, open_arena
 
 # The build review's harness (it is a plain module on sys.path: tests/ holds the rootdir

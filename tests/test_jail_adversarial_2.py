@@ -2,7 +2,7 @@
 
 Same harness as ``tests/test_jail_adversarial.py`` (``Arena`` from the build review, a fake
 ``claude`` running a snippet, evidence over loopback TCP). Every test runs confined only
-and is skipped where :func:`kavi.backends.jail.available` is False.
+and is skipped where :func:`kavi.confine.jail.available` is False.
 
 Section 1 holds attacks that worked against the D024 jail: each docstring names the
 guarantee it broke and the fix. D025 (IPC namespace, minimal ``/dev``, private ``/run``,
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from kavi.backends import jail
+from kavi.confine import jail
 from support.arena import Arena, open_arena
 from support.forge import git
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -138,7 +139,8 @@ def naughty(tmp_path: Path, naughty_template: Path) -> Path:
 
 
 def test_runtime_guard_refuses_a_write_outside_the_allowed_paths(naughty: Path, tmp_path: Path) -> None:
-    outside = tmp_path / "outside.md"
+    # (not below /tmp: there the skill's own private /tmp would take the write)
+    outside = Path("/var/tmp") / f"kavi-escape-{tmp_path.name}-{os.getpid()}.md"
     code, err = _run(naughty, {"path": str(outside), "title": "escape", "body": "gotcha"})
     assert code == 1
     assert err["code"] == "KAVI-GUARD" and "runtime guard refused" in err["message"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kavi.backends.withhold import signing_key_files, withheld_paths
+from kavi.confine.withhold import signing_key_files, withheld_paths
 from kavi.secrets import REDACTED, redact, redact_bytes, secret_forms
 from kavi.textsafe import is_git_dir_name, printable
 
@@ -153,7 +153,7 @@ def test_the_sandbox_is_never_withheld(tmp_path: Path) -> None:
 
 def test_exec_roots_keep_what_the_backend_needs_to_start(tmp_path: Path) -> None:
     """A node CLI installed under the (hidden) home: its package dir and node's prefix."""
-    from kavi.backends.jail import exec_roots
+    from kavi.confine.jail import exec_roots
 
     home = tmp_path / "home"
     node_prefix = home / ".nvm" / "versions" / "node" / "v20"

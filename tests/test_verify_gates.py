@@ -19,9 +19,9 @@ from support.variants import write_variant
 pytestmark = pytest.mark.slow
 
 
-def _verify_variant(tmp_path: Path, name: str, probe: Path | None = None) -> tuple[Path, int, dict]:
+def _verify_variant(tmp_path: Path, name: str) -> tuple[Path, int, dict]:
     repo = make_forge(tmp_path)
-    src = write_variant(tmp_path / f"variant-{name}", name, probe)
+    src = write_variant(tmp_path / f"variant-{name}", name)
     pid = propose_write_note(repo)
     build = kavi_json("build-skill", pid, "--backend", "files", "--from", str(src), cwd=repo)
     assert build["status"] == "SUCCEEDED", build
@@ -82,27 +82,27 @@ def test_each_defect_fails_exactly_the_right_gate(tmp_path: Path, name: str) -> 
         assert v["gates"]["pytest"]["skipped"], "pytest must not run after a failed static gate"
 
 
-class FifoProbe:
-    """Detects, without mocks, whether any process opened a FIFO for reading."""
+class PytestProbe:
+    """Detects, without mocks and from outside any confinement, whether Kavi started
+    pytest on generated tests below ``root``: it watches the host's process table."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        os.mkfifo(path)
-        self.opened = False
+    def __init__(self, root: Path) -> None:
+        self.marker = str(root).encode()
+        self.seen = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
 
     def _watch(self) -> None:
-        while not self._stop.is_set():
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError:  # ENXIO: nobody is reading
-                time.sleep(0.005)
-                continue
-            self.opened = True
-            os.write(fd, b"probe\n")
-            os.close(fd)
+        while not self._stop.is_set() and not self.seen:
+            for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+                try:
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                if b"kavi.policy.pytest_guard" in cmdline and self.marker in cmdline:
+                    self.seen = True
+            time.sleep(0.002)
 
     def stop(self) -> None:
         self._stop.set()
@@ -110,20 +110,20 @@ class FifoProbe:
 
 
 def test_test_file_never_runs_when_a_static_gate_fails(tmp_path: Path) -> None:
-    # positive control: the probe test runs (and reads the FIFO) when the static gates pass
-    control = FifoProbe(tmp_path / "control.fifo")
-    _, code, v = _verify_variant(tmp_path / "control", "probe", control.path)
+    # positive control: the detector sees pytest run when the static gates pass
+    control = PytestProbe(tmp_path)
+    _, code, v = _verify_variant(tmp_path / "control", "good")
     control.stop()
     assert code == 0, v["gates"]
-    assert control.opened, "the probe detector did not see the test run"
-    # the same probe test next to an eval in the skill: the policy gate fails, pytest never starts
-    probe = FifoProbe(tmp_path / "probe.fifo")
-    _, code, v = _verify_variant(tmp_path / "case", "probe_eval", probe.path)
+    assert control.seen, "the probe detector did not see the tests run"
+    # an eval in the skill: the policy gate fails, pytest never starts
+    probe = PytestProbe(tmp_path)
+    _, code, v = _verify_variant(tmp_path / "case", "eval_in_skill")
     time.sleep(0.2)
     probe.stop()
     assert code == 1 and _failed(v) == {"policy"}
     assert v["gates"]["pytest"]["skipped"]
-    assert not probe.opened, "the test file was executed although a static gate failed"
+    assert not probe.seen, "the test file was executed although a static gate failed"
 
 
 def test_verify_refuses_unbuilt_proposal(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 
@@ -54,6 +55,22 @@ def _url_password(value: str) -> str | None:
         return urlsplit(value).password or None
     except ValueError:
         return None
+
+
+# Names of variables that hold credentials whoever set them (AWS_SECRET_ACCESS_KEY,
+# GITHUB_TOKEN, NPM_AUTH_TOKEN, DATABASE_PASSWORD, ...).
+_CREDENTIAL_NAME = re.compile(
+    r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL|AUTH", re.IGNORECASE
+)
+MIN_GUESSED_LEN = 8
+
+
+def environment_secrets(env: Mapping[str, str], extra_names: Iterable[str] = ()) -> list[str]:
+    """:func:`secret_values` plus the values of every variable whose name says it holds a
+    credential (at least 8 characters): what must not reach a record even if some
+    process got hold of it."""
+    guessed = [k for k, v in env.items() if _CREDENTIAL_NAME.search(k) and len(v) >= MIN_GUESSED_LEN]
+    return secret_values(env, [*extra_names, *guessed])
 
 
 MIN_FORM_LEN = 8

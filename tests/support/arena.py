@@ -390,7 +390,7 @@ def open_arena(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, confined: boo
 
     ``confined``: ``sandbox.confine: auto`` (the jail); else ``off`` (the tripwire fallback).
     """
-    from kavi.backends import jail
+    from kavi.confine import jail
 
     if confined and not jail.available():
         pytest.skip("this machine has no user namespaces: the jail is unavailable")

@@ -162,7 +162,7 @@ def open_contract(
 ) -> Contract:
     """``confine`` is the policy's ``sandbox.confine``; with ``need_jail`` the case is about
     the jail and is skipped where the machine has none."""
-    from kavi.backends import jail
+    from kavi.confine import jail
 
     require_real_claude()
     if need_jail and not jail.available():

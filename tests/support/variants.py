@@ -20,7 +20,7 @@ def _replace(text: str, old: str, new: str) -> str:
     return text.replace(old, new, 1)
 
 
-def variant(name: str, probe: Path | None = None) -> tuple[str, str]:
+def variant(name: str) -> tuple[str, str]:
     """(skill source, test source) for a named variant."""
     skill, test = SKILL, TEST
     if name == "good":
@@ -80,23 +80,13 @@ def variant(name: str, probe: Path | None = None) -> tuple[str, str]:
             "            return WriteNoteOutput.model_construct(written_path=input.path, sha256=12345)\n"
             "        target = ctx.resolve_write_path(input.path)\n",
         )
-    elif name == "probe":
-        if probe is None:
-            raise AssertionError("the probe variant needs a path")
-        test += (
-            f"\n\ndef test_probe() -> None:\n    with open({str(probe)!r}) as fh:\n"
-            "        assert fh.read() is not None\n"
-        )
-    elif name == "probe_eval":
-        skill, _ = variant("eval_in_skill")
-        _, test = variant("probe", probe)
     else:
         raise AssertionError(f"unknown variant {name}")
     return skill, test
 
 
-def write_variant(root: Path, name: str, probe: Path | None = None) -> Path:
-    skill, test = variant(name, probe)
+def write_variant(root: Path, name: str) -> Path:
+    skill, test = variant(name)
     (root / "skills").mkdir(parents=True, exist_ok=True)
     (root / "tests").mkdir(parents=True, exist_ok=True)
     (root / "skills" / "write_note.py").write_text(skill)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from kavi.backends.jail import Confinement
+from kavi.confine.jail import Confinement
 from kavi.ledger.models import BuildUsage, ToolAttempt
 
 

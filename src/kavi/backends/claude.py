@@ -34,9 +34,9 @@ from typing import Any
 from kavi.backends.base import BackendRequest, BackendResult
 from kavi.backends.claude_stream import TOOLS, StreamJudge
 from kavi.backends.env import CLAUDE_SWITCHES
-from kavi.backends.jail import Jail, confine
-from kavi.backends.proc import run_bounded
 from kavi.config import ClaudeBackendConfig
+from kavi.confine.jail import Jail, confine
+from kavi.confine.proc import run_bounded
 from kavi.errors import BackendError, ConfigError
 
 # Flags a forge may add through backends.claude.extra_args (each takes one value, but

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kavi.backends.proc import DROPPED_LINE
+from kavi.confine.proc import DROPPED_LINE
 from kavi.ledger.models import BuildUsage, ToolAttempt
 
 TOOLS = ("Read", "Glob", "Grep", "Edit", "Write")

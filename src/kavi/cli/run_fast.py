@@ -20,32 +20,41 @@ def run_skill_command(
     import json
     import sys
 
+    from kavi.confine.session import Worker
     from kavi.errors import UsageError
-    from kavi.forge.context import Forge
-    from kavi.forge.run import parse_input, run_skill
-    from kavi.ledger.autoimport import ensure_ledger
 
     if (json_input is None) == (input_file is None):
         raise UsageError("give the input with exactly one of --json or --input-file")
-    if json_input is not None:
-        payload = parse_input(json_input, source="--json")
-    else:
-        source = input_file or Path("-")
-        text = sys.stdin.read() if str(source) == "-" else _read_text(source)
-        payload = parse_input(text, source=str(source))
-    forge = Forge.open()
-    ensure_ledger(forge)
-    if approve:
-        from kavi.cli.approval import obtain_approval
+    # the confined child starts now and imports while Kavi opens the forge and checks
+    worker = None if approve else Worker.start()
+    try:
+        from kavi.forge.context import Forge
+        from kavi.forge.run import parse_input, run_skill
+        from kavi.ledger.autoimport import ensure_ledger
 
-        obtain_approval(
-            plan_digest=name,
-            approver=forge.actor,
-            yes=False,
-            question=f"Run {name} with this input?",
-            action="this run",
-        )
-    outcome = run_skill(forge, name, payload, approved=approve)
+        if json_input is not None:
+            payload = parse_input(json_input, source="--json")
+        else:
+            source = input_file or Path("-")
+            text = sys.stdin.read() if str(source) == "-" else _read_text(source)
+            payload = parse_input(text, source=str(source))
+        forge = Forge.open()
+        ensure_ledger(forge)
+        if approve:
+            from kavi.cli.approval import obtain_approval
+
+            obtain_approval(
+                plan_digest=name,
+                approver=forge.actor,
+                yes=False,
+                question=f"Run {name} with this input?",
+                action="this run",
+            )
+    except BaseException:
+        if worker is not None:
+            worker.abort()
+        raise
+    outcome = run_skill(forge, name, payload, approved=approve, worker=worker)
     run = outcome.run
     output.emit(
         {

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kavi.backends.base import Backend, BackendRequest, BackendResult
-from kavi.backends.jail import Confinement
 from kavi.clock import now_iso
+from kavi.confine.jail import Confinement
 from kavi.errors import ConfigError, GateError, GitError, KaviError, StateError, ValidationError
 from kavi.forge.context import Forge
 from kavi.forge.packet import PACKET_FILE, render_packet
@@ -246,7 +246,7 @@ def build_skill(
         )
     sandbox_root_base = sandbox_base(forge)
     if policy.sandbox.confine == "required":
-        from kavi.backends import jail
+        from kavi.confine import jail
 
         if not jail.available():
             raise ConfigError(
@@ -354,7 +354,7 @@ def build_skill(
             forbidden=[f"KAVI_SECRET_{s}" for s in proposal.required_secrets],
             ceiling=box.root,
         )
-        from kavi.backends import jail
+        from kavi.confine import jail
 
         # only the claude backend runs someone else's program; files and openai answers are
         # written by Kavi itself, so there is nothing to confine or to watch
@@ -648,8 +648,8 @@ def _account_home(home: Path) -> list[Path]:
 def _confinement(forge: Forge, home: Path, sandbox_root: Path) -> Confinement:
     """What the jailed backend may see: its sandbox, and a read-only world without the
     forge, the home directory or anyone's sockets."""
-    from kavi.backends import jail
-    from kavi.backends.withhold import signing_key_files, withheld_paths
+    from kavi.confine import jail
+    from kavi.confine.withhold import signing_key_files, withheld_paths
 
     common = forge.location.common_dir
     base = sandbox_root.parent  # other builds' sandboxes (this one is bound back)

@@ -13,10 +13,12 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-from kavi.backends.proc import run_bounded
+from kavi.confine.proc import run_bounded
 from kavi.ledger.models import GateResult
 from kavi.policy.model import Policy
 
@@ -131,8 +133,35 @@ _PYTEST_TB_LINE = re.compile(r"^(?P<file>[^\s:]+\.py):(?P<line>\d+): (?P<msg>.+)
 _PYTEST_SUMMARY = re.compile(r"^(FAILED|ERROR) (?P<rest>.+)$")
 
 
-def pytest_gate(root: Path, test_file: str, policy: Policy, env: dict[str, str], tmp: Path) -> GateResult:
+@dataclass(frozen=True)
+class TestBox:
+    """Where a generated test runs: its files (read-only), a scratch directory and a home
+    (private, of a fixed size), and — confined — what must stay hidden around them."""
+
+    work: Path
+    tmp: Path
+    home: Path
+    confine: bool
+    hidden: tuple[Path, ...] = ()
+
+    def view(self, ini: Path, tmp_mb: int) -> dict[str, Any] | None:
+        from kavi.confine.views import allowlist_view
+
+        if not self.confine:
+            return None
+        return allowlist_view(
+            read_roots=(self.work, ini),
+            private=[(self.tmp, tmp_mb), (self.home, 16)],
+            hidden=self.hidden,
+            cwd=self.work,
+        )
+
+
+def pytest_gate(root: Path, test_file: str, policy: Policy, env: dict[str, str], box: TestBox) -> GateResult:
+    from kavi.confine.program import run_program
+
     v = policy.verify
+    tmp = box.tmp
     empty_ini = root.parent / "pytest.ini"
     empty_ini.write_text("[pytest]\n")
     argv = [
@@ -154,8 +183,23 @@ def pytest_gate(root: Path, test_file: str, policy: Policy, env: dict[str, str],
         "--color=no",
         test_file,
     ]
-    proc = run_bounded(argv, cwd=root, env={**env, "COLUMNS": "240"}, timeout=v.pytest_timeout_seconds)
+    ran = run_program(
+        argv,
+        cwd=root,
+        env={**env, "COLUMNS": "240"},
+        timeout=v.pytest_timeout_seconds,
+        limits=v.limits.model_dump(),
+        view=box.view(empty_ini, v.limits.tmp_mb),
+        spec_file=root.parent / "jail.json",
+    )
+    proc = ran.proc
     version = tool_version("pytest")
+    if ran.cannot_confine:
+        return GateResult(
+            ok=False,
+            findings=[f"{test_file}:1: the tests could not be confined: {ran.cannot_confine}"],
+            tool_version=version,
+        )
     if proc.timed_out:
         return GateResult(
             ok=False,
@@ -163,6 +207,10 @@ def pytest_gate(root: Path, test_file: str, policy: Policy, env: dict[str, str],
             tool_version=version,
         )
     findings: list[str] = []
+    if ran.limit is not None:
+        findings.append(f"{test_file}:1: {limit_finding(ran.limit, policy)}")
+    if proc.returncode != 0 and "MemoryError" in proc.stdout + proc.stderr:
+        findings.append(f"{test_file}:1: {limit_finding('memory_mb', policy)}")
     for raw in (proc.stdout + "\n" + proc.stderr).splitlines():
         line = raw.strip()
         if line.startswith("KAVI-GUARD:"):
@@ -194,6 +242,15 @@ def pytest_gate(root: Path, test_file: str, policy: Policy, env: dict[str, str],
     return GateResult(
         ok=proc.returncode == 0 and not findings, findings=_dedupe(findings), tool_version=version
     )
+
+
+def limit_finding(limit: str, policy: Policy) -> str:
+    v = policy.verify
+    if limit == "wall_seconds":
+        setting = f"verify.pytest_timeout_seconds = {v.pytest_timeout_seconds:g}"
+    else:
+        setting = f"verify.limits.{limit} = {getattr(v.limits, limit, '?')}"
+    return f"killed: {limit} limit exceeded ({setting}); the whole process tree was killed"
 
 
 def _dedupe(items: list[str]) -> list[str]:

@@ -136,6 +136,7 @@ def render_packet(
     attempt: int,
     feedback: Feedback | None,
 ) -> str:
+    from kavi.confine import capabilities
     from kavi.skills import base as skill_base
 
     stem = paths.class_name[: -len("Skill")]
@@ -201,6 +202,15 @@ def render_packet(
         "- tests run under a runtime guard: no subprocesses, no sockets, writes only in "
         "pytest's `tmp_path`; build a `SkillContext(vault_root=tmp_path, "
         "allowed_write_paths=(tmp_path,))` for the skill",
+        "",
+        "## What the code may do when it runs (enforced by the operating system)",
+        "",
+        f"This skill is `{proposal.side_effect_class.value}`; its tests are the generated-test column. "
+        "Anything else fails: a path outside these roots does not exist, a connection without "
+        "network is refused, a limit ends the run. Resolve input paths with "
+        "`ctx.resolve_read_path(...)` / `ctx.resolve_write_path(...)`.",
+        "",
+        capabilities.table_markdown(),
         "",
         "## What will be checked",
         "",

@@ -32,6 +32,7 @@ def verification_note(v: Verification, report: Artifact | None) -> str:
     for name, gate in v.gates.items():
         verdict = "skipped" if gate.skipped else ("passed" if gate.ok else "failed")
         items[f"Kavi-Gate-{name}"] = f"{verdict} ({gate.tool_version}, {gate.duration_s:.2f}s)"
+    items["Kavi-Tests-Confined"] = v.confinement
     items["Kavi-Report"] = f"blake3:{report.blake3}" if report else None
     items["Kavi-Verified-At"] = v.created_at
     return "Kavi verification record\n\n" + format_trailers(items)

@@ -1,25 +1,38 @@
-"""``run-skill``: run a TRUSTED skill — the exact approved bytes, fenced in, recorded.
+"""``run-skill``: run a TRUSTED skill — the exact approved bytes, confined, recorded.
 
-Order: ledger lookup (TRUSTED only) → registry agrees with the ledger → source hash
-equals the promotion record → runtime policy decision for the side-effect class →
-input validated by the skill's input model → module built from the verified bytes and
-``execute`` run under the runtime guard (writes only below ``allowed_write_paths``, no
-subprocess, socket or dynamic code) → output validated by the output model → run
-recorded in the ledger with a RUN_RECORD artifact. Refusals after the skill was
-found are recorded too (status REFUSED or FAILED).
+:func:`run_skill` is the one entry point (the CLI calls it once per process; a
+long-lived front end such as an MCP server may call it per request). Order:
+
+1. a worker process starts at once (:class:`kavi.confine.session.Worker`): it imports
+   pydantic and the skill contract while Kavi checks, and is killed if a check refuses;
+2. ledger lookup (TRUSTED only) → registry agrees with the ledger → source hash equals
+   the promotion record → runtime policy decision for the side-effect class and how it
+   must be confined → input validated against the proposal's declared I/O schema;
+3. the worker gets its view of the machine (:mod:`kavi.confine.views`, from the
+   class's capabilities in :mod:`kavi.confine.capabilities`), its resource limits, and
+   the verified source, the validated input and the granted secrets; it runs the skill
+   under the runtime guard and replies;
+4. the output is validated against the declared schema here (the skill's own classes
+   are never loaded in Kavi's process), secret values are redacted from it, and the run
+   is recorded (RUN_RECORD artifact, ledger row, how it was confined). Refusals and
+   failures after the skill was found are recorded too (REFUSED or FAILED, naming the
+   limit when one ended the run).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kavi.clock import now_iso
+from kavi.confine.session import Worker, WorkerResult, skill_request
 from kavi.errors import (
     GovernanceError,
     GuardViolation,
@@ -31,8 +44,7 @@ from kavi.errors import (
 from kavi.forge.context import Forge
 from kavi.ledger.models import ArtifactKind, Run, RunStatus
 from kavi.ledger.reducer import EventKind
-from kavi.policy.guard import GuardPolicy, guarded, read_violations  # bound before any skill runs
-from kavi.policy.model import Decision
+from kavi.policy.model import Decision, RuntimeRule
 from kavi.skills.loader import TrustedSkill
 
 
@@ -57,32 +69,69 @@ def parse_input(text: str, *, source: str) -> dict[str, Any]:
     return data
 
 
+def matching_rule(forge: Forge, skill: TrustedSkill) -> RuntimeRule | None:
+    """The first runtime rule that matches this skill (None: the default decision)."""
+    effect = skill.proposal.side_effect_class
+    for rule in forge.policy.runtime.rules:
+        if rule.match.side_effect not in (None, effect) or rule.match.skill not in (
+            None,
+            skill.promotion.skill_name,
+        ):
+            continue
+        return rule
+    return None
+
+
 def decide(forge: Forge, skill: TrustedSkill) -> tuple[Decision, str]:
     """First matching runtime rule wins; the engine only decides, it never edits inputs."""
-    runtime = forge.policy.runtime
-    effect = skill.proposal.side_effect_class
-    for rule in runtime.rules:
-        if rule.match.side_effect not in (None, effect):
-            continue
-        if rule.match.skill not in (None, skill.promotion.skill_name):
-            continue
-        return rule.decision, rule.reason or f"rule for {effect.value}"
-    return runtime.default, "no rule matched; default decision"
+    rule = matching_rule(forge, skill)
+    if rule is None:
+        return forge.policy.runtime.default, "no rule matched; default decision"
+    return rule.decision, rule.reason or f"rule for {skill.proposal.side_effect_class.value}"
 
 
-def _write_roots(forge: Forge) -> tuple[Path, ...]:
-    roots = []
-    for rel in forge.policy.runtime.allowed_write_paths:
+def _roots(forge: Forge, paths: Sequence[str], *, create: bool) -> tuple[Path, ...]:
+    """The policy's roots as real directories (``create``: made if missing)."""
+    out = []
+    for rel in paths:
         p = Path(rel)
-        roots.append((p if p.is_absolute() else forge.workdir / p).resolve())
-    return tuple(roots)
+        root = p if p.is_absolute() else forge.workdir / p
+        if not p.is_absolute():
+            _no_symlink_below(forge.workdir, root)
+        if create:
+            root.mkdir(parents=True, exist_ok=True)
+        if root.is_dir():
+            out.append(root.resolve())
+    return tuple(out)
 
 
-def _secrets(skill: TrustedSkill) -> dict[str, str]:
+def _no_symlink_below(top: Path, path: Path) -> None:
+    """Refuse a root inside the forge reached through a symlink: a skill that may write in
+    the vault could have planted one to point another run's roots at ``~/.ssh``."""
+    current = top
+    for part in path.relative_to(top).parts:
+        current = current / part
+        if current.is_symlink():
+            raise PolicyDenied(
+                f"{current.relative_to(top)} is a symbolic link; Kavi will not give it to a skill",
+                why="a root of the runtime policy must be a real directory of the forge "
+                "(a link could have been planted to lead a skill elsewhere)",
+                remedy="replace the link with a directory, or name its target in .kavi/policy.yaml",
+            )
+
+
+def _secrets(skill: TrustedSkill, rule: RuntimeRule | None) -> dict[str, str]:
     from kavi.secrets import secret_env_name
 
     out = {}
     for name in skill.proposal.required_secrets:
+        if rule is not None and rule.secrets is not None and name not in rule.secrets:
+            raise PolicyDenied(
+                f"the runtime policy does not grant secret {name} to {skill.promotion.skill_name}",
+                why=f"its runtime rule lists only {', '.join(rule.secrets) or 'no secrets'}",
+                remedy="add the name to that rule's `secrets` in .kavi/policy.yaml "
+                "(a signed governance change)",
+            )
         var = secret_env_name(name)
         if var not in os.environ:
             raise PolicyDenied(
@@ -93,16 +142,96 @@ def _secrets(skill: TrustedSkill) -> dict[str, str]:
     return out
 
 
-def run_skill(forge: Forge, name: str, payload: dict[str, Any], *, approved: bool = False) -> RunOutcome:
-    from kavi.skills.loader import check_registry, find_trusted, read_verified_source
+def run_skill(
+    forge: Forge,
+    name: str,
+    payload: dict[str, Any],
+    *,
+    approved: bool = False,
+    caller: str = "cli",
+    worker: Worker | None = None,
+) -> RunOutcome:
+    """Run TRUSTED skill ``name`` on ``payload`` confined, record it, return its output.
 
-    skill = find_trusted(forge, name)
-    started = now_iso()
-    clock = time.monotonic()
+    ``approved``: a person approved this run (for REQUIRE_APPROVAL rules); ``caller``:
+    who asked (``cli``, ``mcp``…), kept in the record; ``worker``: one started earlier
+    with :meth:`Worker.start` (this call owns it from now on). Raises a
+    :class:`KaviError` for every refusal or failure (recorded first when the skill was
+    found). Safe to call once per request from a long-lived process.
+    """
+    from kavi.skills.loader import find_trusted
+
+    worker = worker or Worker.start()  # imports while the checks below run
     try:
+        skill = find_trusted(forge, name)
+    except BaseException:
+        worker.abort()
+        raise
+    started, clock = now_iso(), time.monotonic()
+    plan = _Plan(forge, skill, caller, worker)
+    try:
+        output = plan.execute(payload, approved=approved)
+    except KaviError as exc:
+        status = RunStatus.REFUSED if isinstance(exc, GovernanceError) else RunStatus.FAILED
+        if plan.limit is not None or exc.code == "KAVI-RUN-FAILED":
+            status = RunStatus.FAILED
+        _record_run(plan, status, payload, None, exc.message, started, clock)
+        raise
+    finally:
+        plan.worker.abort()
+    run, artifact = _record_run(plan, RunStatus.SUCCEEDED, payload, output, None, started, clock)
+    return RunOutcome(run=run, output=output, artifact_path=artifact)
+
+
+class _Plan:
+    """One run's checks, confinement and record."""
+
+    def __init__(self, forge: Forge, skill: TrustedSkill, caller: str, worker: Worker) -> None:
+        self.forge, self.skill, self.caller, self.worker = forge, skill, caller, worker
+        self.confinement = "not started (refused before the skill ran)"
+        self.limit: str | None = None
+        self.secrets: list[str] = []
+
+    def execute(self, payload: dict[str, Any], *, approved: bool) -> dict[str, Any]:
+        from kavi.confine import capabilities
+        from kavi.confine.session import namespaces_usable, unavailable_reason
+        from kavi.secrets import environment_secrets
+        from kavi.skills.loader import check_registry, read_verified_source
+        from kavi.skills.schema_models import io_models
+
+        forge, skill = self.forge, self.skill
         check_registry(forge, skill)
-        skill = read_verified_source(skill)
-        decision, reason = decide(forge, skill)
+        self.skill = skill = read_verified_source(skill)
+        self._authorise(approved)
+        rule = matching_rule(forge, skill)
+        confine = rule.confine if rule is not None else "auto"
+        caps = capabilities.for_class(skill.proposal.side_effect_class)
+        inp, _out = io_models(skill.proposal.io_schema)
+        validated = _validate(inp, payload, skill, what="input")
+        secrets = _secrets(skill, rule)
+        self.secrets = environment_secrets(
+            os.environ, [f"KAVI_SECRET_{s}" for s in skill.proposal.required_secrets]
+        )
+        self.secrets = sorted(
+            {*self.secrets, *(v for v in secrets.values() if len(v) >= 4)}, key=len, reverse=True
+        )
+        confined = confine != "off" and namespaces_usable()
+        if not confined:
+            self._may_run_unconfined(confine, caps, unavailable_reason())
+        worker = self.worker
+        if confined != worker.confined or (confined and caps.network == worker.own_network):
+            worker.abort()  # the speculative start guessed wrong (a network class, or no jail)
+            self.worker = Worker(confined=confined, own_network=not caps.network)
+        result = self._run(self.worker, caps, validated, secrets)
+        if result.cannot_confine:
+            self._may_run_unconfined(confine, caps, result.cannot_confine)
+            self.worker = Worker(confined=False, own_network=True)
+            result = self._run(self.worker, caps, validated, secrets)
+        return self._output(result)
+
+    def _authorise(self, approved: bool) -> None:
+        skill = self.skill
+        decision, reason = decide(self.forge, skill)
         effect = skill.proposal.side_effect_class.value
         if decision is Decision.DENY:
             raise PolicyDenied(
@@ -115,90 +244,269 @@ def run_skill(forge: Forge, name: str, payload: dict[str, Any], *, approved: boo
                 f"runtime policy requires approval for {effect} skills: {reason}",
                 remedy="re-run at a terminal with --approve (a person must approve each run)",
             )
-        output = _execute(forge, skill, payload)
-    except KaviError as exc:
-        status = RunStatus.REFUSED if isinstance(exc, GovernanceError) else RunStatus.FAILED
-        _record(forge, skill, status, payload, None, exc.message, started, clock)
-        raise
-    run, artifact = _record(forge, skill, RunStatus.SUCCEEDED, payload, output, None, started, clock)
-    return RunOutcome(run=run, output=output, artifact_path=artifact)
+
+    def _may_run_unconfined(self, confine: str, caps: Any, reason: str) -> None:
+        """Refuse unless the policy lets this skill run without OS confinement."""
+        effect = self.skill.proposal.side_effect_class.value
+        if confine == "off":
+            self.confinement = "none: the policy says `confine: off` for this skill (runtime guard only)"
+            return
+        self.confinement = f"none: {reason}"
+        if confine == "required":
+            raise PolicyDenied(
+                "the runtime policy requires OS confinement for this skill, "
+                "and this machine cannot confine it",
+                why=reason,
+                remedy="run it on Linux with unprivileged user namespaces, or change the rule's "
+                "`confine` in .kavi/policy.yaml (a signed governance change)",
+            )
+        if caps.network:
+            raise PolicyDenied(
+                f"{effect} skills run only confined by the operating system, "
+                "and this machine cannot confine them",
+                why=reason,
+                remedy=f"run it where Linux namespaces are available, or set `confine: off` in the "
+                f"runtime rule for {effect} in .kavi/policy.yaml (a signed governance change)",
+            )
+        self.confinement += "; the runtime guard confines reads, writes and network in-process"
+
+    def _run(
+        self, worker: Worker, caps: Any, validated: dict[str, Any], secrets: dict[str, str]
+    ) -> WorkerResult:
+        from kavi.artifacts.vault import VAULT_SUBDIR
+        from kavi.confine import jail
+        from kavi.confine.views import allowlist_view
+
+        forge, skill, runtime = self.forge, self.skill, self.forge.policy.runtime
+        p = skill.promotion
+        _no_symlink_below(forge.workdir, forge.workdir / forge.config.vault_dir)
+        vault = (forge.workdir / forge.config.vault_dir).resolve()
+        vault.mkdir(parents=True, exist_ok=True)
+        (vault / VAULT_SUBDIR).mkdir(exist_ok=True)  # exists before any skill could plant it
+        writes = _roots(forge, runtime.allowed_write_paths, create=True) if caps.writes else ()
+        reads = _roots(forge, runtime.allowed_read_paths, create=False)
+        common = forge.location.common_dir.resolve()
+        protected = (vault / VAULT_SUBDIR, forge.workdir / ".git", common, forge.workdir / ".kavi")
+        tmp = "/tmp" if worker.confined else str(worker.tmp)
+        # the skill starts in the vault if it may see it (the default), else in its /tmp
+        visible = any(vault == root or root in vault.parents for root in (*reads, *writes))
+        cwd = vault if visible else Path(tmp)
+        limits = runtime.limits.model_dump()
+        guard = {  # kavi.policy.guard.GuardPolicy, built in the worker
+            "write_roots": [str(root) for root in (*writes, Path(tmp))],
+            "allow_network": caps.network,
+            "protected": [str(x) for x in protected if x.exists()],
+            "read_roots": None if worker.confined else [str(root) for root in (*reads, Path(tmp))],
+        }
+        request = skill_request(
+            source=skill.source,
+            filename=str(skill.path),
+            module=f"_kavi_trusted_.{p.skill_name}_v{p.version}",
+            class_name=p.class_name,
+            payload=validated,
+            context={
+                "vault_root": str(vault),
+                "allowed_write_paths": [str(w) for w in writes],
+                "read_roots": [str(r) for r in reads],
+                "protected": [str(x) for x in protected],
+            },
+            guard=guard,
+            cwd=str(cwd),
+            secrets=secrets,
+        )
+        view = None
+        if worker.confined:
+            home = Path(os.path.expanduser("~")).resolve()
+            hidden = [forge.workdir.resolve(), common, *jail.worktrees(common), home, *_account_home()]
+            view = allowlist_view(
+                read_roots=reads,
+                write_roots=writes,
+                private=[(Path("/tmp"), runtime.limits.tmp_mb)],
+                protected=protected,
+                hidden=hidden,
+                network=caps.network,
+                cwd=cwd,
+            )
+            self.confinement = describe(caps, limits, runtime.timeout_seconds)
+        worker.send(view=view, request=request, limits=limits, timeout=runtime.timeout_seconds)
+        _prepare_record(forge)  # while the skill runs
+        return worker.collect()
+
+    def _output(self, result: WorkerResult) -> dict[str, Any]:
+        from kavi.secrets import redact
+        from kavi.skills.schema_models import io_models
+
+        skill = self.skill
+        name = skill.promotion.skill_name
+        limit = result.limit
+        if limit is not None:
+            self.limit = limit
+            raise limit_error(name, limit, self.forge)
+        reply = result.reply
+        if reply is None:
+            detail = redact(
+                result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "", self.secrets
+            )
+            raise GovernanceError(
+                f"{name} ended without a reply ({_ended(result)})",
+                code="KAVI-RUN-FAILED",
+                why=detail[:500] or None,
+                remedy="see the skill's tests; report the failure to the skill's owner",
+            )
+        if not reply.get("ok"):
+            raise _failure(name, reply, skill, self.secrets)
+        _inp, out_model = io_models(skill.proposal.io_schema)
+        data = reply.get("output")
+        if not isinstance(data, dict):
+            raise TrustError(
+                f"{name} returned {type(data).__name__}, not its output model",
+                remedy="the skill is broken; revoke it or promote a fixed version",
+            )
+        output = _validate(out_model, data, skill, what="output")
+        redacted = _redact_json(output, self.secrets)
+        return redacted if isinstance(redacted, dict) else output
 
 
-def _execute(forge: Forge, skill: TrustedSkill, payload: dict[str, Any]) -> dict[str, Any]:
-    from pydantic import BaseModel
+def _validate(model: Any, data: Any, skill: TrustedSkill, *, what: str) -> dict[str, Any]:
     from pydantic import ValidationError as PydanticError
 
-    from kavi.skills.base import BaseSkill, SkillContext
-    from kavi.skills.loader import prepare_module
     from kavi.yamlio import format_validation
 
-    p = skill.promotion
-    roots = _write_roots(forge)
-    for root in roots:
-        root.mkdir(parents=True, exist_ok=True)
-    guard = GuardPolicy(write_roots=roots)
-    ctx = SkillContext(
-        vault_root=(forge.workdir / forge.config.vault_dir).resolve(),
-        allowed_write_paths=roots,
-        secrets=_secrets(skill),
-    )
-    prepared = prepare_module(skill)
-    with guarded(guard) as handle:
-        module = prepared.load()
-        cls = getattr(module, p.class_name, None)
-        if not (isinstance(cls, type) and issubclass(cls, BaseSkill)):
-            raise TrustError(f"{p.skill_path} does not define {p.class_name}")
-        try:
-            inp = cls.input_model.model_validate(payload)
-        except PydanticError as exc:
+    name = skill.promotion.skill_name
+    try:
+        validated: dict[str, Any] = model.model_validate(data).model_dump(mode="json")
+    except PydanticError as exc:
+        if what == "input":
             raise ValidationError(
-                f"invalid input for {p.skill_name}",
+                f"invalid input for {name}",
                 why=format_validation(exc),
                 remedy=f"the input fields are: {json.dumps(skill.proposal.io_schema['input'])}",
             ) from None
-        try:
-            result = cls().execute(inp, ctx)
-        except GuardViolation:
-            raise _guard_error(read_violations(handle)) from None
-        except KaviError:
-            raise
-        except Exception as exc:
-            if read_violations(handle):
-                raise _guard_error(read_violations(handle)) from None
-            raise GovernanceError(
-                f"{p.skill_name} raised {type(exc).__name__}: {exc}",
-                code="KAVI-RUN-FAILED",
-                remedy="see the skill's tests; report the failure to the skill's owner",
-            ) from None
-    if read_violations(handle):
-        raise _guard_error(read_violations(handle))
-    # re-validate from the raw field values: a model built with model_construct() or
-    # mutated after construction gets no free pass
-    data = dict(result) if isinstance(result, BaseModel) else result
-    try:
-        out = cls.output_model.model_validate(data)
-    except PydanticError as exc:
         raise TrustError(
-            f"{p.skill_name} returned output that does not match its output model",
+            f"{name} returned output that does not match its output model",
             why=format_validation(exc),
             remedy="the skill is broken; revoke it or promote a fixed version",
         ) from None
-    validated: dict[str, Any] = out.model_dump(mode="json")
     return validated
 
 
-def _guard_error(violations: list[str]) -> GovernanceError:
-    return GuardViolation(
-        "the runtime guard refused what the skill tried: " + "; ".join(violations[:5]),
-        why="TRUSTED skills may only write inside allowed_write_paths and never spawn processes, "
-        "open sockets or run dynamic code",
-        remedy="fix the skill (a new version goes through build, verify and promote again)",
+def _redact_json(value: Any, secrets: list[str]) -> Any:
+    from kavi.secrets import redact
+
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, list):
+        return [_redact_json(v, secrets) for v in value]
+    if isinstance(value, dict):
+        return {redact(str(k), secrets): _redact_json(v, secrets) for k, v in value.items()}
+    return value
+
+
+def _ended(result: WorkerResult) -> str:
+    status = result.status
+    if "signal" in status:
+        return f"killed by signal {status['signal']}"
+    return f"exit {status.get('exit')}"
+
+
+LIMIT_NAMES = {
+    "wall_seconds": ("wall time", "runtime.timeout_seconds", "s"),
+    "cpu_seconds": ("CPU time", "runtime.limits.cpu_seconds", "s"),
+    "memory_mb": ("memory", "runtime.limits.memory_mb", " MiB"),
+    "processes": ("process count", "runtime.limits.processes", ""),
+    "file_size_mb": ("file size", "runtime.limits.file_size_mb", " MiB"),
+}
+
+
+def limit_error(name: str, limit: str, forge: Forge) -> GovernanceError:
+    runtime = forge.policy.runtime
+    what, key, unit = LIMIT_NAMES.get(limit, (limit, f"runtime.limits.{limit}", ""))
+    value = runtime.timeout_seconds if limit == "wall_seconds" else getattr(runtime.limits, limit, None)
+    setting = f"{key} = {value:g}{unit}" if isinstance(value, (int, float)) else key
+    return GovernanceError(
+        f"{name} exceeded its {what} limit ({setting}); it was killed with every process it started",
+        code="KAVI-RUN-LIMIT",
+        why="resource limits of .kavi/policy.yaml bound every confined run",
+        remedy=f"raise {key} in .kavi/policy.yaml (a signed governance change) if the skill needs more",
     )
 
 
-def _record(
-    forge: Forge,
-    skill: TrustedSkill,
+def _failure(name: str, reply: dict[str, Any], skill: TrustedSkill, secrets: list[str]) -> KaviError:
+    from kavi.secrets import redact
+
+    kind = str(reply.get("kind"))
+    message = redact(str(reply.get("message", "")), secrets)[:2000]
+    why = redact(str(reply["why"]), secrets)[:2000] if reply.get("why") else None
+    if kind == "input":
+        return ValidationError(
+            f"invalid input for {name}",
+            why=why,
+            remedy=f"the input fields are: {json.dumps(skill.proposal.io_schema['input'])}",
+        )
+    if kind == "guard":
+        found = [redact(str(v), secrets) for v in reply.get("violations") or []]
+        return GuardViolation(
+            "the runtime guard refused what the skill tried: " + "; ".join(found[:5]),
+            why="TRUSTED skills may only write inside allowed_write_paths and never spawn processes, "
+            "open sockets (unless their class has network) or run dynamic code",
+            remedy="fix the skill (a new version goes through build, verify and promote again)",
+        )
+    if kind == "trust":
+        return TrustError(message, remedy="restore the approved bytes from the skill's tag")
+    if kind == "output":
+        return TrustError(
+            f"{name} returned output that is not plain JSON data",
+            why=message,
+            remedy="the skill is broken; revoke it or promote a fixed version",
+        )
+    if kind == "kavi" and reply.get("code") == PolicyDenied.code:
+        return PolicyDenied(message, why=why, remedy=redact(str(reply.get("remedy") or ""), secrets) or None)
+    return GovernanceError(
+        f"{name} raised {message}" if kind == "failed" else message,
+        code="KAVI-RUN-FAILED",
+        why=why,
+        remedy="see the skill's tests; report the failure to the skill's owner",
+    )
+
+
+def describe(caps: Any, limits: dict[str, Any], wall: float) -> str:
+    """How a run was confined, for its record."""
+    net = "the host's network" if caps.network else "no network (a namespace of its own)"
+    return (
+        "namespaces (user, PID, mount, IPC); "
+        f"fresh root: runtime, read roots{', write roots' if caps.writes else ''}, private /tmp; {net}; "
+        f"limits: {limits['cpu_seconds']} CPU s, {limits['memory_mb']} MiB, {limits['processes']} processes, "
+        f"{limits['file_size_mb']} MiB files, {wall:g} s wall"
+    )
+
+
+def _account_home() -> list[Path]:
+    import pwd
+
+    try:
+        return [Path(pwd.getpwuid(os.getuid()).pw_dir).resolve()]
+    except (KeyError, OSError):
+        return []
+
+
+def _prepare_record(forge: Forge) -> None:
+    """What recording a run needs and costs time on first use: the actor (a ``git var``
+    subprocess) and the vault writer's modules."""
+    import kavi.artifacts.vault  # noqa: F401
+
+    _ = forge.actor
+
+
+def _fenced(text: str, lang: str) -> str:
+    """``text`` in a code fence longer than any run of backticks in it (a skill's output
+    or error cannot close the fence and write markdown of its own into the record)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{lang}\n{text}\n{fence}"
+
+
+def _record_run(
+    plan: _Plan,
     status: RunStatus,
     payload: dict[str, Any],
     output: dict[str, Any] | None,
@@ -206,25 +514,31 @@ def _record(
     started: str,
     clock: float,
 ) -> tuple[Run, str | None]:
+    from kavi.secrets import environment_secrets, redact
+    from kavi.textsafe import printable
+
+    forge, skill = plan.forge, plan.skill
     p = skill.promotion
+    secrets = plan.secrets or environment_secrets(
+        os.environ, [f"KAVI_SECRET_{s}" for s in skill.proposal.required_secrets]
+    )
     run = Run(
         id=str(uuid.uuid4()),
         skill_name=p.skill_name,
         proposal_id=p.proposal_id,
         promotion_id=p.id,
         status=status,
-        input=payload,
+        input=_redact_json(payload, secrets),
         output=output,
-        error=error,
+        error=redact(error, secrets) if error is not None else None,
         duration_s=round(time.monotonic() - clock, 4),
         started_at=started,
         finished_at=now_iso(),
+        confinement=plan.confinement,
+        caller=plan.caller,
+        limit_exceeded=plan.limit,
     )
-    from kavi.secrets import secret_values
-
-    vault = forge.vault(
-        secret_values(os.environ, [f"KAVI_SECRET_{s}" for s in skill.proposal.required_secrets])
-    )
+    vault = forge.vault(secrets)
     ledger = forge.ledger
     with vault.pending(), ledger.transaction(forge.actor) as txn:
         body = "\n".join(
@@ -232,18 +546,19 @@ def _record(
                 f"- skill: `{p.skill_name}` v{p.version} ({p.tag_name})",
                 f"- status: **{status.value}**",
                 f"- duration: {run.duration_s:.3f}s",
+                f"- confinement: {plan.confinement}",
+                f"- caller: {plan.caller}",
+                *([f"- limit exceeded: {plan.limit}"] if plan.limit else []),
                 "",
                 "## Input",
                 "",
-                "```json",
-                json.dumps(payload, indent=2, sort_keys=True),
-                "```",
+                _fenced(json.dumps(run.input, indent=2, sort_keys=True), "json"),
                 "",
                 "## Output" if output is not None else "## Error",
                 "",
-                "```json" if output is not None else "```text",
-                json.dumps(output, indent=2, sort_keys=True) if output is not None else (error or ""),
-                "```",
+                _fenced(json.dumps(output, indent=2, sort_keys=True), "json")
+                if output is not None
+                else _fenced(printable(run.error or "", multiline=True), "text"),
             ]
         )
         artifact, _ = vault.write(

@@ -45,6 +45,7 @@ from kavi.ledger.models import (
 )
 from kavi.ledger.reducer import EventKind
 from kavi.ledger.states import ProposalStatus
+from kavi.policy.model import Policy
 from kavi.secrets import secret_values
 
 Progress = Callable[[str], None]
@@ -100,6 +101,33 @@ def _materialise(forge: Forge, build: Build, paths: SkillPaths, root: Path) -> l
     return files
 
 
+def _confinement(policy: Policy) -> tuple[bool, str]:
+    """Whether the generated tests run in namespaces, and how that reads in the records."""
+    from kavi.confine import jail
+
+    guard_only = "(the runtime guard confines reads and writes)"
+    if policy.verify.confine == "off":
+        return False, f"not confined: verify.confine is off {guard_only}"
+    if not jail.available():
+        return False, f"not confined: {jail.unavailable_reason()} {guard_only}"
+    limits = policy.verify.limits
+    return True, (
+        "namespaces (user, PID, mount, IPC, network): fresh root with the two files read-only and a "
+        f"private scratch dir; no network; limits {limits.cpu_seconds} CPU s, {limits.memory_mb} MiB, "
+        f"{limits.processes} processes, {limits.file_size_mb} MiB files, {limits.tmp_mb} MiB scratch, "
+        f"{policy.verify.pytest_timeout_seconds:g} s wall"
+    )
+
+
+def _hidden(forge: Forge) -> tuple[Path, ...]:
+    """What must stay out of a generated test's view even below a runtime directory."""
+    from kavi.confine import jail
+
+    common = forge.location.common_dir.resolve()
+    home = Path(os.path.expanduser("~")).resolve()
+    return (forge.workdir.resolve(), common, *jail.worktrees(common), home)
+
+
 def _report_body(v: Verification, build: Build, paths: SkillPaths) -> str:
     lines = [
         f"- status: **{v.status.value}**",
@@ -107,6 +135,7 @@ def _report_body(v: Verification, build: Build, paths: SkillPaths) -> str:
         f"- commit judged: `{v.commit_id}`",
         f"- tree judged: `{v.tree_id}`",
         f"- files: `{paths.skill_file}`, `{paths.test_file}`",
+        f"- tests confined: {v.confinement or 'not run'}",
         "",
         "| gate | verdict | findings | seconds | tool |",
         "|---|---|---|---|---|",
@@ -159,6 +188,7 @@ def verify_skill(
     box = Path(tempfile.mkdtemp(prefix=f"kavi-verify-{verification_id[:8]}-"))
     results: dict[str, GateResult] = {}
     pool: ThreadPoolExecutor | None = None
+    confinement: str | None = None
     try:
         work, home, tmp = box / "work", box / "home", box / "tmp"
         for d in (work, home, tmp):
@@ -209,12 +239,30 @@ def verify_skill(
         results["policy"] = gates.timed(policy_scan)
         results["invariants"] = gates.timed(invariants)
         if results["policy"].ok and results["invariants"].ok:
-            progress("static checks passed; running the tests under the runtime guard")
-            guard = GuardPolicy(write_roots=(work.resolve(), tmp.resolve()))
-            test_env = {**env, "KAVI_GUARD": guard.to_json()}
-            futures["pytest"] = pool.submit(
-                gates.timed, lambda: gates.pytest_gate(work, paths.test_file, policy, test_env, tmp)
+            confined, confinement = _confinement(policy)
+            progress(f"static checks passed; running the tests ({confinement})")
+            guard = GuardPolicy(
+                write_roots=(work.resolve(), tmp.resolve()),
+                read_roots=None if confined else (box.resolve(),),
             )
+            test_env = {**env, "KAVI_GUARD": guard.to_json()}
+            test_box = gates.TestBox(
+                work=work.resolve(),
+                tmp=tmp.resolve(),
+                home=home.resolve(),
+                confine=confined,
+                hidden=_hidden(forge),
+            )
+            if policy.verify.confine == "required" and not confined:
+                results["pytest"] = GateResult(
+                    ok=False,
+                    findings=[f"{paths.test_file}:1: verify.confine is required, and {confinement}"],
+                    tool_version=gates.tool_version("pytest"),
+                )
+            else:
+                futures["pytest"] = pool.submit(
+                    gates.timed, lambda: gates.pytest_gate(work, paths.test_file, policy, test_env, test_box)
+                )
         else:
             results["pytest"] = GateResult(
                 ok=False,
@@ -225,7 +273,7 @@ def verify_skill(
         for name, fut in futures.items():
             results[name] = fut.result()
     except BaseException:  # Ctrl-C or SIGTERM: stop the tools now, record nothing
-        from kavi.backends.proc import kill_running
+        from kavi.confine.proc import kill_running
 
         kill_running()
         raise
@@ -245,6 +293,7 @@ def verify_skill(
         status=status,
         gates={g: results[g] for g in gates.GATE_ORDER},
         created_at=now_iso(),
+        confinement=confinement,
     )
     vault = forge.vault(secrets)
     with vault.pending(), ledger.transaction(forge.actor) as txn:

@@ -17,7 +17,7 @@ backend could have rewritten that file too, so ``doctor`` only reports from it a
 quarantines hooks — it never writes content it read there.
 
 It is the fallback for machines without user namespaces (see
-:mod:`kavi.backends.jail`): a same-user process can still read anything, write the
+:mod:`kavi.confine.jail`): a same-user process can still read anything, write the
 object database or the working tree, and race the restore; only the jail stops that.
 """
 

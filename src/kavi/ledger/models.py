@@ -173,6 +173,7 @@ class Verification(Record):
     gates: dict[str, GateResult]
     report_artifact_id: str | None = None
     created_at: str
+    confinement: str | None = None  # how the generated tests were confined (or why not)
 
     def gate_ok(self, name: str) -> bool:
         gate = self.gates.get(name)
@@ -235,6 +236,9 @@ class Run(Record):
     duration_s: float = 0.0
     started_at: str
     finished_at: str
+    confinement: str | None = None  # how the operating system confined it (or why it did not)
+    caller: str | None = None  # who asked: cli, mcp, …
+    limit_exceeded: str | None = None  # the resource limit that ended it, if one did
 
 
 class FailureKind(str, Enum):

@@ -209,6 +209,13 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX forge_runs_proposal ON forge_runs(proposal_id);
     """,
+    # v4 — how the operating system confined each run and verification (issue 9)
+    """
+    ALTER TABLE runs ADD COLUMN confinement TEXT;
+    ALTER TABLE runs ADD COLUMN caller TEXT;
+    ALTER TABLE runs ADD COLUMN limit_exceeded TEXT;
+    ALTER TABLE verifications ADD COLUMN confinement TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

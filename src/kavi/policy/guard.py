@@ -238,8 +238,15 @@ class GuardRefusal(GuardViolation, PermissionError):
         return "GuardViolation"
 
 
-_POLICY_KEYS = ("write_roots", "allow_subprocess", "allow_network", "allow_dynamic_code")
-_FLAG_KEYS = _POLICY_KEYS[1:]
+_POLICY_KEYS = (
+    "write_roots",
+    "allow_subprocess",
+    "allow_network",
+    "allow_dynamic_code",
+    "protected",
+    "read_roots",
+)
+_FLAG_KEYS = _POLICY_KEYS[1:4]
 
 
 def _bad_policy(message: str) -> GuardViolation:
@@ -253,33 +260,48 @@ def _bad_policy(message: str) -> GuardViolation:
     )
 
 
+def _real_roots(roots: object, what: str) -> tuple[Path, ...]:
+    if isinstance(roots, (str, bytes, Path)) or not isinstance(roots, (tuple, list)):
+        raise _bad_policy(f"{what}s must be a list of absolute directory paths")
+    resolved: list[Path] = []
+    for root in roots:
+        if not isinstance(root, (str, Path)) or not str(root):
+            raise _bad_policy(f"{what} {root!r} is not a path")
+        path = Path(root)
+        if not path.is_absolute():
+            raise _bad_policy(f"{what} {str(root)!r} is not absolute")
+        real = Path(os.path.realpath(path))
+        if real not in resolved:
+            resolved.append(real)
+    return tuple(resolved)
+
+
 @dataclasses.dataclass(frozen=True)
 class GuardPolicy:
-    """What guarded code may do. Roots are made absolute and symlink-free."""
+    """What guarded code may do. Roots are made absolute and symlink-free.
+
+    ``protected``: directories below the roots that are never writable (and, where the
+    guard confines reads, never readable).
+    ``read_roots``: None (reads are free: the operating system confines them), or the
+    directories guarded code may read below — besides the write roots and the code
+    roots (standard library, site-packages, ``sys.path``) — where nothing else does.
+    """
 
     write_roots: tuple[Path, ...]
     allow_subprocess: bool = False
     allow_network: bool = False
     allow_dynamic_code: bool = False
+    protected: tuple[Path, ...] = ()
+    read_roots: tuple[Path, ...] | None = None
 
     def __post_init__(self) -> None:
-        roots: object = self.write_roots
-        if isinstance(roots, (str, bytes, Path)) or not isinstance(roots, (tuple, list)):
-            raise _bad_policy("write_roots must be a list of absolute directory paths")
-        resolved: list[Path] = []
-        for root in roots:
-            if not isinstance(root, (str, Path)) or not str(root):
-                raise _bad_policy(f"write root {root!r} is not a path")
-            path = Path(root)
-            if not path.is_absolute():
-                raise _bad_policy(f"write root {str(root)!r} is not absolute")
-            real = Path(os.path.realpath(path))
-            if real not in resolved:
-                resolved.append(real)
+        object.__setattr__(self, "write_roots", _real_roots(self.write_roots, "write root"))
+        object.__setattr__(self, "protected", _real_roots(self.protected, "protected root"))
+        if self.read_roots is not None:
+            object.__setattr__(self, "read_roots", _real_roots(self.read_roots, "read root"))
         for name in _FLAG_KEYS:
             if type(getattr(self, name)) is not bool:
                 raise _bad_policy(f"{name} must be true or false")
-        object.__setattr__(self, "write_roots", tuple(resolved))
 
     @classmethod
     def from_json(cls, text: str) -> GuardPolicy:
@@ -293,16 +315,27 @@ class GuardPolicy:
         unknown = sorted(set(data) - set(_POLICY_KEYS))
         if unknown:
             raise _bad_policy(f"unknown keys {unknown}")
-        roots = data.get("write_roots")
-        if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
-            raise _bad_policy("write_roots must be a list of strings")
+        lists: dict[str, tuple[Path, ...] | None] = {}
+        for name in ("write_roots", "protected", "read_roots"):
+            roots = data.get(name, [] if name == "protected" else None)
+            if roots is None and name == "read_roots":
+                lists[name] = None
+                continue
+            if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
+                raise _bad_policy(f"{name} must be a list of strings")
+            lists[name] = tuple(Path(r) for r in roots)
         flags: dict[str, bool] = {}
         for name in _FLAG_KEYS:
             value = data.get(name, False)
             if type(value) is not bool:
                 raise _bad_policy(f"{name} must be true or false")
             flags[name] = value
-        return cls(write_roots=tuple(Path(r) for r in roots), **flags)
+        return cls(
+            write_roots=lists["write_roots"] or (),
+            protected=lists["protected"] or (),
+            read_roots=lists["read_roots"],
+            **flags,
+        )
 
     def to_json(self) -> str:
         return json.dumps(
@@ -311,6 +344,8 @@ class GuardPolicy:
                 "allow_subprocess": self.allow_subprocess,
                 "allow_network": self.allow_network,
                 "allow_dynamic_code": self.allow_dynamic_code,
+                "protected": [str(p) for p in self.protected],
+                "read_roots": None if self.read_roots is None else [str(p) for p in self.read_roots],
             },
             sort_keys=True,
         )
@@ -454,6 +489,7 @@ def _kinds() -> dict[str, str]:
         kinds.update(dict.fromkeys(names.split(), kind))
     kinds.update({"object.__getattr__": "getattr", "object.__delattr__": "getattr"})
     kinds.update({"object.__setattr__": "setattr", "import": "import"})
+    kinds.update({"os.listdir": "list", "os.scandir": "list"})
     return kinds
 
 
@@ -491,8 +527,24 @@ _PENDING, _UNKNOWN = (-1, -1), (-2, -2)
 _SCOPED_MARKER = object()
 
 # A policy, frozen: (roots, root_prefixes, code_prefixes, allow_subprocess,
-# allow_network, allow_dynamic_code, violations list, report fd or -1).
-_Pol = tuple[frozenset[str], tuple[str, ...], tuple[str, ...], bool, bool, bool, list[str], int]
+# allow_network, allow_dynamic_code, violations list, report fd or -1,
+# protected roots, protected prefixes, read roots or None (reads free), read prefixes).
+_Pol = tuple[
+    frozenset[str],
+    tuple[str, ...],
+    tuple[str, ...],
+    bool,
+    bool,
+    bool,
+    list[str],
+    int,
+    frozenset[str],
+    tuple[str, ...],
+    "frozenset[str] | None",
+    tuple[str, ...],
+]
+# Always readable where the guard confines reads (devices every runtime opens).
+_READABLE = frozenset({os.devnull, "/dev/urandom", "/dev/random", "/dev/zero"})
 
 
 def _parse_only(
@@ -757,10 +809,26 @@ def _under(path: str, roots: frozenset[str], prefixes: tuple[str, ...]) -> bool:
     return path in roots or path.startswith(prefixes)
 
 
-def _writable(
-    path: str, roots: frozenset[str], prefixes: tuple[str, ...], *, _null: frozenset[str] = _NULL_TARGETS
-) -> bool:
-    return path in roots or path.startswith(prefixes) or path in _null
+def _writable(path: str, pol: _Pol, *, _null: frozenset[str] = _NULL_TARGETS) -> bool:
+    if path in pol[8] or path.startswith(pol[9]):
+        return False  # a protected directory below a write root
+    return path in pol[0] or path.startswith(pol[1]) or path in _null
+
+
+def _readable(path: str, pol: _Pol, *, _always: frozenset[str] = _READABLE) -> bool:
+    roots = pol[10]
+    if roots is None:
+        return True
+    if path in pol[8] or path.startswith(pol[9]):
+        return False  # Kavi's own artifacts, git and governance directories
+    return (
+        path in roots
+        or path.startswith(pol[11])
+        or path.startswith(pol[2])
+        or path in pol[0]
+        or path.startswith(pol[1])
+        or path in _always
+    )
 
 
 def _is_tainted(path: str, *, _taint: set[str] = _STATE[0]) -> bool:
@@ -869,6 +937,36 @@ def _is_protected(
     return _id(t) in _type_ids or _id(obj) in _obj_ids
 
 
+# --- read checks (only where nothing else confines reads) ---------------------------------
+
+
+def _check_read(
+    pol: _Pol,
+    path: object,
+    event: str,
+    *,
+    _type: Any = type,
+    _getcwd: Any = os.getcwd,
+    _str: Any = _to_str,
+    _res: Any = _resolve,
+    _ok: Any = _readable,
+    _anchors: Any = _dir_anchors,
+    _sr: Any = _safe_repr,
+    _int_t: Any = int,
+) -> str | None:
+    if pol[10] is None or _type(path) is _int_t:
+        return None  # reads are free, or an already-open descriptor
+    text = _str(path) if path is not None else "."
+    if text is None:
+        return f"read: {event}() of an unverifiable path object {_sr(path)}"
+    bases: list[str] = [""] if text.startswith("/") else [_getcwd(), *_anchors()]
+    for base in bases:
+        real = _res(text, base, True)
+        if real is None or not _ok(real, pol):
+            return f"read outside read roots: {event}({text!r}) -> {real}"
+    return None
+
+
 # --- write checks ---------------------------------------------------------------------------
 
 
@@ -891,13 +989,16 @@ def _check_open(
     _sr: Any = _safe_repr,
     _int_t: Any = int,
     _str_t: Any = str,
+    _read: Any = _check_read,
 ) -> str | None:
     path, mode, flags = args[0], args[1], args[2]
     if _type(flags) is _int_t:
-        if not flags & _flags:
-            return None
-    elif _type(mode) is _str_t and not ("w" in mode or "a" in mode or "x" in mode or "+" in mode):
-        return None
+        reading = not flags & _flags
+    else:
+        reading = _type(mode) is _str_t and not ("w" in mode or "a" in mode or "x" in mode or "+" in mode)
+    if reading:
+        result: str | None = _read(pol, path, "open")
+        return result
     if _type(path) is _int_t:
         return None  # an already-open descriptor: it was checked when it was opened
     text = _str(path)
@@ -907,7 +1008,7 @@ def _check_open(
     resolved: list[str] = []
     for base in bases:
         real = _res(text, base, True)
-        if real is None or not _ok(real, pol[0], pol[1]):
+        if real is None or not _ok(real, pol):
             return f"write outside write roots: open({text!r}, {_sr(mode)}) -> {real}"
         resolved.append(real)
     if _type(flags) is not _int_t or flags & _tmpfile != _tmpfile:
@@ -974,7 +1075,7 @@ def _check_path(
         if taints:
             tainted.extend(targets[-2:] if how == "both" else targets[-1:])
     for real in targets:
-        if real is None or not _ok(real, pol[0], pol[1]):
+        if real is None or not _ok(real, pol):
             return f"write outside write roots: {event}{_sr(args[:2])} -> {real}"
     for real in tainted:
         _taint.add(real)
@@ -1416,6 +1517,7 @@ def _check(
     _taint: set[str] = _STATE[0],
     _open: Any = _check_open,
     _path: Any = _check_path,
+    _rd: Any = _check_read,
     _dyn: Any = _check_dynamic,
     _lib: Any = _library_shape,
     _prot: Any = _is_protected,
@@ -1443,6 +1545,9 @@ def _check(
         return None
     if kind == "path":
         result = _path(pol, event, args)
+        return result
+    if kind == "list":
+        result = _rd(pol, args[0] if _len(args) > 0 else None, event)
         return result
     if kind == "dyn":
         if allow_dyn:
@@ -1472,7 +1577,7 @@ def _check(
         if text is None or not text or text.startswith("\x00"):
             return None
         real = _res(text, _getcwd(), False)
-        if real is None or not _ok(real, pol[0], pol[1]):
+        if real is None or not _ok(real, pol):
             return f"write outside write roots: socket.bind({text!r}) -> {real}"
         return None
     if kind == "sqlite":
@@ -1484,7 +1589,7 @@ def _check(
         if database.startswith("file:"):
             return f"write: sqlite3.connect({database!r}): URI filenames are refused"
         real = _res(database, _getcwd(), True)
-        if real is None or not _ok(real, pol[0], pol[1]):
+        if real is None or not _ok(real, pol):
             return f"write outside write roots: sqlite3.connect({database!r}) -> {real}"
         _taint.add(real)
         return None
@@ -1770,6 +1875,12 @@ def _make_pol(policy: GuardPolicy, store: list[str], report_fd: int) -> _Pol:
             prefix = real if real.endswith("/") else real + "/"
             if prefix not in code:
                 code.append(prefix)
+    protected = [str(p) for p in policy.protected]
+    # where reads are confined, the import path is readable too (even entries that do not
+    # exist yet, such as the standard library's zip: the import system probes them)
+    reads = None if policy.read_roots is None else [str(p) for p in policy.read_roots]
+    if reads is not None:
+        reads += [os.path.realpath(e) for e in entries if os.path.realpath(e) != "/"]
     return (
         frozenset(roots),
         prefixes,
@@ -1779,6 +1890,10 @@ def _make_pol(policy: GuardPolicy, store: list[str], report_fd: int) -> _Pol:
         policy.allow_dynamic_code,
         store,
         report_fd,
+        frozenset(protected),
+        tuple(r if r.endswith("/") else r + "/" for r in protected),
+        None if reads is None else frozenset(reads),
+        tuple(r if r.endswith("/") else r + "/" for r in reads or ()),
     )
 
 

@@ -1,19 +1,20 @@
 """The governance policy: the typed form of ``.kavi/policy.yaml``.
 
-Three parts, each read by one component:
+Four parts, each read by one component:
 
 * ``scanner`` — what the static policy scan forbids in generated code;
-* ``runtime`` — first-match rules deciding ALLOW / DENY / REQUIRE_APPROVAL for a
-  skill run, plus the paths a skill may write;
-* ``sandbox`` — files withheld from build sandboxes.
+* ``runtime`` — first-match rules deciding ALLOW / DENY / REQUIRE_APPROVAL (and how
+  confined) for a skill run, the paths a skill may read and write, its resource limits;
+* ``sandbox`` — files withheld from build sandboxes, and whether builds are confined;
+* ``verify`` — how the verify gates run, and the generated tests' resource limits.
 """
 
 from __future__ import annotations
 
 from enum import Enum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class SideEffect(str, Enum):
@@ -262,6 +263,29 @@ class ScannerPolicy(_Strict):
     allowed_write_paths: list[str] = Field(default_factory=lambda: ["vault_out/", "artifacts_out/"])
 
 
+Confine = Literal["auto", "required", "off"]
+
+
+def _confine_value(value: Any) -> Any:
+    """``confine: off`` unquoted is a boolean to YAML 1.1 (PyYAML): read it as meant."""
+    if value is False:
+        return "off"
+    if value is True:
+        return "auto"
+    return value
+
+
+class Limits(_Strict):
+    """Resource limits of a confined process tree (each process: CPU seconds, address
+    space, file size; the tree: processes). Exceeding one kills the whole tree."""
+
+    cpu_seconds: int = Field(default=30, ge=1)
+    memory_mb: int = Field(default=2048, ge=64)
+    processes: int = Field(default=32, ge=1)
+    file_size_mb: int = Field(default=64, ge=1)
+    tmp_mb: int = Field(default=64, ge=1)  # the private /tmp (a generated test's scratch dir)
+
+
 class RuleMatch(_Strict):
     side_effect: SideEffect | None = None
     skill: str | None = None
@@ -271,6 +295,14 @@ class RuntimeRule(_Strict):
     match: RuleMatch = Field(default_factory=RuleMatch)
     decision: Decision
     reason: str = ""
+    # auto: confined by the operating system where the machine can, else (READ_ONLY and
+    # FILE_WRITE only) under the in-process guard alone; required: refuse to run
+    # unconfined; off: run without OS confinement (the guard only), and say so
+    confine: Confine = "auto"
+    # the declared secrets this rule grants (None: every secret the skill declared)
+    secrets: list[str] | None = None
+
+    _confine = field_validator("confine", mode="before")(_confine_value)
 
 
 def _default_rules() -> list[RuntimeRule]:
@@ -305,9 +337,11 @@ def _default_rules() -> list[RuntimeRule]:
 
 class RuntimePolicy(_Strict):
     allowed_write_paths: list[str] = Field(default_factory=lambda: ["vault_out/", "artifacts_out/"])
+    allowed_read_paths: list[str] = Field(default_factory=lambda: ["vault_out/"])
     rules: list[RuntimeRule] = Field(default_factory=_default_rules)
     default: Decision = Decision.DENY
-    timeout_seconds: float = 60.0
+    timeout_seconds: float = Field(default=60.0, gt=0)  # wall time of one run
+    limits: Limits = Field(default_factory=Limits)
 
 
 class SandboxPolicy(_Strict):
@@ -315,9 +349,11 @@ class SandboxPolicy(_Strict):
     max_file_bytes: int = 1_000_000
     # auto: namespace jail for backend processes when the kernel allows it; required:
     # refuse to build without it; off: never (the tripwire still guards the repository)
-    confine: Literal["auto", "required", "off"] = "auto"
+    confine: Confine = "auto"
     max_files: int = Field(default=20_000, ge=100)
     max_depth: int = Field(default=64, ge=8)
+
+    _confine = field_validator("confine", mode="before")(_confine_value)
 
 
 class VerifyPolicy(_Strict):
@@ -327,8 +363,14 @@ class VerifyPolicy(_Strict):
     ruff_ignore: list[str] = Field(default_factory=list)
     line_length: int = Field(default=120, ge=60, le=400)
     mypy_strict: bool = True
-    pytest_timeout_seconds: float = Field(default=120.0, gt=0)
+    pytest_timeout_seconds: float = Field(default=120.0, gt=0)  # wall time of the generated tests
     tool_timeout_seconds: float = Field(default=300.0, gt=0)
+    limits: Limits = Field(default_factory=lambda: Limits(cpu_seconds=120, tmp_mb=256))
+    # auto: generated tests run in namespaces where the machine can, else under the guard
+    # alone (which then also confines reads); required: fail the pytest gate without them
+    confine: Confine = "auto"
+
+    _confine = field_validator("confine", mode="before")(_confine_value)
 
 
 class Policy(_Strict):

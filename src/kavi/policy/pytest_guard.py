@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -62,6 +63,9 @@ def _read_policy() -> GuardPolicy:
 
 # Parsed at import: a bad KAVI_GUARD stops pytest before anything else is loaded.
 _POLICY = _read_policy()
+# Python ignores SIGXFSZ; under a file-size limit the process must end instead (the
+# limit is then named in the verdict, and a test cannot catch its way past it).
+signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
 # The real stderr, duplicated before pytest starts capturing output.
 _LIVE_FD = os.dup(2)
 os.set_inheritable(_LIVE_FD, False)
@@ -107,6 +111,8 @@ def _install(basetemp: str | None) -> None:
         allow_subprocess=policy.allow_subprocess,
         allow_network=policy.allow_network,
         allow_dynamic_code=policy.allow_dynamic_code,
+        protected=policy.protected,
+        read_roots=policy.read_roots,
     )
     handle = install_process_guard(full, report_fd=_LIVE_FD)
     _INSTALLED.append((handle,))

@@ -73,30 +73,58 @@ class SkillContext:
 
     ``vault_root``: the forge's vault directory (absolute).
     ``allowed_write_paths``: absolute directories the skill may write below.
+    ``read_roots``: absolute directories the skill may read below (besides the write
+    paths); empty means the vault.
+    ``protected``: directories below those that skills never see (Kavi's own
+    artifacts, git and governance directories).
     ``secrets``: the values of the secrets the skill declared (TRUSTED skills only).
+
+    At run time the operating system enforces the same: nothing outside these paths
+    (and the Python runtime) exists for the skill. Use ``resolve_read_path`` and
+    ``resolve_write_path`` to turn an input path into a file to open: they refuse what
+    lies outside with a clear error instead of a missing file.
     """
 
     vault_root: Path
     allowed_write_paths: tuple[Path, ...] = ()
     secrets: Mapping[str, str] = field(default_factory=dict)
+    read_roots: tuple[Path, ...] = ()
+    protected: tuple[Path, ...] = ()
+
+    def resolve_read_path(self, relative: str) -> Path:
+        """Resolve ``relative`` against the vault root (symlinks followed); refuse anything
+        outside the read roots (and the allowed write paths), or protected."""
+        roots = (*(self.read_roots or (self.vault_root,)), *self.allowed_write_paths)
+        return self._resolve(relative, "read", roots, "runtime.allowed_read_paths")
 
     def resolve_write_path(self, relative: str) -> Path:
-        """Resolve ``relative`` against the vault root; refuse anything outside the allowed paths."""
+        """Resolve ``relative`` against the vault root (symlinks followed); refuse anything
+        outside the allowed write paths, or protected."""
+        roots = self.allowed_write_paths or (self.vault_root,)
+        return self._resolve(relative, "write", roots, "runtime.allowed_write_paths")
+
+    def _resolve(self, relative: str, what: str, roots: tuple[Path, ...], setting: str) -> Path:
         candidate = Path(relative)
         if candidate.is_absolute() or "\x00" in relative:
             raise PolicyDenied(
-                f"write path {relative!r} must be relative to the vault",
+                f"{what} path {relative!r} must be relative to the vault",
                 remedy="pass a path like 'Inbox/AI/note.md'",
             )
         target = (self.vault_root / candidate).resolve()
-        roots = [p.resolve() for p in self.allowed_write_paths] or [self.vault_root.resolve()]
-        if not any(target == root or root in target.parents for root in roots):
-            allowed = ", ".join(str(r) for r in roots)
+        real = [p.resolve() for p in roots]
+        if not any(target == root or root in target.parents for root in real):
             raise PolicyDenied(
-                f"write path {relative!r} resolves outside the allowed write paths",
-                why=f"{target} is not below {allowed}",
-                remedy="write inside the vault (allowed_write_paths in .kavi/policy.yaml)",
+                f"{what} path {relative!r} resolves outside the allowed {what} paths",
+                why=f"{target} is not below {', '.join(str(r) for r in real)}",
+                remedy=f"{what} inside the vault ({setting} in .kavi/policy.yaml)",
             )
+        for guarded in (p.resolve() for p in self.protected):
+            if target == guarded or guarded in target.parents:
+                raise PolicyDenied(
+                    f"{what} path {relative!r} is inside {guarded}, which skills never see",
+                    why="Kavi's own artifacts, git and governance directories are out of every skill's reach",
+                    remedy="use another path in the vault",
+                )
         return target
 
 

@@ -1,20 +1,17 @@
 """Load a TRUSTED skill from exactly the bytes that were verified and approved.
 
 The ledger says which promotion is in force; ``registry.yaml`` must agree with it;
-the skill file's SHA-256 and BLAKE3 must equal the promotion record's. The module is
-then built from the bytes that were hashed (a loader that serves those bytes, not the
-file), so nothing can change between check and use. Any mismatch is a
+the skill file's SHA-256 and BLAKE3 must equal the promotion record's. Exactly the
+bytes that were hashed are handed to the confined worker (:mod:`kavi.confine.worker`),
+which builds the module from them (never from the file), so nothing can change between
+check and use. Kavi's own process never loads a skill. Any mismatch is a
 :class:`~kavi.errors.TrustError`.
 """
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from types import CodeType, ModuleType
 
 from kavi.errors import NotFoundError, TrustError
 from kavi.forge.context import Forge
@@ -29,34 +26,6 @@ class TrustedSkill:
     proposal: Proposal
     source: bytes
     path: Path
-
-
-class _VerifiedSource(importlib.abc.SourceLoader):
-    """Serves the verified bytes to the import system (never re-reads the file).
-
-    The code object is compiled when the loader is made — before the runtime guard
-    is entered — so that under the guard the import machinery only *executes* an
-    existing code object built from exactly the verified bytes.
-    """
-
-    def __init__(self, path: Path, source: bytes) -> None:
-        self._path = str(path)
-        self._source = source
-        self._code = self.source_to_code(source, self._path)
-
-    def get_code(self, fullname: str) -> CodeType:
-        return self._code
-
-    def get_filename(self, fullname: str) -> str:
-        return self._path
-
-    def get_data(self, path: str) -> bytes:
-        if path != self._path:
-            raise OSError(f"only the verified skill source can be read, not {path}")
-        return self._source
-
-    def path_stats(self, path: str) -> dict[str, float]:
-        raise OSError("no bytecode cache for verified skills")  # always compile from source
 
 
 def find_trusted(forge: Forge, name: str) -> TrustedSkill:
@@ -151,35 +120,3 @@ def read_verified_source(skill: TrustedSkill) -> TrustedSkill:
             remedy=f"restore the approved bytes: `git checkout {p.tag_name} -- {p.skill_path}`",
         )
     return TrustedSkill(skill.promotion, skill.proposal, data, skill.path)
-
-
-@dataclass(frozen=True)
-class PreparedModule:
-    """A compiled, not yet executed, skill module."""
-
-    name: str
-    loader: _VerifiedSource
-    origin: str
-
-    def load(self) -> ModuleType:
-        """Execute the module (call this under the runtime guard)."""
-        spec = importlib.util.spec_from_loader(self.name, self.loader, origin=self.origin)
-        if spec is None:
-            raise TrustError(f"cannot create a module for {self.origin}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[self.name] = module
-        try:
-            self.loader.exec_module(module)
-        except BaseException:
-            sys.modules.pop(self.name, None)
-            raise
-        return module
-
-
-def prepare_module(skill: TrustedSkill) -> PreparedModule:
-    p = skill.promotion
-    try:
-        loader = _VerifiedSource(skill.path, skill.source)
-    except SyntaxError as exc:
-        raise TrustError(f"{p.skill_path} does not compile: {exc}") from None
-    return PreparedModule(f"_kavi_trusted_.{p.skill_name}_v{p.version}", loader, str(skill.path))

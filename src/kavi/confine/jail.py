@@ -1,9 +1,12 @@
-"""Confinement for backend processes: Linux namespaces, when the kernel allows them.
+"""Starting a confined process: Linux namespaces, when the kernel allows them.
 
-The backend runs as ``unshare --user --map-root-user --pid --fork --kill-child --mount
---mount-proc --ipc -- python -I -S jail_init.py SPEC``; :mod:`kavi.backends.jail_init`
-builds its world and execs it through ``setpriv --bounding-set=-all --no-new-privs``.
-So the backend has:
+Every confined program — the build agent, a generated test at verify time, a skill at
+run time — runs as ``unshare --user --map-root-user --pid --fork --kill-child --mount
+--mount-proc --ipc [--net] -- python -I -S init.py …``; :mod:`kavi.confine.init` builds
+its world (:mod:`kavi.confine.mounts`) and runs it through ``setpriv --bounding-set=-all
+--no-new-privs``. Skills and tests get a fresh root holding only what they may use (see
+:mod:`kavi.confine.views`); the build agent, which needs its toolchain and its model's
+API, gets the host's filesystem read-only with holes. So the build agent has:
 
 * a read-only filesystem where its sandbox (worktree, HOME, TMPDIR) is the only
   writable place: the Kavi installation and every repository are read-only;
@@ -15,7 +18,7 @@ So the backend has:
 * an empty, read-only ``$HOME`` (except the directories holding the backend's executable);
 * a minimal ``/dev`` (no host terminals) and its own IPC namespace (no host shared memory);
 * empty read-only mounts over the secret files still in view (see
-  :mod:`kavi.backends.withhold`);
+  :mod:`kavi.confine.withhold`);
 * its own PID namespace (when its first process ends or is killed, the kernel kills every
   process left in it: a ``setsid`` daemon cannot outlive the build) and ``/proc`` (it
   cannot read Kavi's ``/proc/<pid>/environ``);
@@ -42,6 +45,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 _UNSHARE = (
     "--user",
@@ -55,6 +59,11 @@ _UNSHARE = (
     "private",
     "--ipc",
 )
+# Set to 1 (in Kavi's own environment) to behave as on a kernel without user namespaces:
+# for tests of that mode only. It can only take confinement away where the policy allows
+# running without it, and every record says so; confined programs never see it.
+FORCE_UNAVAILABLE_ENV = "KAVI_TEST_NO_NAMESPACES"
+INIT = Path(__file__).with_name("init.py")  # stdlib only: run isolated, no site
 
 
 @dataclass(frozen=True)
@@ -78,17 +87,37 @@ class Jail:
     confined: bool
 
 
-def _tools() -> tuple[str, str] | None:
+def tools() -> tuple[str, str] | None:
+    """``unshare`` and ``setpriv`` (util-linux), if this machine has both."""
     unshare, setpriv = shutil.which("unshare"), shutil.which("setpriv")
     if unshare is None or setpriv is None:
         return None
     return unshare, setpriv
 
 
-@lru_cache(maxsize=1)
+def forced_unavailable() -> bool:
+    return os.environ.get(FORCE_UNAVAILABLE_ENV) == "1"
+
+
 def available() -> bool:
-    """Can this machine confine a process this way? (checked once per process, for real)"""
-    if not sys.platform.startswith("linux") or _tools() is None:
+    """Can this machine confine a process? (checked once per process, for real)"""
+    return not forced_unavailable() and _probe()
+
+
+def unavailable_reason() -> str:
+    if forced_unavailable():
+        return f"namespaces switched off ({FORCE_UNAVAILABLE_ENV}=1)"
+    if not sys.platform.startswith("linux"):
+        return f"no Linux namespaces on {sys.platform}"
+    if tools() is None:
+        return "unshare/setpriv (util-linux) not found"
+    return "this kernel refuses unprivileged user namespaces or mount_setattr (Linux >= 5.12)"
+
+
+@lru_cache(maxsize=1)
+def _probe() -> bool:
+    """Run ``true`` in both views (the agent's world, a skill's fresh root without network)."""
+    if not sys.platform.startswith("linux") or tools() is None:
         return False
     with tempfile.TemporaryDirectory(prefix="kavi-jail-probe-") as tmp:
         root = Path(tmp)
@@ -96,15 +125,58 @@ def available() -> bool:
         (root / "hidden").mkdir()
         plan = Confinement(sandbox_root=root / "box", hide=(root / "hidden",))
         jail = _build(["true"], plan, cwd=root / "box", path_env=None)
+        fresh = spec_command({**_probe_view(), "argv": ["true"]}, root / "probe.json", own_network=True)
         try:
-            proc = subprocess.run(
-                jail.argv, capture_output=True, timeout=20, check=False, stdin=subprocess.DEVNULL
-            )
+            for argv in (jail.argv, fresh):
+                proc = subprocess.run(
+                    argv, capture_output=True, timeout=20, check=False, stdin=subprocess.DEVNULL, cwd="/"
+                )
+                if proc.returncode != 0:
+                    return False
         except (OSError, subprocess.TimeoutExpired):
             return False
         finally:
             subprocess.run(["chmod", "-R", "u+rwx", tmp], capture_output=True, check=False)
-        return proc.returncode == 0
+        return True
+
+
+def _probe_view() -> dict[str, Any]:
+    from kavi.confine.views import runtime_mounts
+
+    return {"view": "allowlist", "mounts": runtime_mounts(), "cwd": "/"}
+
+
+def unshare_argv(*, own_network: bool) -> list[str]:
+    found = tools()
+    if found is None:
+        raise OSError("unshare/setpriv not found")
+    return [found[0], *_UNSHARE, *(["--net"] if own_network else []), "--"]
+
+
+def init_argv(*args: str) -> list[str]:
+    return [sys.executable, "-I", "-S", str(INIT), *args]
+
+
+def spec_command(
+    spec: dict[str, Any], spec_file: Path, *, own_network: bool, status_fd: int | None = None
+) -> list[str]:
+    """The command that runs ``spec["argv"]`` in the view ``spec`` describes."""
+    found = tools()
+    if found is None:
+        raise OSError("unshare/setpriv not found")
+    spec_file.write_text(json.dumps({**spec, "setpriv": found[1]}))
+    status = ["--status-fd", str(status_fd)] if status_fd is not None else []
+    return [*unshare_argv(own_network=own_network), *init_argv(*status, "--spec", str(spec_file))]
+
+
+def prestart_command(argv: Sequence[str], *, own_network: bool, status_fd: int) -> list[str]:
+    """The command that starts ``argv`` at once in fresh namespaces, its view to follow on
+    stdin (see :mod:`kavi.confine.init`)."""
+    found = tools()
+    if found is None:
+        raise OSError("unshare/setpriv not found")
+    init = init_argv("--status-fd", str(status_fd), "--setpriv", found[1], "--prestart", "--")
+    return [*unshare_argv(own_network=own_network), *init, *argv]
 
 
 def confine(argv: Sequence[str], plan: Confinement, *, cwd: Path, path_env: str | None = None) -> Jail:
@@ -116,10 +188,8 @@ def confine(argv: Sequence[str], plan: Confinement, *, cwd: Path, path_env: str 
 
 
 def _build(argv: Sequence[str], plan: Confinement, *, cwd: Path, path_env: str | None) -> Jail:
-    tools = _tools()
-    if tools is None:
+    if tools() is None:
         return Jail(list(argv), False)
-    unshare, setpriv = tools
     scratch = plan.scratch
     scratch.mkdir(parents=True, exist_ok=True)
     empty = scratch / "withheld"
@@ -135,6 +205,7 @@ def _build(argv: Sequence[str], plan: Confinement, *, cwd: Path, path_env: str |
     if resolver.exists():
         visible.append(resolver.resolve())  # it often lives in /run (systemd-resolved)
     spec = {
+        "view": "world",
         "sandbox": str(plan.sandbox_root),
         "scratch": str(scratch),
         "cwd": str(cwd),
@@ -142,14 +213,9 @@ def _build(argv: Sequence[str], plan: Confinement, *, cwd: Path, path_env: str |
         "visible": [str(p) for p in visible],
         "masks": [{"path": str(p), "dir": p.is_dir()} for p in plan.withhold],
         "empty_file": str(empty),
-        "setpriv": setpriv,
         "argv": program,
     }
-    spec_file = scratch / "jail.json"
-    spec_file.write_text(json.dumps(spec))
-    init = Path(__file__).with_name("jail_init.py")  # stdlib only: run isolated, no site
-    command_line = [unshare, *_UNSHARE, "--", sys.executable, "-I", "-S", str(init), str(spec_file)]
-    return Jail(command_line, True)
+    return Jail(spec_command(spec, scratch / "jail.json", own_network=False), True)
 
 
 def _shared_dirs() -> list[str]:

@@ -31,7 +31,7 @@ def kill_running() -> None:
     For a Ctrl-C in the main thread while worker threads run tools (the verify gates):
     the threads' waits then return at once instead of running the tools to the end."""
     for pid in list(_RUNNING):
-        _kill_tree(pid)
+        kill_tree(pid)
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def _children() -> dict[int, list[int]]:
     return out
 
 
-def _kill_tree(pid: int) -> None:
+def kill_tree(pid: int) -> None:
     """SIGKILL ``pid``'s process group and every descendant of ``pid``.
 
     A descendant that left the group (``setsid``) is still a descendant; killing the
@@ -108,9 +108,26 @@ def _prctl(option: int, value: int) -> int:
         return -1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: SIGKILL it when Kavi dies, however Kavi dies."""
     _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _child_setup(limits: Mapping[str, object] | None) -> Callable[[], None]:
+    """What a child does before exec: die with Kavi; with ``limits``, take them on (the
+    unconfined fallback: without a PID namespace the process count is not limited)."""
+    if not limits:
+        return die_with_parent
+    from kavi.confine.init import apply_limits
+
+    own = {k: v for k, v in limits.items() if k != "processes"}
+
+    def setup() -> None:
+        die_with_parent()
+        apply_limits(0, own)
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+
+    return setup
 
 
 class _Subreaper:
@@ -132,7 +149,7 @@ class _Subreaper:
             return
         strays = [p for p in _children().get(self.me, []) if p not in self.before]
         for pid in strays:
-            _kill_tree(pid)
+            kill_tree(pid)
         for pid in strays:
             try:
                 os.waitpid(pid, 0)
@@ -245,11 +262,14 @@ def run_bounded(
     stdin_data: bytes | None = None,
     reap_orphans: bool = False,
     on_line: Callable[[str], None] | None = None,
+    limits: Mapping[str, object] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> ProcResult:
     """Run ``argv`` to completion or ``timeout``; with ``reap_orphans`` (an untrusted
     backend, one at a time, from the main thread) also kill the daemons it double-forked;
     with ``on_line``, every line of its stdout is handed over as it is written (all of
-    them, also beyond what the result keeps)."""
+    them, also beyond what the result keeps); with ``limits`` (see
+    :func:`kavi.confine.init.apply_limits`) as its rlimits."""
     start = time.monotonic()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         reaper = _Subreaper(reap_orphans)
@@ -261,7 +281,8 @@ def run_bounded(
             stdout=out,
             stderr=err,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_child_setup(limits),
+            pass_fds=tuple(pass_fds),
         )
         timed_out = False
         previous = _trap_termination()
@@ -278,7 +299,7 @@ def run_bounded(
         except subprocess.TimeoutExpired:
             timed_out = True
         finally:
-            _kill_tree(proc.pid)
+            kill_tree(proc.pid)
             proc.wait()
             _RUNNING.discard(proc.pid)
             reaper.finish()

@@ -1,0 +1,316 @@
+"""Kavi's side of one confined skill run: start the worker early, hand it the run, collect.
+
+:meth:`Worker.start` launches :mod:`kavi.confine.worker` at once — in fresh namespaces
+through :mod:`kavi.confine.init` where the machine has them (its view follows later), or
+as a plain process — so the child imports pydantic and the skill contract while Kavi
+checks trust and policy. :meth:`Worker.run` sends the view, the limits and the request,
+waits at most the wall time, kills the whole process tree whatever happened, and returns
+the reply with how the process ended (and which limit, if one ended it).
+:meth:`Worker.abort` kills a worker that will not be needed (a check refused).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from kavi.confine import jail
+from kavi.confine.proc import die_with_parent, kill_tree
+
+MAX_REPLY = 16 * 1024 * 1024
+MAX_STDERR = 64 * 1024
+LOCALE = ("LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "LC_NUMERIC", "LC_TIME", "TZ")
+_NAMESPACES_FAILED: list[str] = []  # why the jail could not start in this process, once it failed
+
+
+@dataclass
+class WorkerResult:
+    reply: dict[str, Any] | None
+    stderr: str
+    confined: bool
+    timed_out: bool = False
+    status: dict[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+    @property
+    def limit(self) -> str | None:
+        """Which limit ended the run, if one did."""
+        if self.timed_out:
+            return "wall_seconds"
+        if self.reply is not None and self.reply.get("kind") == "limit":
+            return str(self.reply.get("limit") or "memory_mb")
+        found = self.status.get("limit")
+        return str(found) if found else None
+
+    @property
+    def cannot_confine(self) -> str | None:
+        """Why the jail could not be built (nothing ran), or None. Its PID 1 reports every
+        end but one Kavi caused; with no report and no reply, ``unshare`` itself failed
+        (a kernel or security module that refuses user namespaces)."""
+        if not self.confined:
+            return None
+        if self.status.get("exit") == 97:
+            return str(self.status.get("error") or "cannot confine")
+        if self.status.get("unreported") and self.reply is None and not self.timed_out:
+            detail = self.stderr.strip().splitlines()[-1:] or ["no report"]
+            return f"the namespaces could not be created ({detail[0][:200]})"
+        return None
+
+
+def skill_request(
+    *,
+    source: bytes,
+    filename: str,
+    module: str,
+    class_name: str,
+    payload: Mapping[str, Any],
+    context: Mapping[str, Any],
+    guard: Mapping[str, Any],
+    cwd: str,
+    secrets: Mapping[str, str],
+) -> dict[str, Any]:
+    """What :mod:`kavi.confine.worker` reads: the verified source (exact bytes), the
+    validated input, the skill's context, the runtime guard's policy (the keyword
+    arguments of :class:`kavi.policy.guard.GuardPolicy`, paths as strings: Kavi's process
+    need not import the guard), where to start, the secrets (as ``ctx.secrets`` and as
+    ``KAVI_SECRET_<NAME>`` in its environment)."""
+    return {
+        "source": base64.b64encode(source).decode(),
+        "filename": filename,
+        "module": module,
+        "class_name": class_name,
+        "input": dict(payload),
+        "context": {**context, "secrets": dict(secrets)},
+        "env": {f"KAVI_SECRET_{k}": v for k, v in secrets.items()},
+        "guard": dict(guard),
+        "cwd": cwd,
+    }
+
+
+def child_env(source: Mapping[str, str], *, tmp: str) -> dict[str, str]:
+    """A confined child's whole environment: locale and time zone, a private ``HOME`` and
+    ``TMPDIR``, a plain ``PATH``. Nothing else of Kavi's (secrets come with the request)."""
+    env = {k: source[k] for k in LOCALE if k in source}
+    env.setdefault("LANG", "C.UTF-8")
+    env.update(
+        {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": tmp, "TMPDIR": tmp, "PYTHONDONTWRITEBYTECODE": "1"}
+    )
+    return env
+
+
+def namespaces_usable() -> bool:
+    """Worth trying the jail (util-linux present, Linux, not switched off, not failed here)."""
+    return (
+        sys.platform.startswith("linux")
+        and not jail.forced_unavailable()
+        and jail.tools() is not None
+        and not _NAMESPACES_FAILED
+    )
+
+
+def unavailable_reason() -> str:
+    return _NAMESPACES_FAILED[0] if _NAMESPACES_FAILED else jail.unavailable_reason()
+
+
+class Worker:
+    """One worker process, started and not yet given its run (or finished)."""
+
+    def __init__(self, *, confined: bool, own_network: bool) -> None:
+        self.confined = confined
+        self.own_network = own_network
+        self.started = time.monotonic()
+        self._status_r: int | None = None
+        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in run()/_finish()
+        self.tmp: str | None = None
+        self._done = False
+        self._deadline = 0.0
+        worker = [sys.executable, "-I", "-m", "kavi.confine.worker"]
+        pass_fds: tuple[int, ...] = ()
+        if confined:
+            self._status_r, status_w = os.pipe()
+            argv = jail.prestart_command(worker, own_network=own_network, status_fd=status_w)
+            pass_fds = (status_w,)
+            env = child_env(os.environ, tmp="/tmp")
+        else:
+            jail.not_dumpable()  # a same-user child cannot read or trace this process's memory
+            self.tmp = tempfile.mkdtemp(prefix="kavi-run-")
+            argv, env = worker, child_env(os.environ, tmp=self.tmp)
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                cwd="/",
+                env=env,
+                start_new_session=True,
+                pass_fds=pass_fds,
+                preexec_fn=die_with_parent,
+            )
+        finally:
+            for fd in pass_fds:
+                os.close(fd)
+
+    @classmethod
+    def start(cls, *, own_network: bool = True) -> Worker:
+        """Start a worker now: confined where this machine can, else a plain process."""
+        if namespaces_usable():
+            try:
+                return cls(confined=True, own_network=own_network)
+            except OSError as exc:
+                _NAMESPACES_FAILED.append(f"cannot start unshare: {exc}")
+        return cls(confined=False, own_network=own_network)
+
+    def abort(self) -> None:
+        """Kill the worker and everything it started; nothing ran."""
+        self._finish()
+        self._stderr.close()
+
+    def run(
+        self,
+        *,
+        view: Mapping[str, Any] | None,
+        request: Mapping[str, Any],
+        limits: Mapping[str, Any],
+        timeout: float,
+    ) -> WorkerResult:
+        """Give the worker its view (confined) and request; wait at most ``timeout`` seconds."""
+        self.send(view=view, request=request, limits=limits, timeout=timeout)
+        return self.collect()
+
+    def send(
+        self,
+        *,
+        view: Mapping[str, Any] | None,
+        request: Mapping[str, Any],
+        limits: Mapping[str, Any],
+        timeout: float,
+    ) -> None:
+        """Hand the worker its view (confined), limits and request; the wall time starts.
+        Call :meth:`collect` next (Kavi may prepare its record in between)."""
+        if self.confined:
+            line = json.dumps({**(view or {}), "limits": dict(limits), "payload": json.dumps(request)})
+        else:
+            line = json.dumps({**request, "limits": dict(limits)})
+        self._deadline = time.monotonic() + timeout
+        stdin = self.proc.stdin
+        if stdin is None:  # pragma: no cover - a pipe
+            raise OSError("worker pipe missing")
+        try:
+            stdin.write(line.encode("utf-8", "surrogatepass") + b"\n")
+            stdin.close()
+        except BrokenPipeError:
+            pass
+
+    def collect(self) -> WorkerResult:
+        """Wait for the reply (at most until the wall time is up), then kill the whole tree."""
+        stdout = self.proc.stdout
+        if stdout is None:  # pragma: no cover - a pipe
+            raise OSError("worker pipe missing")
+        data, timed_out = _read_until(stdout, self._deadline)
+        self._finish()
+        status = self._status()
+        reply: dict[str, Any] | None = None
+        if data.strip() and len(data) <= MAX_REPLY:
+            try:
+                parsed = json.loads(data.split(b"\n", 1)[0])
+                reply = parsed if isinstance(parsed, dict) else None
+            except (ValueError, RecursionError):
+                reply = None
+        self._stderr.seek(0)
+        err = self._stderr.read(MAX_STDERR).decode("utf-8", "replace")
+        self._stderr.close()
+        result = WorkerResult(
+            reply=reply,
+            stderr=err,
+            confined=self.confined,
+            timed_out=timed_out,
+            status=status,
+            duration_s=time.monotonic() - self.started,
+        )
+        if result.cannot_confine:
+            _NAMESPACES_FAILED.append(result.cannot_confine)
+        return result
+
+    def _finish(self) -> None:
+        if self._done:
+            return  # (its pid may belong to another process by now)
+        self._done = True
+        if self.confined:
+            # unshare leads the process group, the jail's PID 1 is in it (and dies with
+            # unshare in any case): when PID 1 dies the kernel kills its whole namespace,
+            # setsid daemons included — no need to walk /proc for descendants
+            for kill, target in ((os.killpg, self.proc.pid), (os.kill, self.proc.pid)):
+                try:
+                    kill(target, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        else:
+            kill_tree(self.proc.pid)
+        self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
+        if self.tmp is not None:
+            subprocess.run(["rm", "-rf", "--one-file-system", self.tmp], check=False, capture_output=True)
+            self.tmp = None
+
+    def _status(self) -> dict[str, Any]:
+        code = self.proc.returncode
+        if self._status_r is None:
+            if code is not None and code < 0:
+                out: dict[str, Any] = {"signal": -code}
+                if -code == signal.SIGXCPU:
+                    out["limit"] = "cpu_seconds"
+                elif -code == signal.SIGXFSZ:
+                    out["limit"] = "file_size_mb"
+                return out
+            return {"exit": code}
+        try:
+            raw = os.read(self._status_r, 65536)
+        except OSError:
+            raw = b""
+        finally:
+            os.close(self._status_r)
+            self._status_r = None
+        try:
+            parsed = json.loads(raw.decode("utf-8", "replace").splitlines()[0]) if raw.strip() else {}
+        except ValueError:
+            parsed = {}
+        if not isinstance(parsed, dict) or not parsed:
+            return {"exit": code, "unreported": True}
+        return parsed
+
+
+def _read_until(pipe: IO[bytes], deadline: float) -> tuple[bytes, bool]:
+    """The reply: what ``pipe`` yields up to its first newline (the worker writes one line
+    and exits; waiting for EOF would wait for its interpreter to shut down), EOF, or
+    ``MAX_REPLY`` + 1 bytes — or, if the deadline comes first, what arrived by then."""
+    fd = pipe.fileno()
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_REPLY:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return b"".join(chunks), True
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if b"\n" in chunk:
+            break
+    return b"".join(chunks), False
