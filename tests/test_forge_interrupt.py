@@ -122,7 +122,7 @@ def test_ctrl_c_while_the_tests_run_at_verify(tmp_path: Path, monkeypatch: pytes
     _agent(tmp_path, monkeypatch, "slowtest")
     repo = make_forge(tmp_path)
     proc = _start(repo, propose_write_note(repo), "--backend", "claude")
-    _interrupt_when(proc, lambda line: "running the tests under the runtime guard" in line)
+    _interrupt_when(proc, lambda line: "running the tests" in line)
     code, _out, err = _finish(proc, within=15)  # the test would sleep for 60 s
     assert code == 130, err
     con = _ledger(repo)
