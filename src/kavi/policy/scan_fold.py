@@ -38,11 +38,21 @@ Cands = tuple[object, ...]
 
 
 class Resolver(Protocol):
+    """What folding needs from the analysis (implemented by the engine)."""
+
+    test_module: bool
+    by_ident: list[Scope]
+    attr_written: set[str]
+
     def recs_for(self, name: str, scope: Scope) -> dict[tuple[int, int], Rec] | None: ...
 
     def attr_recs_for(self, name: str) -> dict[tuple[int, int], Rec] | None: ...
 
     def quiet(self, node: ast.expr, scope: Scope) -> Val: ...
+
+    def param_scope(self, name: str, scope: Scope) -> Scope | None: ...
+
+    def own_methods(self) -> frozenset[str]: ...
 
 
 _BIG_NUMBER = re.compile(r"\d{6,}|\*")
@@ -332,6 +342,9 @@ class Folder:
     def _fold_name(self, name: str, scope: Scope, local: dict[str, object] | None) -> Cands | None:
         if local is not None and name in local:
             return (local[name],)
+        fs = self.res.param_scope(name, scope)
+        if fs is not None and fs.from_outside():
+            return None  # a caller out of sight may pass anything: the default is one value of many
         return self._fold_recs(self.res.recs_for(name, scope), name)
 
     def _fold_recs(self, recs: dict[tuple[int, int], Rec] | None, name: str) -> Cands | None:

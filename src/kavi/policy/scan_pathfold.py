@@ -1,12 +1,21 @@
-"""Folding file-system paths for the write rule.
+"""Folding file-system paths for the file-access rules.
 
 :class:`PathFolder` extends the constant folder to paths: string constants,
 f-strings, ``+`` and ``/``, ``os.path.join``/``expanduser``/``dirname``,
 ``pathlib.Path(...)`` and its ``joinpath``/``parent``/``with_suffix``/``resolve``,
-``Path.home()``/``cwd()``, ``tempfile.gettempdir()``, ``os.environ["HOME"]`` and
-friends, through variables, parameters and attributes. A candidate is
-``(text, complete)``: when only the start of a path is known (``f"/etc/{name}"``,
-``Path("/tmp") / x``) the text is that known prefix and ``complete`` is False.
+``Path.home()``/``cwd()``, :mod:`tempfile`, ``os.environ["HOME"]`` and friends,
+through variables, parameters and attributes. A candidate is ``(text, complete)``:
+when only the start of a path is known (``f"/etc/{name}"``, ``Path("/tmp") / x``) the
+text is that known prefix and ``complete`` is False.
+
+Paths the skill contract sanctions start with a root marker of
+:mod:`kavi.policy.scan_places`: what ``ctx.resolve_write_path(...)`` /
+``ctx.resolve_read_path(...)`` return when ``ctx`` really is the context Kavi passes
+(a parameter named ``ctx``/``context`` or annotated ``SkillContext``, followed through
+assignments and attributes; never an object the file builds or a context whose
+attributes it rewrites), ``ctx.vault_root``, and in a test module pytest's ``tmp_path``
+and the temporary directory. A parameter of a function that may be called from out of
+sight (see :meth:`Scope.from_outside`) is unknown, whatever its default.
 """
 
 from __future__ import annotations
@@ -14,10 +23,21 @@ from __future__ import annotations
 import ast
 import posixpath
 
-from kavi.policy.scan_fold import MAX_CANDS, MAX_DEPTH, Folder
+from kavi.policy.scan_fold import MAX_CANDS, MAX_DEPTH, Folder, Resolver
+from kavi.policy.scan_places import (
+    CODE_ROOT,
+    MARK,
+    NOT_A_PATH,
+    READ_ROOT,
+    SCRATCH,
+    VAULT_ROOT,
+    WRITE_ROOT,
+)
 from kavi.policy.scan_scope import Rec, Scope
+from kavi.policy.scan_sinks import TEMPFILE_FUNCS
 
 PathCand = tuple[str, bool]  # (text, complete?)
+UNKNOWN: PathCand = ("", False)  # nothing known, not even the start
 
 _PATH_CTORS: frozenset[str] = frozenset(("pathlib.Path", "os.path.join", "zipfile.Path"))
 _PATH_SAME: frozenset[str] = frozenset(
@@ -37,6 +57,46 @@ _PATH_SAME_METHODS: frozenset[str] = frozenset(
     ("resolve", "absolute", "expanduser", "as_posix", "__fspath__", "__str__")
 )
 _PATH_SIBLING_METHODS: frozenset[str] = frozenset(("with_suffix", "with_name", "with_stem"))
+_RESOLVERS: dict[str, str] = {"resolve_write_path": WRITE_ROOT, "resolve_read_path": READ_ROOT}
+#: What a skill must not rewrite on its context for resolve_*() to stay trustworthy.
+_CONTEXT_ATTRS = frozenset(
+    ("*", "vault_root", "allowed_write_paths", "resolve_write_path", "resolve_read_path")
+)
+_CONTEXT_NAMES = frozenset(("ctx", "context"))
+_CONTEXT_CLASSES = frozenset(("kavi.skills.base.SkillContext",))
+_SCRATCH_PARAMS = frozenset(("tmp_path", "tmpdir", "tmp_path_factory", "tmpdir_factory"))
+_SCRATCH_METHODS = frozenset(("mktemp", "getbasetemp", "join", "mkdir", "ensure", "mkdtemp"))
+_TEMP_DIRS = frozenset(("tempfile.gettempdir", "tempfile.gettempdirb"))
+_TEMP_FILE_OBJECTS = frozenset(
+    ("tempfile.NamedTemporaryFile", "tempfile.TemporaryFile", "tempfile.SpooledTemporaryFile")
+)
+#: Calls whose result is a file descriptor or file object (not judged as a path).
+_NOT_PATHS = frozenset(
+    (
+        "os.open",
+        "os.dup",
+        "os.dup2",
+        "os.fdopen",
+        "os.openpty",
+        "builtins.open",
+        "codecs.open",
+        "gzip.open",
+        "bz2.open",
+        "lzma.open",
+        "io.BytesIO",
+        "io.StringIO",
+        "io.TextIOWrapper",
+        "io.BufferedWriter",
+        "io.BufferedReader",
+        "sys.stdout",
+        "sys.stderr",
+        "sys.stdin",
+        "sys.__stdout__",
+        "sys.__stderr__",
+        *_TEMP_FILE_OBJECTS,
+    )
+)
+_NOT_PATH_METHODS = frozenset(("fileno", "open", "makefile"))
 _ENV_PATHS: dict[str, str] = {
     "HOME": "~",
     "USERPROFILE": "~",
@@ -52,6 +112,11 @@ _ENV_PATHS: dict[str, str] = {
 
 
 class PathFolder(Folder):
+    def __init__(self, resolver: Resolver) -> None:
+        super().__init__(resolver)
+        self._fixtures: dict[str, list[Scope]] | None = None
+        self._ctx_active: set[int] = set()
+
     def path(self, node: ast.AST, scope: Scope) -> list[PathCand] | None:
         if self._depth > MAX_DEPTH:
             return None
@@ -69,6 +134,8 @@ class PathFolder(Folder):
             value = node.value  # type: ignore[attr-defined]
             if isinstance(value, bytes):
                 value = value.decode("latin-1")
+            if isinstance(value, int) and not isinstance(value, bool):
+                return [(NOT_A_PATH, True)]  # a file descriptor
             return [(value, True)] if isinstance(value, str) else None
         if cls is ast.Name:
             return self._path_name(node.id, scope)  # type: ignore[attr-defined]
@@ -80,38 +147,21 @@ class PathFolder(Folder):
                 return self._path_concat(node.left, node.right, scope, "")  # type: ignore[attr-defined]
             if op is ast.Div:
                 return self._path_concat(node.left, node.right, scope, "/")  # type: ignore[attr-defined]
-        if cls is ast.IfExp:
-            a = self.path(node.body, scope)  # type: ignore[attr-defined]
-            b = self.path(node.orelse, scope)  # type: ignore[attr-defined]
-            if a is None or b is None:
-                return None
-            return a + b
+        if cls is ast.IfExp or cls is ast.BoolOp:
+            values = (node.body, node.orelse) if cls is ast.IfExp else node.values  # type: ignore[attr-defined]
+            out: list[PathCand] = []
+            for value in values:
+                got = self.path(value, scope)
+                if got is None:
+                    return None
+                out.extend(got)
+            return out if len(out) <= MAX_CANDS else None
         if cls is ast.Attribute:
-            if node.attr == "parent":  # type: ignore[attr-defined]
-                inner = self.path(node.value, scope)  # type: ignore[attr-defined]
-                return None if inner is None else [_dirname(c) for c in inner]
-            if node.attr == "anchor":  # type: ignore[attr-defined]
-                inner = self.path(node.value, scope)  # type: ignore[attr-defined]
-                return None if inner is None else [_anchor(c) for c in inner]
-            if not self._is_module(node.value, scope):  # type: ignore[attr-defined]
-                attr = node.attr  # type: ignore[attr-defined]
-                return self._path_recs(self.res.attr_recs_for(attr), "/." + attr)
-        if (
-            cls is ast.Subscript
-            and isinstance(node.value, ast.Attribute)  # type: ignore[attr-defined]
-            and node.value.attr == "parents"  # type: ignore[attr-defined]
-            and isinstance(node.slice, ast.Constant)  # type: ignore[attr-defined]
-            and isinstance(node.slice.value, int)  # type: ignore[attr-defined]
-        ):
-            inner = self.path(node.value.value, scope)  # type: ignore[attr-defined]
-            if inner is None:
-                return None
-            out = []
-            for cand in inner:
-                for _ in range(node.slice.value + 1):  # type: ignore[attr-defined]
-                    cand = _dirname(cand)
-                out.append(cand)
-            return out
+            return self._path_attribute(node, scope)  # type: ignore[arg-type]
+        if cls is ast.Subscript:
+            got = self._path_subscript(node, scope)  # type: ignore[arg-type]
+            if got is not None:
+                return got
         if cls is ast.Call:
             got = self._path_call(node, scope)  # type: ignore[arg-type]
             if got is not None:
@@ -121,7 +171,60 @@ class PathFolder(Folder):
         strs = self.fold_str(node, scope)
         return None if strs is None else [(s, True) for s in strs]
 
+    def _path_attribute(self, node: ast.Attribute, scope: Scope) -> list[PathCand] | None:
+        attr = node.attr
+        if attr == "parent":
+            inner = self.path(node.value, scope)
+            return None if inner is None else [_dirname(c) for c in inner]
+        if attr == "anchor":
+            inner = self.path(node.value, scope)
+            return None if inner is None else [_anchor(c) for c in inner]
+        if attr == "vault_root" and self.is_context(node.value, scope):
+            return [(VAULT_ROOT, True)]
+        if attr == "pw_dir":
+            return [("~", True)]  # ``pwd.getpwuid(uid).pw_dir``: a home directory
+        if attr == "name":  # ``NamedTemporaryFile(dir=…).name``, ``TemporaryDirectory().name``
+            temp = self._tempfile_call(node.value, scope, 0)
+            if temp is not None:
+                return self._temp_dir(*temp)
+        quals = self._qual(node, scope)
+        if any(q in _NOT_PATHS for q in quals):
+            return [(NOT_A_PATH, True)]
+        if quals or self._is_module(node.value, scope):
+            strs = self.fold_str(node, scope)  # ``os.devnull``, ``os.sep``
+            return None if strs is None else [(s, True) for s in strs]
+        return self._path_recs(self.res.attr_recs_for(attr), "/." + attr)
+
+    def _path_subscript(self, node: ast.Subscript, scope: Scope) -> list[PathCand] | None:
+        index = node.slice.value if isinstance(node.slice, ast.Constant) else None
+        if not isinstance(index, int) or isinstance(index, bool):
+            return None
+        if isinstance(node.value, ast.Attribute) and node.value.attr == "parents":
+            inner = self.path(node.value.value, scope)
+            if inner is None:
+                return None
+            out = []
+            for cand in inner:
+                for _ in range(index + 1):
+                    cand = _dirname(cand)
+                out.append(cand)
+            return out
+        temp = self._tempfile_call(node.value, scope, 0)
+        if temp is not None and temp[0] == "tempfile.mkstemp" and index in (0, 1):
+            return self._temp_dir(*temp) if index == 1 else [(NOT_A_PATH, True)]
+        return None
+
     def _path_name(self, name: str, scope: Scope) -> list[PathCand] | None:
+        if name == "__file__" and not self.res.recs_for(name, scope):
+            return [(CODE_ROOT + "/module.py", True)]
+        fs = self.res.param_scope(name, scope)
+        if fs is not None and fs.from_outside():
+            # A caller out of sight may pass anything: the default (and what this file
+            # passes) are some of the values, the rest is unknown.
+            origin = self._param_origin(fs, name) or [UNKNOWN]
+            recs = fs.recs_of(name)
+            more = self._path_recs(recs, "/" + name) if recs else None
+            return origin + more if more is not None else origin
         return self._path_recs(self.res.recs_for(name, scope), "/" + name)
 
     def _path_recs(self, recs: dict[tuple[int, int], Rec] | None, name: str) -> list[PathCand] | None:
@@ -133,23 +236,26 @@ class PathFolder(Folder):
         self._active.add(key)
         try:
             out: list[PathCand] = []
-            for kind, expr, rscope, _index in list(recs.values()):
-                if kind != "=" or expr is None or rscope is None:
-                    strs = (
-                        self.fold_str(expr, rscope)
-                        if expr is not None and rscope is not None and kind in ("iter", "unpack")
-                        else None
-                    )
-                    got = None if strs is None else [(s, True) for s in strs]
-                    if kind in ("iter", "unpack"):
-                        folded = self._fold_rec(kind, expr, rscope, _index)
-                        got = (
-                            None
-                            if folded is None or not all(isinstance(c, str) for c in folded)
-                            else [(str(c), True) for c in folded]
-                        )
-                else:
+            for kind, expr, rscope, index in list(recs.values()):
+                got: list[PathCand] | None = None
+                if not isinstance(expr, ast.expr) or rscope is None:
+                    got = None
+                elif kind == "=":
                     got = self.path(expr, rscope)
+                elif kind == "with":
+                    got = self._with_path(expr, rscope)
+                elif kind == "iter-unpack":
+                    got = self._walked(expr, rscope) if index == 0 else None
+                elif kind in ("iter", "unpack"):
+                    temp = self._tempfile_call(expr, rscope, 0) if kind == "unpack" else None
+                    if temp is not None and temp[0] == "tempfile.mkstemp" and index in (0, 1):
+                        got = self._temp_dir(*temp) if index == 1 else [(NOT_A_PATH, True)]
+                    elif kind == "iter" and isinstance(expr, ast.Call):
+                        got = self._listed(expr, rscope)
+                    else:
+                        folded = self._fold_rec(kind, expr, rscope, index)
+                        if folded is not None and all(isinstance(c, str) for c in folded):
+                            got = [(str(c), True) for c in folded]
                 if got is None:
                     return None
                 out.extend(got)
@@ -202,24 +308,10 @@ class PathFolder(Folder):
 
     def _path_call(self, node: ast.Call, scope: Scope) -> list[PathCand] | None:
         func = node.func
-        if isinstance(func, ast.Attribute) and not self._qual(func, scope):
-            method = func.attr
-            if method in _PATH_SAME_METHODS:
-                return self.path(func.value, scope)
-            if method == "joinpath":
-                return self._path_join_all(func.value, node.args, scope)
-            if method in _PATH_SIBLING_METHODS:
-                inner = self.path(func.value, scope)
-                if inner is None:
-                    return None
-                args = self.fold_str(node.args[0], scope) if len(node.args) == 1 else None
-                out: list[PathCand] = []
-                for cand in inner:
-                    for arg in args if args is not None and cand[1] else [None]:
-                        out.append(_sibling(cand, method, arg))
-                return out if len(out) <= MAX_CANDS else None
-            return None
-        for qual in self._qual(func, scope):
+        quals = self._qual(func, scope)
+        if isinstance(func, ast.Attribute) and not quals:
+            return self._path_method(node, func, scope)
+        for qual in quals:
             if qual in _PATH_CTORS:
                 if not node.args:
                     return [(".", True)]
@@ -233,11 +325,53 @@ class PathFolder(Folder):
                 return [(".", True)]
             if qual == "pathlib.Path.home":
                 return [("~", True)]
-            if qual == "tempfile.gettempdir":
-                return [("/tmp", True)]
+            if qual in _TEMP_DIRS:
+                return [(SCRATCH, True)] if self.res.test_module else [("/tmp", True)]
+            if qual in ("tempfile.mkdtemp", "tempfile.mktemp", "tempfile.TemporaryDirectory"):
+                return self._temp_dir(qual, node, scope)
+            if qual in _NOT_PATHS:
+                return [(NOT_A_PATH, True)]
             if qual in ("os.getenv", "os.environ.get") and node.args:
                 return self._env_path(node.args[0], scope)
         return None
+
+    def _path_method(self, node: ast.Call, func: ast.Attribute, scope: Scope) -> list[PathCand] | None:
+        method = func.attr
+        if method in _PATH_SAME_METHODS:
+            return self.path(func.value, scope)
+        if method == "joinpath":
+            return self._path_join_all(func.value, node.args, scope)
+        if method in _PATH_SIBLING_METHODS:
+            inner = self.path(func.value, scope)
+            if inner is None:
+                return None
+            args = self.fold_str(node.args[0], scope) if len(node.args) == 1 else None
+            out: list[PathCand] = []
+            for cand in inner:
+                for arg in args if args is not None and cand[1] else [None]:
+                    out.append(_sibling(cand, method, arg))
+            return out if len(out) <= MAX_CANDS else None
+        if method in _RESOLVERS:
+            if not self.is_context(func.value, scope):
+                return None
+            return self._resolved(node, _RESOLVERS[method], scope)
+        if method in _NOT_PATH_METHODS:
+            return [(NOT_A_PATH, True)]
+        if method in _SCRATCH_METHODS:
+            inner = self.path(func.value, scope)
+            if inner and all(t.startswith(SCRATCH) for t, _ in inner):
+                return [(SCRATCH + "/", False)]
+        return None
+
+    def _resolved(self, node: ast.Call, root: str, scope: Scope) -> list[PathCand]:
+        """``ctx.resolve_write_path("notes/x.md")``: below the root Kavi resolves at run time."""
+        arg = next((k.value for k in node.keywords if k.arg == "relative"), None)
+        if node.args:
+            arg = node.args[0]
+        texts = self.fold_str(arg, scope) if arg is not None else None
+        if texts is None or any(not t or t.startswith(("/", "~", MARK)) for t in texts):
+            return [(root + "/", False)]
+        return [(root + "/" + t, True) for t in texts]
 
     def _env_mapping(self, node: ast.expr, scope: Scope) -> bool:
         return "q:os.environ" in self.res.quiet(node, scope).atoms
@@ -283,11 +417,196 @@ class PathFolder(Folder):
             current = nxt
         return current
 
+    # -- where a value comes from ----------------------------------------------------
+
+    def _param_origin(self, fs: Scope, name: str) -> list[PathCand] | None:
+        """The value pytest gives a test's parameter: ``tmp_path`` or a fixture of the file."""
+        if not self.res.test_module:
+            return None
+        if name in _SCRATCH_PARAMS:
+            return [(SCRATCH, True)]
+        out: list[PathCand] = []
+        for fixture in self._fixture_scopes().get(name, ()):
+            if fixture is fs:
+                return None
+            node = fixture.node
+            body = node.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) else []
+            for value in _returned(body):
+                got = self.path(value, fixture)
+                if got is None:
+                    return None
+                out.extend(got)
+        return out or None
+
+    def _fixture_scopes(self) -> dict[str, list[Scope]]:
+        if self._fixtures is None:
+            found: dict[str, list[Scope]] = {}
+            for scope in self.res.by_ident:
+                node = scope.node
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(
+                    _decorator_name(d).endswith("fixture") for d in node.decorator_list
+                ):
+                    found.setdefault(node.name, []).append(scope)
+            self._fixtures = found
+        return self._fixtures
+
+    def is_context(self, node: ast.expr, scope: Scope) -> bool:
+        """Is ``node`` the :class:`SkillContext` Kavi passes (or, in a test, one it builds)?"""
+        if self.res.attr_written & _CONTEXT_ATTRS or self.res.own_methods() & _CONTEXT_ATTRS:
+            return False  # the file rewrites what the context's methods rely on
+        key = id(node)
+        if key in self._ctx_active or self._depth > MAX_DEPTH:
+            return False
+        self._ctx_active.add(key)
+        self._depth += 1
+        try:
+            return self._context(node, scope)
+        finally:
+            self._depth -= 1
+            self._ctx_active.discard(key)
+
+    def _context(self, node: ast.expr, scope: Scope) -> bool:
+        if isinstance(node, ast.Name):
+            fs = self.res.param_scope(node.id, scope)
+            if fs is not None:
+                recs = fs.recs_of(node.id) or {}
+                if fs.from_outside() and not _context_param(fs, node.id):
+                    return False
+                if not fs.from_outside() and not recs:
+                    return False
+                return self._all_context(recs)
+            return self._all_context(self.res.recs_for(node.id, scope) or {}, required=True)
+        if isinstance(node, ast.Attribute):
+            return self._all_context(self.res.attr_recs_for(node.attr) or {}, required=True)
+        if isinstance(node, ast.Call) and self.res.test_module:
+            return any(q in _CONTEXT_CLASSES for q in self._qual(node.func, scope))
+        return False
+
+    def _all_context(self, recs: dict[tuple[int, int], Rec], required: bool = False) -> bool:
+        if required and not recs:
+            return False
+        for kind, expr, rscope, _ in list(recs.values()):
+            if kind != "=" or not isinstance(expr, ast.expr) or rscope is None:
+                return False
+            if isinstance(expr, ast.Constant) and expr.value is None:
+                continue  # ``_ctx: SkillContext | None = None``: no path comes from None
+            if not self.is_context(expr, rscope):
+                return False
+        return True
+
+    def _tempfile_call(self, node: ast.expr, scope: Scope, depth: int) -> tuple[str, ast.Call, Scope] | None:
+        """The :mod:`tempfile` call ``node`` is (or a name bound to it / by ``with`` is)."""
+        if depth > 6:
+            return None
+        if isinstance(node, ast.Call):
+            for qual in self._qual(node.func, scope):
+                if qual in TEMPFILE_FUNCS:
+                    return qual, node, scope
+            return None
+        if isinstance(node, ast.Name):
+            found: tuple[str, ast.Call, Scope] | None = None
+            for kind, expr, rscope, _ in list((self.res.recs_for(node.id, scope) or {}).values()):
+                if kind not in ("=", "with") or not isinstance(expr, ast.expr) or rscope is None:
+                    return None
+                got = self._tempfile_call(expr, rscope, depth + 1)
+                if got is None or (found is not None and got[0] != found[0]):
+                    return None
+                found = got
+            return found
+        return None
+
+    def _temp_dir(self, qual: str, node: ast.Call, scope: Scope) -> list[PathCand] | None:
+        """Where a :mod:`tempfile` call creates its file or directory (a prefix)."""
+        index = TEMPFILE_FUNCS.get(qual, 2)
+        arg = node.args[index] if len(node.args) > index else None
+        arg = next((k.value for k in node.keywords if k.arg == "dir"), arg)
+        if arg is None or (isinstance(arg, ast.Constant) and arg.value is None):
+            return [(SCRATCH + "/", False)] if self.res.test_module else [("/tmp/", False)]
+        inner = self.path(arg, scope)
+        if inner is None:
+            return None
+        return [((t if t.endswith("/") or not c else t + "/"), False) for t, c in inner]
+
+    def _walked(self, expr: ast.expr, scope: Scope) -> list[PathCand] | None:
+        """``for root, dirs, files in os.walk(d)``: ``root`` is ``d`` or below it."""
+        if not isinstance(expr, ast.Call) or not expr.args:
+            return None
+        quals = self._qual(expr.func, scope)
+        if any(q in ("os.walk", "os.fwalk") for q in quals):
+            inner = self.path(expr.args[0], scope)
+            return None if inner is None else [_below(c) for c in inner]
+        return None
+
+    def _listed(self, expr: ast.Call, scope: Scope) -> list[PathCand] | None:
+        """``for p in Path(d).iterdir()`` / ``.glob(…)``: ``p`` is below ``d``."""
+        func = expr.func
+        if (
+            isinstance(func, ast.Attribute)
+            and func.attr in ("iterdir", "glob", "rglob")
+            and not self._qual(func, scope)
+        ):
+            inner = self.path(func.value, scope)
+            return None if inner is None else [_below(c) for c in inner]
+        return None
+
+    def _with_path(self, expr: ast.expr, scope: Scope) -> list[PathCand] | None:
+        """The name ``with <expr> as name`` binds, when it is a path or a file object."""
+        temp = self._tempfile_call(expr, scope, 0)
+        if temp is not None:
+            return self._temp_dir(*temp) if temp[0] == "tempfile.TemporaryDirectory" else [(NOT_A_PATH, True)]
+        if isinstance(expr, ast.Call):
+            func = expr.func
+            if any(q in _NOT_PATHS for q in self._qual(func, scope)) or (
+                isinstance(func, ast.Attribute) and func.attr in _NOT_PATH_METHODS
+            ):
+                return [(NOT_A_PATH, True)]
+        return None
+
+
+def _context_param(fs: Scope, name: str) -> bool:
+    """Is parameter ``name`` of ``fs`` the skill context (annotated ``SkillContext``, or an
+    unannotated ``ctx``/``context``)?"""
+    node = fs.node
+    args = getattr(node, "args", None)
+    if not isinstance(args, ast.arguments):
+        return False
+    for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs):
+        if arg.arg == name:
+            ann = arg.annotation
+            if ann is None:
+                return name in _CONTEXT_NAMES
+            if isinstance(ann, ast.Constant) and isinstance(ann.value, str):
+                return ann.value.rsplit(".", 1)[-1] == "SkillContext"
+            return _decorator_name(ann) == "SkillContext"
+    return False
+
+
+def _decorator_name(node: ast.expr) -> str:
+    if isinstance(node, ast.Call):
+        node = node.func
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return getattr(node, "id", "")
+
+
+def _returned(body: list[ast.stmt]) -> list[ast.expr]:
+    """The values a function body returns or yields (not those of nested definitions)."""
+    out: list[ast.expr] = []
+    stack: list[ast.AST] = list(body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue
+        if isinstance(node, (ast.Return, ast.Yield, ast.YieldFrom)) and node.value is not None:
+            out.append(node.value)
+        stack.extend(ast.iter_child_nodes(node))
+    return out
+
 
 def _join(left: str, right: str, sep: str) -> str:
     if not sep:
         return left + right
-    if right.startswith(("/", "~")):
+    if right.startswith(("/", "~", MARK)):
         return right
     if not left or left.endswith("/"):
         return left + right
@@ -311,11 +630,21 @@ def _anchor(cand: PathCand) -> PathCand:
     return ("/", True) if text.startswith("/") else ("", True) if complete else ("", False)
 
 
+def _below(cand: PathCand) -> PathCand:
+    """Some path inside the directory ``cand`` names."""
+    text, complete = cand
+    if not complete:
+        return cand
+    return (text if text.endswith("/") else text + "/", False)
+
+
 def _dirname(cand: PathCand) -> PathCand:
     text, complete = cand
     if not complete:
         cut = text.rfind("/")
         return (text[: cut + 1], False) if cut >= 0 else ("", False)
     stripped = text.rstrip("/") or text
+    if stripped.startswith(MARK) and "/" not in stripped:
+        return (stripped + "/..", True)  # above a sanctioned root
     head = posixpath.dirname(stripped)
     return (head or ".", True)

@@ -86,8 +86,10 @@ class Scope:
     __slots__ = (
         "bases",
         "bound_now",
+        "called",
         "definite",
         "env",
+        "escaped",
         "fields",
         "globals_decl",
         "ident",
@@ -137,6 +139,13 @@ class Scope:
         self.is_property = False
         self.fields: list[str] = []  # class: annotated names in order (dataclass-style __init__)
         self.bases: list[Val] = []  # class: values of the base-class expressions
+        self.called = False  # function: called from this file (its parameters bound here)
+        self.escaped = False  # function: handed to code out of sight, which may call it
+
+    def from_outside(self) -> bool:
+        """May this function receive arguments the file does not show (from Kavi, pytest,
+        another module, a library callback)? Then a parameter is not its default."""
+        return self.escaped or not self.called
 
     def add_rec(self, name: str, key: tuple[int, int], rec: Rec) -> None:
         self.rec_log.append((name, key, rec))
