@@ -30,7 +30,7 @@ from kavi.policy.scan_scope import (
     contents,
     union,
 )
-from kavi.policy.scan_writes import METHOD_NAMES
+from kavi.policy.scan_writes import METHOD_NAMES, RECEIVER_METHODS
 
 _CONSTANT = ast.Constant
 _NO_REC: Rec = ("?", None, None, 0)
@@ -483,6 +483,9 @@ class CallEvaluator(ExprEvaluator):
             d = self.cp.attr_rules.get(name)
             if d is not None:
                 self.emit(node, d.rule, d.what)
+            if name in RECEIVER_METHODS and isinstance(node, ast.Call) and node.args:
+                ref = ast.copy_location(ast.Attribute(value=node.args[0], attr=name, ctx=ast.Load()), node)
+                self.writes.method_ref(ref, scope)  # ``getattr(p, "read_text")``
             if name == "__dict__" or obj is not UNK or name in self.attrs:
                 result = union(result, self.attr_of(obj, name))
         self.flag_new(node, result, obj)

@@ -290,6 +290,8 @@ class Analyzer(CallEvaluator):
 
     def s_with(self, node: ast.With | ast.AsyncWith, scope: Scope, top: bool) -> None:
         for item in node.items:
+            if item.optional_vars is None:
+                self.env.bare.add(id(item.context_expr))
             v = self.ev(item.context_expr, scope)
             if item.optional_vars is not None:
                 self.assign(item.optional_vars, v, scope, ("with", item.context_expr, scope, 0), False)
@@ -378,6 +380,7 @@ class Analyzer(CallEvaluator):
     def s_funcdef(self, node: ast.FunctionDef | ast.AsyncFunctionDef, scope: Scope, top: bool) -> None:
         is_static = is_property = escaped = False
         for deco in node.decorator_list:
+            self.env.bare.add(id(deco))
             self.ev(deco, scope)
             head = deco.func if isinstance(deco, ast.Call) else deco
             name = head.attr if isinstance(head, ast.Attribute) else getattr(head, "id", "")

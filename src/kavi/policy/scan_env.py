@@ -41,6 +41,13 @@ _PATCH_DICT = frozenset(("q:unittest.mock.patch.dict", "q:mock.patch.dict"))
 ENV_CALL_ATTRS = _KEY_READS | _WRITES | _GETENV_NAMES | _PATCHERS | {"dict"}
 
 
+def _key(node: ast.Call) -> ast.expr | None:
+    """The variable name a ``get``/``getenv``-style call reads."""
+    if node.args:
+        return node.args[0]
+    return next((k.value for k in node.keywords if k.arg == "key"), None)
+
+
 def locale_variable(name: str) -> bool:
     return name in LOCALE_VARIABLES or name.startswith("LC_")
 
@@ -61,6 +68,8 @@ class EnvChecker:
         self.host = host
         #: ids of ``os.environ``/``os.getenv`` nodes reached in an allowed form
         self.ok: set[int] = set()
+        #: ids of calls used as a bare ``with`` item or a decorator (their value is not kept)
+        self.bare: set[int] = set()
         self.pending: list[tuple[ast.AST, ast.expr | None, Scope]] = []
 
     def reset(self) -> None:
@@ -82,20 +91,21 @@ class EnvChecker:
             if self._is_env(func.value, scope):
                 self.ok.add(id(func.value))
                 if attr in _KEY_READS:
-                    key = node.args[0] if node.args else next((k.value for k in node.keywords), None)
-                    self.pending.append((node, key, scope))
+                    self.pending.append((node, _key(node), scope))
         elif attr in _GETENV_NAMES:
             atoms = self.host.quiet(func, scope).atoms
             if atoms and atoms <= _GETENV_ATOMS:
                 self.ok.add(id(func))
-                key = node.args[0] if node.args else next((k.value for k in node.keywords), None)
-                self.pending.append((node, key, scope))
+                self.pending.append((node, _key(node), scope))
         elif (
             (attr in _PATCHERS or attr == "dict")
             and node.args
             and self._is_env(node.args[0], scope)
-            and (attr != "dict" or self.host.quiet(func, scope).atoms & _PATCH_DICT)
+            and (
+                attr != "dict" or (id(node) in self.bare and self.host.quiet(func, scope).atoms & _PATCH_DICT)
+            )
         ):
+            # ``with mock.patch.dict(os.environ, …) as env`` would hand out the environment
             self.ok.add(id(node.args[0]))
 
     def subscript(self, node: ast.Subscript, scope: Scope, reads: bool) -> None:

@@ -29,6 +29,7 @@ from kavi.policy.scan_scope import (
     union,
 )
 from kavi.policy.scan_tables import SENSITIVE_ROOTS, Danger
+from kavi.policy.scan_writes import RECEIVER_METHODS
 
 _CONSTANT = ast.Constant
 _SYS_MODULES = frozenset(("q:sys.modules",))
@@ -228,6 +229,8 @@ class ExprEvaluator(NameResolver):
         self.attr_rule(node, base, attr, None)
         if node.ctx.__class__ is not ast.Load:
             return UNK
+        if attr in RECEIVER_METHODS:  # ``read = p.read_text`` … ``read()``
+            self.writes.method_ref(node, scope)
         result = self.attr_of(base, attr)
         if base is not UNK and result is not UNK:
             self.flag_new(node, result, base)

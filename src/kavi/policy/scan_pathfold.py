@@ -310,7 +310,10 @@ class PathFolder(Folder):
         func = node.func
         quals = self._qual(func, scope)
         if isinstance(func, ast.Attribute) and not quals:
-            return self._path_method(node, func, scope)
+            got = self._path_method(node, func, scope)
+            return got if got is not None else self._returned_paths(func, scope)
+        if not quals:
+            return self._returned_paths(func, scope)
         for qual in quals:
             if qual in _PATH_CTORS:
                 if not node.args:
@@ -334,6 +337,36 @@ class PathFolder(Folder):
             if qual in ("os.getenv", "os.environ.get") and node.args:
                 return self._env_path(node.args[0], scope)
         return None
+
+    def _returned_paths(self, func: ast.expr, scope: Scope) -> list[PathCand] | None:
+        """``key_path()`` of a function of this file: what its ``return`` statements give."""
+        atoms = self.res.quiet(func, scope).atoms
+        if not atoms or any(a[0] != "f" for a in atoms):
+            return None
+        out: list[PathCand] = []
+        for atom in atoms:
+            fs = self.res.by_ident[int(atom[2:])]
+            key = (id(fs), "/return")
+            if key in self._active:
+                return None
+            self._active.add(key)
+            try:
+                node = fs.node
+                values = (
+                    [node.body]
+                    if isinstance(node, ast.Lambda)
+                    else _returned(node.body)
+                    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    else []
+                )
+                for value in values:
+                    got = self.path(value, fs)
+                    if got is None:
+                        return None
+                    out.extend(got)
+            finally:
+                self._active.discard(key)
+        return out if out and len(out) <= MAX_CANDS else None
 
     def _path_method(self, node: ast.Call, func: ast.Attribute, scope: Scope) -> list[PathCand] | None:
         method = func.attr
@@ -371,7 +404,11 @@ class PathFolder(Folder):
         texts = self.fold_str(arg, scope) if arg is not None else None
         if texts is None or any(not t or t.startswith(("/", "~", MARK)) for t in texts):
             return [(root + "/", False)]
-        return [(root + "/" + t, True) for t in texts]
+        out: list[PathCand] = []
+        for text in texts:
+            norm = posixpath.normpath(text)  # ``"."`` is the root itself: its parent is outside
+            out.append((root if norm == "." else root + "/" + norm, True))
+        return out
 
     def _env_mapping(self, node: ast.expr, scope: Scope) -> bool:
         return "q:os.environ" in self.res.quiet(node, scope).atoms
@@ -395,7 +432,13 @@ class PathFolder(Folder):
         current: list[PathCand] | None = None if first is None else self.path(first, scope)
         if first is not None and current is None:
             return None
-        for arg in args:
+        spread: list[ast.expr] = []
+        for arg in args:  # ``os.path.join(*["~", ".ssh"])``
+            if isinstance(arg, ast.Starred) and isinstance(arg.value, (ast.List, ast.Tuple)):
+                spread.extend(arg.value.elts)
+            else:
+                spread.append(arg)
+        for arg in spread:
             if isinstance(arg, ast.Starred):
                 return None if current is None else [(_join(t, "", "/"), False) for t, _ in current]
             part = self.path(arg, scope)

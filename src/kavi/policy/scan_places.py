@@ -176,6 +176,8 @@ def judge_read(text: str, complete: bool) -> Verdict | None:
                 "ctx.vault_root joined with a part computed at run time can climb out ('..', symlinks); "
                 "use ctx.resolve_read_path(...)",
             )
+        if root in (SCRATCH, CODE_ROOT):
+            return None  # the test's own files, the skill's own code
         return _secret_place(rest.lstrip("/"), complete)
     if MARK in text:
         return None

@@ -64,6 +64,10 @@ _IMPORT_DIR_CALLS: dict[str, int] = {"sys.path.insert": 1, "sys.path.append": 0,
 _NOT_WRITTEN = (CODE_ROOT, NOT_A_PATH)
 #: Method names that may be sinks (the engine reports only these).
 METHOD_NAMES: frozenset[str] = frozenset(METHOD_TABLE)
+#: Methods whose receiver is the path: a reference (``f = p.read_text``) is judged too.
+RECEIVER_METHODS: frozenset[str] = frozenset(
+    name for name, sinks in METHOD_TABLE.items() if all(s.receiver and not s.paths for _, s in sinks)
+)
 
 Pending = tuple[str, Sink, ast.Call, "Scope", str]
 
@@ -111,6 +115,10 @@ class WriteChecker:
     def method_call(self, node: ast.Call, attr: str, scope: Scope) -> None:
         for kind, sink in METHOD_TABLE.get(attr, ()):
             self.pending.append((kind, sink, node, scope, "." + attr))
+
+    def method_ref(self, node: ast.Attribute, scope: Scope) -> None:
+        """``p.read_text`` not called here (bound, passed on): judged as if called bare."""
+        self.method_call(ast.copy_location(ast.Call(func=node, args=[], keywords=[]), node), node.attr, scope)
 
     def outside(self, text: str, complete: bool) -> bool:
         """Is a plain path (or a path known to start with ``text``) certainly outside?"""
