@@ -10,6 +10,7 @@ from __future__ import annotations
 from kavi.forge.propose import io_table
 from kavi.forge.spec import SkillPaths
 from kavi.ledger.models import Build, Proposal
+from kavi.policy.contract import SKILL_CODE_RULES
 from kavi.policy.model import Policy
 
 PACKET_FILE = "KAVI_BUILD_PACKET.md"
@@ -117,6 +118,10 @@ def render_packet(
         "- tests run under a runtime guard: no subprocesses, no sockets, writes only in "
         "pytest's `tmp_path`; build a `SkillContext(vault_root=tmp_path, "
         "allowed_write_paths=(tmp_path,))` for the skill",
+        "",
+        "## What skill code may do (the policy scan checks it)",
+        "",
+        *SKILL_CODE_RULES,
         "",
         "## What will be checked",
         "",
