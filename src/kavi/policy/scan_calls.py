@@ -252,15 +252,23 @@ class CallEvaluator(ExprEvaluator):
 
     def _escape_functions(self, fv: Val, attr: str, argvals: list[Val], kwvals: list[Val]) -> None:
         """Local functions handed to a callee that may call them with anything."""
-        if attr in _MUTATORS or any(a[0] in "fc" or a in _CALLS_BACK_HERE for a in fv.atoms):
-            return
+        handed: list[str] | None = None
         for v in (*argvals, *kwvals):
             if v is UNK:
                 continue
             for atoms in (v.atoms, v.elems):
                 for atom in atoms:
                     if atom[0] == "f":
-                        self.by_ident[int(atom[2:])].escaped = True
+                        if handed is None:
+                            handed = []
+                        handed.append(atom)
+        if handed is None or attr in _MUTATORS:
+            return
+        for atom in fv.atoms:
+            if atom[0] in "fc" or atom in _CALLS_BACK_HERE:
+                return
+        for atom in handed:
+            self.by_ident[int(atom[2:])].escaped = True
 
     def _getter_passed(self, node: ast.Call, argvals: list[Val], kwvals: list[Val]) -> None:
         """``map(getattr, [os], ["system"])``, ``partial(getattr, os)``: an attribute

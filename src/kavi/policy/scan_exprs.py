@@ -405,7 +405,8 @@ class ExprEvaluator(NameResolver):
         return UNK
 
     def e_compare(self, node: ast.Compare, scope: Scope) -> Val:
-        self.env.compare(node, scope)
+        if node.left.__class__ is _CONSTANT:
+            self.env.compare(node, scope)
         self.ev(node.left, scope)
         for op, comp in zip(node.ops, node.comparators, strict=True):
             # ``"yaml" in sys.modules`` only asks whether a module is loaded.

@@ -52,6 +52,8 @@ class Resolver(Protocol):
 
     def param_scope(self, name: str, scope: Scope) -> Scope | None: ...
 
+    def binding_scope(self, name: str, scope: Scope) -> Scope | None: ...
+
     def own_methods(self) -> frozenset[str]: ...
 
 
@@ -342,10 +344,12 @@ class Folder:
     def _fold_name(self, name: str, scope: Scope, local: dict[str, object] | None) -> Cands | None:
         if local is not None and name in local:
             return (local[name],)
-        fs = self.res.param_scope(name, scope)
-        if fs is not None and fs.from_outside():
+        target = self.res.binding_scope(name, scope)
+        if target is None:
+            return None
+        if target.is_param(name) and target.from_outside():
             return None  # a caller out of sight may pass anything: the default is one value of many
-        return self._fold_recs(self.res.recs_for(name, scope), name)
+        return self._fold_recs(target.recs_of(name), name)
 
     def _fold_recs(self, recs: dict[tuple[int, int], Rec] | None, name: str) -> Cands | None:
         if not recs:

@@ -289,7 +289,7 @@ class NameResolver:
             return UNK, False
         return b, True
 
-    def _binding_scope(self, name: str, scope: Scope) -> Scope | None:
+    def binding_scope(self, name: str, scope: Scope) -> Scope | None:
         """The scope whose binding of ``name`` a read in ``scope`` would see (no builtins)."""
         if name in scope.globals_decl:
             return self.module
@@ -306,15 +306,11 @@ class NameResolver:
 
     def param_scope(self, name: str, scope: Scope) -> Scope | None:
         """The function whose parameter ``name`` (read in ``scope``) is, if it is one."""
-        target = self._binding_scope(name, scope)
-        if target is None or target.kind != FUNCTION:
-            return None
-        if name in target.params or name in target.kwonly or name in (target.vararg, target.kwarg):
-            return target
-        return None
+        target = self.binding_scope(name, scope)
+        return target if target is not None and target.is_param(name) else None
 
     def recs_for(self, name: str, scope: Scope) -> dict[Key, Rec] | None:
-        target = self._binding_scope(name, scope)
+        target = self.binding_scope(name, scope)
         if target is None:
             return None
         return target.recs_of(name)
@@ -372,7 +368,7 @@ class NameResolver:
         """``name[...] = v`` / ``name.append(v)``: grow the container bound to ``name``."""
         if v is UNK:
             return
-        target = self._binding_scope(name, scope)
+        target = self.binding_scope(name, scope)
         if target is None:
             return
         old = target.env.get(name, UNK)

@@ -115,6 +115,7 @@ class PathFolder(Folder):
     def __init__(self, resolver: Resolver) -> None:
         super().__init__(resolver)
         self._fixtures: dict[str, list[Scope]] | None = None
+        self._returns: dict[int, list[ast.expr]] = {}
         self._ctx_active: set[int] = set()
 
     def path(self, node: ast.AST, scope: Scope) -> list[PathCand] | None:
@@ -351,15 +352,7 @@ class PathFolder(Folder):
                 return None
             self._active.add(key)
             try:
-                node = fs.node
-                values = (
-                    [node.body]
-                    if isinstance(node, ast.Lambda)
-                    else _returned(node.body)
-                    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-                    else []
-                )
-                for value in values:
+                for value in self._returned_values(fs):
                     got = self.path(value, fs)
                     if got is None:
                         return None
@@ -472,14 +465,26 @@ class PathFolder(Folder):
         for fixture in self._fixture_scopes().get(name, ()):
             if fixture is fs:
                 return None
-            node = fixture.node
-            body = node.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) else []
-            for value in _returned(body):
+            for value in self._returned_values(fixture):
                 got = self.path(value, fixture)
                 if got is None:
                     return None
                 out.extend(got)
         return out or None
+
+    def _returned_values(self, fs: Scope) -> list[ast.expr]:
+        """What function ``fs`` returns or yields (its lambda body), computed once."""
+        got = self._returns.get(fs.ident)
+        if got is None:
+            node = fs.node
+            if isinstance(node, ast.Lambda):
+                got = [node.body]
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                got = _returned(node.body)
+            else:
+                got = []
+            self._returns[fs.ident] = got
+        return got
 
     def _fixture_scopes(self) -> dict[str, list[Scope]]:
         if self._fixtures is None:
@@ -635,14 +640,25 @@ def _decorator_name(node: ast.expr) -> str:
 def _returned(body: list[ast.stmt]) -> list[ast.expr]:
     """The values a function body returns or yields (not those of nested definitions)."""
     out: list[ast.expr] = []
-    stack: list[ast.AST] = list(body)
-    while stack:
+    stack: list[ast.stmt] = list(body)
+    while stack:  # statements only: ``return x`` / ``yield x`` as a statement
         node = stack.pop()
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             continue
-        if isinstance(node, (ast.Return, ast.Yield, ast.YieldFrom)) and node.value is not None:
+        if isinstance(node, ast.Return) and node.value is not None:
             out.append(node.value)
-        stack.extend(ast.iter_child_nodes(node))
+        elif (
+            isinstance(node, ast.Expr)
+            and isinstance(node.value, (ast.Yield, ast.YieldFrom))
+            and node.value.value is not None
+        ):
+            out.append(node.value.value)
+        for field in ("body", "orelse", "finalbody"):
+            children = getattr(node, field, None)
+            if isinstance(children, list):
+                stack.extend(c for c in children if isinstance(c, ast.stmt))
+        for holder in (*getattr(node, "handlers", ()), *getattr(node, "cases", ())):
+            stack.extend(holder.body)
     return out
 
 

@@ -132,7 +132,9 @@ def unknown_start(text: str) -> bool:
 
 
 def is_home(text: str) -> bool:
-    return bool(_HOME.match(text)) or text.startswith(_HOMES) or text in ("/root", "/home")
+    if text[:1] == "~":
+        return bool(_HOME.match(text))
+    return text.startswith(_HOMES) or text in ("/root", "/home")
 
 
 def _secret_place(text: str, complete: bool) -> Verdict | None:

@@ -142,6 +142,11 @@ class Scope:
         self.called = False  # function: called from this file (its parameters bound here)
         self.escaped = False  # function: handed to code out of sight, which may call it
 
+    def is_param(self, name: str) -> bool:
+        return self.kind == FUNCTION and (
+            name in self.params or name in self.kwonly or name == self.vararg or name == self.kwarg
+        )
+
     def from_outside(self) -> bool:
         """May this function receive arguments the file does not show (from Kavi, pytest,
         another module, a library callback)? Then a parameter is not its default."""
