@@ -138,8 +138,8 @@ def naughty(tmp_path: Path, naughty_template: Path) -> Path:
 
 
 def test_runtime_guard_refuses_a_write_outside_the_allowed_paths(naughty: Path, tmp_path: Path) -> None:
-    outside = tmp_path / "outside.md"
-    code, err = _run(naughty, {"path": str(outside), "title": "escape", "body": "gotcha"})
+    outside = tmp_path / "outside.md"  # the forge is tmp_path / "forge"
+    code, err = _run(naughty, {"path": "../../outside.md", "title": "escape", "body": "gotcha"})
     assert code == 1
     assert err["code"] == "KAVI-GUARD" and "runtime guard refused" in err["message"]
     assert not outside.exists()

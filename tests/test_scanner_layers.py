@@ -24,6 +24,7 @@ LAYERS = (
     "scan_places",
     "scan_sinks",
     "scan_fold",
+    "scan_origin",
     "scan_pathfold",
     "scan_rules",
     "scan_env",

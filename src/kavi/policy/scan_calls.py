@@ -258,7 +258,7 @@ class CallEvaluator(ExprEvaluator):
                 continue
             for atoms in (v.atoms, v.elems):
                 for atom in atoms:
-                    if atom[0] == "f":
+                    if atom[0] in "fc":
                         if handed is None:
                             handed = []
                         handed.append(atom)
@@ -436,6 +436,7 @@ class CallEvaluator(ExprEvaluator):
         """Instantiation: arguments flow into ``__init__`` (own or inherited from a class in
         this file), or into the annotated fields of a dataclass/pydantic-style class."""
         cs = self.by_ident[ident]
+        cs.called = True
         todo: list[Scope] = [cs]
         seen: set[int] = set()
         while todo:

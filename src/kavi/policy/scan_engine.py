@@ -223,11 +223,10 @@ class Analyzer(CallEvaluator):
             name = node.target.id
             if name not in scope.fields:
                 scope.fields.append(name)
-            if node.value is not None and not _class_constant(
-                node.annotation, ("ClassVar", "Final", "SkillContext")
-            ):
-                # a field's default (dataclass, pydantic): callers out of sight set the rest
-                self.attr_rec(name, (id(node), 1), ("?", None, None, 0))
+            if not _class_constant(node.annotation, ("ClassVar", "Final", "SkillContext")):
+                # a field (dataclass, pydantic): set by whoever builds the object — out of
+                # sight, whatever its default, unless only this file builds it
+                self.attr_rec(name, (id(node), 1), ("field", node, scope, 0))
         if node.value is not None:
             v = self.ev(node.value, scope)
             self.assign(node.target, v, scope, ("=", node.value, scope, 0), top)

@@ -394,6 +394,8 @@ class Folder:
     def _fold_rec(self, kind: str, expr: ast.AST | None, scope: Scope | None, index: int) -> Cands | None:
         if expr is None or scope is None:
             return None
+        if kind == "field":  # the values come from whoever builds the object
+            return None if scope.fields_from_outside() else ()
         if kind == "=":
             return self.fold(expr, scope)
         got = self.fold(expr, scope)
