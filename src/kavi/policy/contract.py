@@ -17,9 +17,10 @@ SKILL_CODE_RULES: tuple[str, ...] = (
     "- **Reads** go through `ctx.resolve_read_path(relative)` (refused outside the read roots). "
     "Never `ctx.vault_root / <input>` (a `..` or a symlink climbs out), the home directory, "
     "`.ssh`, `.aws`, `.git`, `.netrc`, `.env`, key files or `/proc` views of a process.",
-    "- **Writes** go to `ctx.resolve_write_path(relative)` (FILE_WRITE skills only), or to a "
-    "constant path below the allowed write paths; never to a path a caller passes in, whatever "
-    "its default, nor next to the skill's own code.",
+    "- **Writes** go to `ctx.resolve_write_path(relative)` (FILE_WRITE skills only) — give it the "
+    "whole relative path: a name joined on later with `/` or `os.path.join` may be absolute, and "
+    "the join restarts there — or to a constant path below the allowed write paths; never to a "
+    "path a caller passes in, whatever its default, nor next to the skill's own code.",
     "- **No system temporary directory, no `os.chdir`** in the skill: `tempfile` needs "
     "`dir=ctx.resolve_write_path(...)` (or keep data in memory: `io.BytesIO`). Tests may use "
     "pytest's `tmp_path`, `monkeypatch` and `tempfile`: verify gives them a private scratch "

@@ -27,6 +27,7 @@ from kavi.policy.scan_fold import MAX_CANDS, MAX_DEPTH
 from kavi.policy.scan_origin import NOT_PATH_METHODS, NOT_PATHS, Origins, PathCand
 from kavi.policy.scan_places import (
     CODE_ROOT,
+    JOINED,
     MARK,
     NOT_A_PATH,
     READ_ROOT,
@@ -386,13 +387,13 @@ class PathFolder(Origins):
 def _joined(left: str, complete: bool, rights: list[PathCand] | None, sep: str) -> list[PathCand]:
     """``left`` joined with each of ``rights`` (None: unknown). A path join (``sep="/"``:
     ``/``, ``joinpath``, ``os.path.join``) restarts at an absolute part, so a part whose
-    start is unknown may put the result anywhere: below ``left``, or :data:`UNKNOWN`.
+    start is unknown may put the result anywhere: below ``left``, or :data:`JOINED`.
     String concatenation keeps ``left`` as the start whatever follows."""
     out: list[PathCand] = []
     for rtext, rcomplete in rights if rights is not None else [UNKNOWN]:
         if sep and not rtext.startswith(("/", "~", MARK)) and unknown_start(rtext) and not rcomplete:
             out.append((_join(left, "", sep) if complete else left, False))
-            out.append(UNKNOWN)
+            out.append((JOINED, False))
         elif not complete:
             out.append((rtext, rcomplete) if sep and rtext.startswith(("/", "~", MARK)) else (left, False))
         else:

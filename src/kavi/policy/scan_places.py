@@ -16,7 +16,9 @@ them:
   directory (verify gives the tests a private scratch directory);
 * :data:`CODE_ROOT` — the directory of the scanned module (``__file__``): the skill's
   own verified code, readable and never writable;
-* :data:`NOT_A_PATH` — a file descriptor or file object, not a name.
+* :data:`NOT_A_PATH` — a file descriptor or file object, not a name;
+* :data:`JOINED` — anything at all: a part joined with ``/`` or ``os.path.join`` whose
+  start is computed at run time may be absolute, and the join restarts there.
 
 :func:`judge_write`, :func:`judge_read` and :func:`judge_chdir` say what is wrong with
 one candidate (a :class:`Verdict`) or return None.
@@ -35,6 +37,7 @@ VAULT_ROOT = "\x00v"
 SCRATCH = "\x00t"
 CODE_ROOT = "\x00c"
 NOT_A_PATH = "\x00f"
+JOINED = "\x00j"
 MARK = "\x00"
 
 _ROOT_NAMES = {
@@ -44,6 +47,7 @@ _ROOT_NAMES = {
     SCRATCH: "<tmp_path>",
     CODE_ROOT: "<this module's directory>",
     NOT_A_PATH: "<file object>",
+    JOINED: "<a part joined at run time>",
 }
 
 #: File names that hold credentials (also what build sandboxes withhold by default).
@@ -168,7 +172,7 @@ def judge_read(text: str, complete: bool) -> Verdict | None:
     """What is wrong with reading (or listing) this candidate?"""
     if text.startswith(MARK):
         root, rest = text[:2], text[2:]
-        if root == NOT_A_PATH:
+        if root in (NOT_A_PATH, JOINED):
             return None
         if climbs(rest, complete):
             return Verdict("KS603", f"climbs out of {_ROOT_NAMES[root]} with '..'")
@@ -238,6 +242,12 @@ def judge_write(text: str, complete: bool, allowed: tuple[tuple[str, bool], ...]
         root, rest = text[:2], text[2:]
         if root == NOT_A_PATH:
             return None
+        if root == JOINED:
+            return Verdict(
+                "KS502",
+                "a part joined with / or os.path.join at run time may be absolute, and the join "
+                "restarts there; pass the whole relative path to ctx.resolve_write_path(...)",
+            )
         if root == READ_ROOT:
             return Verdict("KS502", f"a path from ctx.resolve_read_path(...) is for reading; {_USE_RESOLVE}")
         if root == CODE_ROOT:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from kavi.policy.scan_places import (
     CODE_ROOT,
+    JOINED,
     MARK,
     NOT_A_PATH,
     Verdict,
@@ -61,7 +62,7 @@ _FILELIKE = re.compile(
 )
 _IMPORT_DIR_CALLS: dict[str, int] = {"sys.path.insert": 1, "sys.path.append": 0, "sys.path.extend": 0}
 
-_NOT_WRITTEN = (CODE_ROOT, NOT_A_PATH)
+_NOT_WRITTEN = (CODE_ROOT, NOT_A_PATH, JOINED)
 #: Method names that may be sinks (the engine reports only these).
 METHOD_NAMES: frozenset[str] = frozenset(METHOD_TABLE)
 #: Methods whose receiver is the path: a reference (``f = p.read_text``) is judged too.
