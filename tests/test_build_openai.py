@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-import yaml
 
 from support.fake_openai import FakeOpenAIServer, unused_port
-from support.forge import WRITE_NOTE_DIR, git, kavi, make_forge, propose_write_note
+from support.forge import WRITE_NOTE_DIR, edit_config, git, kavi, make_forge, propose_write_note
 
 
 def _point_config_at(repo: Path, base_url: str) -> None:
-    path = repo / ".kavi/config.yaml"
-    config = yaml.safe_load(path.read_text())
-    config["backends"]["openai"]["base_url"] = base_url
-    config["backends"]["openai"]["model"] = "fake-model"
-    config["backends"]["openai"]["timeout_seconds"] = 5
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    git("commit", "-q", "-am", "point the openai backend at the test server", cwd=repo)
+    def change(config: dict[str, Any]) -> None:
+        settings = {"base_url": base_url, "model": "fake-model", "timeout_seconds": 5}
+        config["backends"]["openai"].update(settings)
+
+    edit_config(repo, change, "point the openai backend at the test server")
 
 
 def _files() -> dict[str, str]:

@@ -31,7 +31,7 @@ def test_every_build_packet_states_the_rules_for_skill_code() -> None:
         base_commit="0" * 40,
         target_branch="main",
         attempt=1,
-        previous=None,
+        feedback=None,
     )
     for rule in SKILL_CODE_RULES:
         assert rule in packet

@@ -155,6 +155,15 @@ class Interrupted(KaviError):
     exit_code = 130
 
 
+def interrupted(exc: BaseException) -> Interrupted:
+    """The error a Ctrl-C (or SIGTERM/SIGHUP while a backend ran) is reported as."""
+    return Interrupted(
+        "interrupted",
+        why=f"Kavi received {exc}" if str(exc) else "Ctrl-C",
+        remedy="run the command again; `git kavi doctor` shows anything an interrupted build left",
+    )
+
+
 class InternalError(KaviError):
     code = "KAVI-INTERNAL"
 

@@ -22,16 +22,37 @@ def secret_env_name(name: str) -> str:
     return f"{SECRET_ENV_PREFIX}{name}"
 
 
-def secret_values(env: Mapping[str, str], extra_names: Iterable[str] = ()) -> list[str]:
+def secret_values(
+    env: Mapping[str, str], extra_names: Iterable[str] = (), url_names: Iterable[str] = ()
+) -> list[str]:
     """Values that must never appear in anything Kavi writes.
 
     All ``KAVI_SECRET_*`` variables, plus the named variables (backend credentials,
-    declared secret names). Longest first, so overlapping secrets redact fully.
+    declared secret names), plus the password of a URL in one of ``url_names`` (a proxy
+    passed through as ``http://user:password@host``: the rest of it is no secret).
+    Longest first, so overlapping secrets redact fully.
     """
     names = {k for k in env if k.startswith(SECRET_ENV_PREFIX)}
     names.update(extra_names)
     values = {env[n] for n in names if n in env and len(env[n]) >= MIN_SECRET_LEN}
+    for name in url_names:
+        password = _url_password(env.get(name, ""))
+        if password:
+            from urllib.parse import unquote
+
+            values.update(p for p in (password, unquote(password)) if len(p) >= MIN_SECRET_LEN)
     return sorted(values, key=len, reverse=True)
+
+
+def _url_password(value: str) -> str | None:
+    if "@" not in value:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(value).password or None
+    except ValueError:
+        return None
 
 
 MIN_FORM_LEN = 8

@@ -54,7 +54,7 @@ def load_yaml_model(model: type[M], text: str, *, source: str, error: type[KaviE
         raise error(
             f"{source} does not match the expected schema",
             why=format_validation(exc),
-            remedy=f"correct {source}; `git kavi init --force` rewrites the defaults",
+            remedy=f"correct {source} as the message says and commit it",
         ) from None
 
 

@@ -1,8 +1,9 @@
 """Misbehaving fake ``claude`` executables for the adversarial build tests.
 
 :func:`install` writes an executable named ``claude`` that behaves like Claude Code's
-headless mode (reads its argv, works in its cwd = the sandbox, prints ``stream-json``
-events ending in a ``result`` event) and, in between, runs one *attack*: a snippet of
+headless mode (accepts exactly the real CLI's flags, works in its cwd = the sandbox, prints
+``stream-json`` events of the real shapes ending in a ``result`` event; see
+:mod:`support.fake_claude`) and, in between, runs one *attack*: a snippet of
 Python given by the test. The snippet runs with these names in scope:
 
 ``CTX``         dict of test-provided values (paths inside the test's tmp dir only)
@@ -35,21 +36,16 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from support.fake_claude import example_sources
+from support.fake_claude import cli_prelude, example_sources
 
-PRELUDE = r'''#!{python}
-import base64, errno, json, os, re, shutil, signal, socket, stat, subprocess, sys, time, zlib
-from pathlib import Path
+PRELUDE = r'''
+import base64, errno, re, shutil, signal, socket, stat, subprocess, zlib
 
 CTX = json.loads({ctx!r})
 ARGS = sys.argv[1:]
 FENCE = Path(CTX["fence"]).resolve()
 SANDBOX = Path.cwd()
 PWNED = FENCE / "pwned"  # payloads planted by attacks only ever touch files inside the fence
-
-
-def event(obj):
-    print(json.dumps(obj), flush=True)
 
 
 def report(key, value):
@@ -77,16 +73,7 @@ def ask(key, limit=20.0):
     return None
 
 
-def _allowed():
-    out = []
-    if "--allowedTools" in ARGS:
-        for item in ARGS[ARGS.index("--allowedTools") + 1].split(","):
-            if item.startswith("Write(") and item.endswith(")"):
-                out.append(item[len("Write("):-1])
-    return out
-
-
-SKILL, TEST = _allowed()
+SKILL, TEST = ALLOWED
 
 
 def write_good(skill=None, test=None):
@@ -197,11 +184,10 @@ def daemon(fn, keep_stdio=False):
     return grandchild
 
 
-RESULT = {{"type": "result", "subtype": "success", "is_error": False, "num_turns": 3,
-          "total_cost_usd": 0.01, "result": "Both files written.", "permission_denials": []}}
+init()
+assistant({{"type": "text", "text": "Writing the skill."}})
+RESULT = result_event()
 EMIT = True
-event({{"type": "system", "subtype": "init", "cwd": os.getcwd(), "tools": ["Read", "Write", "Edit"]}})
-event({{"type": "assistant", "message": {{"content": [{{"type": "text", "text": "Writing the skill."}}]}}}})
 
 # ---- attack ----
 '''
@@ -220,7 +206,8 @@ def install(bin_dir: Path, attack: str, ctx: dict[str, Any]) -> Path:
     full = {"skill_source": sources["skill"], "test_source": sources["test"], **ctx}
     script = bin_dir / "claude"
     script.write_text(
-        PRELUDE.format(python=sys.executable, ctx=json.dumps(full))
+        cli_prelude(sys.executable)
+        + PRELUDE.format(ctx=json.dumps(full))
         + textwrap.dedent(attack).strip("\n")
         + "\n"
         + POSTLUDE

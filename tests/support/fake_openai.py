@@ -32,7 +32,7 @@ import json
 import socket
 import threading
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -185,6 +185,9 @@ class FakeOpenAIServer:
         #: Answer 400 to any chat request carrying ``response_format`` (not consuming
         #: the queue), like servers without structured-output support.
         self.reject_response_format = False
+        #: A stand-in model: called with each chat request, its reply (if not None) is
+        #: sent instead of the queue's (it can read the prompt, e.g. a build packet).
+        self.responder: Callable[[RecordedRequest], Reply | None] | None = None
         self._queue: deque[Reply] = deque()
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
@@ -358,6 +361,10 @@ class FakeOpenAIServer:
                             },
                             status=400,
                         )
+            if self.responder is not None:
+                made = self.responder(request)
+                if made is not None:
+                    return made
             with self._lock:
                 if self._queue:
                     return self._queue.popleft()

@@ -155,3 +155,30 @@ def git_state(repo: Path) -> dict[str, Any]:
         "head": (gitdir / "HEAD").read_bytes(),
         "status": git("status", "--porcelain", cwd=repo),
     }
+
+
+def edit_config(repo: Path, change: Any, message: str = "test: configure the forge") -> None:
+    """Apply ``change(config_dict)`` to .kavi/config.yaml and commit it (Kavi reads the
+    committed governance, never local edits)."""
+    import yaml
+
+    path = repo / ".kavi/config.yaml"
+    config = yaml.safe_load(path.read_text())
+    change(config)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    git("commit", "-q", "-am", message, cwd=repo)
+
+
+def use_advisor(repo: Path, base_url: str, **extra: Any) -> None:
+    """Point research.advisor at ``base_url`` (a loopback stand-in server)."""
+
+    def change(config: dict[str, Any]) -> None:
+        config.setdefault("research", {})["advisor"] = {
+            "base_url": base_url,
+            "model": "fake-model",
+            "timeout_seconds": 5,
+            "connect_timeout_seconds": 2,
+            **extra,
+        }
+
+    edit_config(repo, change, "test: research advisor")

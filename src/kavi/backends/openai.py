@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from kavi.backends.base import BackendRequest, BackendResult
 from kavi.config import OpenAIBackendConfig
 from kavi.errors import BackendError
+from kavi.ledger.models import BuildUsage
 
 if TYPE_CHECKING:
     import httpx
@@ -55,7 +56,11 @@ __all__ = [
     "OpenAIBackend",
     "ParsedAnswer",
     "build_system_prompt",
+    "content_text",
+    "error_message",
+    "json_values",
     "parse_answer",
+    "probe_models",
 ]
 
 MAX_FILES = 16
@@ -463,7 +468,7 @@ class _Reply:
     error: str = ""  # transport-level failure (timeout, refused, ...); status is 0
 
 
-def _error_message(body: bytes) -> str:
+def error_message(body: bytes) -> str:
     """The server's error message: ``{"error": {"message": ...}}`` or the raw body."""
     text = body.decode("utf-8", errors="replace")
     try:
@@ -484,7 +489,39 @@ def _error_message(body: bytes) -> str:
     return text or "(empty body)"
 
 
-def _content_text(content: Any) -> str | None:
+def probe_models(
+    client: httpx.Client, base: str, headers: dict[str, str], timeout: float
+) -> tuple[bytes | None, str]:
+    """The health check of an OpenAI-compatible server: ``GET {base}/models``.
+
+    ``(body, "")`` on HTTP 200, else ``(None, why)`` — down, refused, slow or erroring."""
+    import httpx
+
+    url = f"{base}/models"
+    try:
+        resp = client.get(url, headers=headers, timeout=httpx.Timeout(timeout))
+    except httpx.TimeoutException:
+        return None, f"no answer from GET {url} within {_fmt_s(timeout)}"
+    except httpx.ConnectError as exc:
+        return None, f"connection failed ({exc or type(exc).__name__})"
+    except httpx.HTTPError as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    if resp.status_code != 200:
+        return None, f"GET {url} returned HTTP {resp.status_code}: {error_message(resp.content)}"
+    return resp.content, ""
+
+
+def json_values(text: str) -> Iterator[Any]:
+    """The JSON values a model answer may carry, most likely first: the whole answer
+    (after a ``<think>`` section), a fenced ```` ```json ```` block, an object in prose."""
+    think = _THINK.match(text)
+    if think:
+        text = text[think.end() :]
+    for _mode, value in _json_candidates(text.strip(), _fenced_blocks(text)):
+        yield value
+
+
+def content_text(content: Any) -> str | None:
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}]
@@ -492,6 +529,31 @@ def _content_text(content: Any) -> str | None:
         if texts and all(isinstance(t, str) for t in texts):
             return "".join(t for t in texts if isinstance(t, str))
     return None
+
+
+def _tokens(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**12 else None
+
+
+def reported_usage(details: dict[str, Any], configured: str, elapsed: float, requests: int) -> BuildUsage:
+    """The server's ``usage`` as Kavi records it: prompt/completion (and cached) tokens, a
+    ``cost`` where a gateway reports one (LiteLLM, OpenRouter), the model that answered."""
+    usage = details.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    cached = usage.get("prompt_tokens_details")
+    cost = usage.get("cost")
+    served = details.get("served_model")
+    return BuildUsage(
+        cost_usd=float(cost)
+        if isinstance(cost, (int, float)) and not isinstance(cost, bool) and 0 <= cost < 10**9
+        else None,
+        turns=requests or None,
+        input_tokens=_tokens(usage.get("prompt_tokens")),
+        output_tokens=_tokens(usage.get("completion_tokens")),
+        cache_read_tokens=_tokens(cached.get("cached_tokens")) if isinstance(cached, dict) else None,
+        duration_s=elapsed,
+        model=(served if isinstance(served, str) and served else configured)[:100],
+    )
 
 
 def _fmt_s(seconds: float) -> str:
@@ -575,6 +637,7 @@ class _Run:
         self.deadline = deadline
         self.started = time.monotonic()
         self.log: list[str] = []
+        self.requests = 0  # chat requests sent (the model's turns)
         self.details: dict[str, Any] = {
             "model": cfg.model,
             "base_url": base,
@@ -601,9 +664,14 @@ class _Run:
         return self.finish(False, reason)
 
     def finish(self, ok: bool, reason: str) -> BackendResult:
-        self.details["elapsed_seconds"] = round(time.monotonic() - self.started, 3)
+        elapsed = round(time.monotonic() - self.started, 3)
+        self.details["elapsed_seconds"] = elapsed
         return BackendResult(
-            ok=ok, reason=reason, transcript="\n".join(self.log) + "\n", details=self.details
+            ok=ok,
+            reason=reason,
+            transcript="\n".join(self.log) + "\n",
+            details=self.details,
+            usage=reported_usage(self.details, self.cfg.model, elapsed, self.requests),
         )
 
     # -- steps ------------------------------------------------------------------
@@ -638,7 +706,7 @@ class _Run:
         if reply.status in _SCHEMA_REJECTED:
             self.log.append(
                 f"  server rejected response_format json_schema (HTTP {reply.status}: "
-                f"{_error_message(reply.body)}); retrying once without response_format"
+                f"{error_message(reply.body)}); retrying once without response_format"
             )
             del payload["response_format"]
             self.details["json_schema_used"] = False
@@ -649,34 +717,21 @@ class _Run:
             return self.fail(reply.error)
         if not 200 <= reply.status < 300:
             return self.fail(
-                f"openai backend: HTTP {reply.status} from POST {url}: {_error_message(reply.body)}"
+                f"openai backend: HTTP {reply.status} from POST {url}: {error_message(reply.body)}"
             )
         return self.handle_answer(url, reply)
 
     def health(self, client: httpx.Client) -> str | None:
-        import httpx
-
         url = f"{self.base}/models"
         limit = max(0.01, min(self.cfg.connect_timeout_seconds, self.remaining()))
         t0 = time.monotonic()
-        try:
-            resp = client.get(url, headers=self.headers(), timeout=httpx.Timeout(limit))
-        except httpx.TimeoutException:
-            why = f"no answer from GET {url} within {_fmt_s(limit)}"
-        except httpx.ConnectError as exc:
-            why = f"connection failed ({exc or type(exc).__name__})"
-        except httpx.HTTPError as exc:
-            why = f"{type(exc).__name__}: {exc}"
-        else:
-            took = time.monotonic() - t0
-            if resp.status_code != 200:
-                why = f"GET {url} returned HTTP {resp.status_code}: {_error_message(resp.content)}"
-            else:
-                self.log.append(f"health: GET {url} -> HTTP 200 in {_fmt_s(took)}")
-                self.note_models(resp.content)
-                return None
-        self.log.append(f"health: {why}")
-        return why
+        body, why = probe_models(client, self.base, self.headers(), limit)
+        if body is None:
+            self.log.append(f"health: {why}")
+            return why
+        self.log.append(f"health: GET {url} -> HTTP 200 in {_fmt_s(time.monotonic() - t0)}")
+        self.note_models(body)
+        return None
 
     def note_models(self, body: bytes) -> None:
         try:
@@ -702,6 +757,7 @@ class _Run:
 
         messages = payload["messages"]
         rf = "json_schema" if "response_format" in payload else "none"
+        self.requests += 1
         self.log.append(f"request: POST {url} (attempt {attempt}, response_format={rf})")
         self.log.append(
             f"  messages: system {len(messages[0]['content'])} chars, "
@@ -785,7 +841,7 @@ class _Run:
             self.details["served_model"] = obj["model"]
         choices = obj.get("choices")
         if not isinstance(choices, list) or not choices:
-            extra = f" (server error: {_error_message(reply.body)})" if "error" in obj else ""
+            extra = f" (server error: {error_message(reply.body)})" if "error" in obj else ""
             what = "no 'choices'" if choices is None else "an empty or invalid 'choices'"
             return self.fail(f"openai backend: response from {where} has {what}{extra}")
         choice = choices[0]
@@ -796,7 +852,7 @@ class _Run:
         self.details["finish_reason"] = finish
         self.log.append(f"  finish_reason: {finish}")
         self.log.append(f"  usage: {json.dumps(self.details['usage'])}")
-        content = _content_text(message.get("content"))
+        content = content_text(message.get("content"))
         if content is None:
             refusal = message.get("refusal")
             if isinstance(refusal, str) and refusal:

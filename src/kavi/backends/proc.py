@@ -15,12 +15,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 MAX_CAPTURE = 1_000_000
+
+_RUNNING: set[int] = set()  # processes run_bounded is waiting for, in any thread
+
+
+def kill_running() -> None:
+    """Kill every process :func:`run_bounded` is waiting for, with its descendants.
+
+    For a Ctrl-C in the main thread while worker threads run tools (the verify gates):
+    the threads' waits then return at once instead of running the tools to the end."""
+    for pid in list(_RUNNING):
+        _kill_tree(pid)
 
 
 @dataclass(frozen=True)
@@ -147,6 +158,49 @@ def _read(fh: IO[bytes]) -> str:
     return text
 
 
+MAX_LINE = 4_000_000
+DROPPED_LINE = "\0kavi: line dropped"  # handed to on_line in place of an over-long line
+
+
+class _Tail:
+    """Hands each complete line written to the capture file ``fd`` to ``on_line`` while the
+    process runs (``pread``: the child's file offset is never moved). A line longer than
+    :data:`MAX_LINE` is replaced by :data:`DROPPED_LINE`, so the reader knows it missed one."""
+
+    def __init__(self, fd: int, on_line: Callable[[str], None]) -> None:
+        self.fd, self.on_line = fd, on_line
+        self.offset = 0
+        self.partial = b""
+        self.dropping = False
+
+    def feed(self) -> None:
+        while True:
+            chunk = os.pread(self.fd, 65536, self.offset)
+            if not chunk:
+                return
+            self.offset += len(chunk)
+            *lines, rest = (self.partial + chunk).split(b"\n")
+            for line in lines:
+                too_long = self.dropping or len(line) > MAX_LINE
+                self._emit(DROPPED_LINE if too_long else line.decode("utf-8", "replace"))
+                self.dropping = False
+            self.partial = rest
+            if len(self.partial) > MAX_LINE:
+                self.partial, self.dropping = b"", True
+
+    def finish(self) -> None:
+        self.feed()
+        if self.partial or self.dropping:
+            self._emit(DROPPED_LINE if self.dropping else self.partial.decode("utf-8", "replace"))
+        self.partial, self.dropping = b"", False
+
+    def _emit(self, line: str) -> None:
+        try:
+            self.on_line(line)
+        except Exception:  # a reader's bug must not stop the process being watched or killed
+            pass
+
+
 _TRAPPED = (signal.SIGTERM, signal.SIGHUP)
 
 
@@ -165,6 +219,23 @@ def _restore_handlers(previous: dict[int, object] | None) -> None:
         signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
+def _wait(proc: subprocess.Popen[bytes], deadline: float, tail: _Tail | None) -> None:
+    """Wait for ``proc`` until ``deadline`` (``TimeoutExpired`` then), feeding ``tail``."""
+    if tail is None:
+        proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        return
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            proc.wait(timeout=max(0.0, min(0.1, left)))
+            return
+        except subprocess.TimeoutExpired:
+            if left <= 0.1:
+                raise
+        finally:
+            tail.feed()
+
+
 def run_bounded(
     argv: Sequence[str],
     *,
@@ -173,9 +244,12 @@ def run_bounded(
     timeout: float,
     stdin_data: bytes | None = None,
     reap_orphans: bool = False,
+    on_line: Callable[[str], None] | None = None,
 ) -> ProcResult:
     """Run ``argv`` to completion or ``timeout``; with ``reap_orphans`` (an untrusted
-    backend, one at a time, from the main thread) also kill the daemons it double-forked."""
+    backend, one at a time, from the main thread) also kill the daemons it double-forked;
+    with ``on_line``, every line of its stdout is handed over as it is written (all of
+    them, also beyond what the result keeps)."""
     start = time.monotonic()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         reaper = _Subreaper(reap_orphans)
@@ -191,6 +265,8 @@ def run_bounded(
         )
         timed_out = False
         previous = _trap_termination()
+        tail = _Tail(out.fileno(), on_line) if on_line is not None else None
+        _RUNNING.add(proc.pid)
         try:
             if stdin_data is not None and proc.stdin is not None:
                 try:
@@ -198,14 +274,17 @@ def run_bounded(
                     proc.stdin.close()
                 except BrokenPipeError:
                     pass
-            proc.wait(timeout=timeout)
+            _wait(proc, start + timeout, tail)
         except subprocess.TimeoutExpired:
             timed_out = True
         finally:
             _kill_tree(proc.pid)
             proc.wait()
+            _RUNNING.discard(proc.pid)
             reaper.finish()
             _restore_handlers(previous)
+            if tail is not None:
+                tail.finish()
         return ProcResult(
             returncode=None if timed_out else proc.returncode,
             stdout=_read(out),

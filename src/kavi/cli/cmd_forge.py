@@ -13,6 +13,27 @@ if TYPE_CHECKING:
     from kavi.ledger.models import Build, Proposal
 
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output format: text or json (one JSON object).")]
+BackendOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--backend",
+        help="claude | openai | files (default: the config's; --retry and forge repeat the last attempt's).",
+    ),
+]
+FromOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(
+        "--from", help="Directory holding the two files, laid out like the repository (files backend)."
+    ),
+]
+TimeoutOpt = Annotated[
+    Optional[float],  # noqa: UP045
+    typer.Option("--timeout", help="Hard timeout for each backend run, in seconds."),
+]
+HintOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--hint", help="Guidance from you, recorded and quoted in the next build packet."),
+]
 
 
 def open_forge() -> "Forge":
@@ -34,6 +55,15 @@ def build_dict(b: "Build") -> dict[str, Any]:
     data["branch"] = b.branch_name
     data["commit"] = b.commit_id
     return data
+
+
+def _spent_text(usage: dict[str, Any]) -> str:
+    from kavi.forge.budget import describe
+    from kavi.ledger.models import BuildUsage
+
+    return describe(
+        BuildUsage.model_validate(usage).model_copy(update={"model": None, "backend_version": None})
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -69,7 +99,10 @@ def register(app: typer.Typer) -> None:
         )
         for item in res.configured:
             lines.append(f"  git config: {item}")
-        lines.append("Next: git kavi propose-skill --name … --desc … --side-effect … --io-schema-json …")
+        from kavi.cli.hints import kavi as hint
+        from kavi.examples import WRITE_NOTE_PROPOSAL
+
+        lines.append(hint("Next", "propose-skill", *WRITE_NOTE_PROPOSAL))
         output.emit(
             {
                 "workdir": str(res.workdir),
@@ -113,9 +146,13 @@ def register(app: typer.Typer) -> None:
         "body": "str"}, "output": {"written_path": "str", "sha256": "str"}}'
         """
         output.use(fmt)
+        import sys
+
+        from kavi.cli.hints import kavi as hint
         from kavi.forge.propose import propose
 
         forge = open_forge()
+        warnings: list[str] = []
         p = propose(
             forge,
             name=name,
@@ -123,8 +160,25 @@ def register(app: typer.Typer) -> None:
             side_effect=side_effect,
             io_schema_json=io_schema_json,
             secrets=secret or [],
+            warnings=warnings,
         )
         spec = forge.ledger.artifact(p.spec_artifact_id or "")
+        if not output.is_json():
+            for warning in warnings:
+                sys.stderr.write(f"warning: {warning}\n")
+        from kavi.forge.spec import skill_paths
+
+        paths = skill_paths(forge.committed_config, p.name)
+        default = forge.committed_config.backends.default
+        lines = [f"Proposed {p.name}: {p.id}  [PROPOSED]", f"  spec: {spec.path if spec else '-'}"]
+        if default == "files":
+            lines.append(
+                f"To build it, put {paths.skill_file} and {paths.test_file} in a directory and pass it "
+                f"with --from: git kavi build-skill {p.id[:8]} --from <that directory>"
+            )
+        else:
+            lines.append(f"  backend: {default} (from .kavi/config.yaml; or --backend openai|claude|files)")
+            lines.append(hint("Next", "build-skill", p.id[:8]))
         output.emit(
             {
                 "proposal_id": p.id,
@@ -134,37 +188,52 @@ def register(app: typer.Typer) -> None:
                 "io_schema": p.io_schema,
                 "required_secrets": p.required_secrets,
                 "spec_artifact": spec.path if spec else None,
+                "warnings": warnings,
             },
-            f"Proposed {p.name}: {p.id}  [PROPOSED]\n"
-            f"  spec: {spec.path if spec else '-'}\n"
-            f"Next: git kavi build-skill {p.id[:8]} --backend claude|openai|files",
+            "\n".join(lines),
         )
 
     @app.command("build-skill")
     def build_cmd(
         proposal: Annotated[str, typer.Argument(help="Proposal id, unique id prefix, or skill name.")],
-        backend: Annotated[
-            Optional[str],  # noqa: UP045
-            typer.Option("--backend", help="claude | openai | files (default from config)."),
-        ] = None,
-        from_dir: Annotated[
-            Optional[Path],  # noqa: UP045
-            typer.Option("--from", help="Directory to copy files from (files backend)."),
-        ] = None,
-        timeout: Annotated[
-            Optional[float],  # noqa: UP045
-            typer.Option("--timeout", help="Hard timeout for the backend, in seconds."),
-        ] = None,
+        backend: BackendOpt = None,
+        from_dir: FromOpt = None,
+        timeout: TimeoutOpt = None,
+        retry: Annotated[
+            bool,
+            typer.Option(
+                "--retry",
+                help="Repeat the last attempt's backend and options (--from, --timeout); the packet "
+                "carries that attempt's findings.",
+            ),
+        ] = False,
+        hint_text: HintOpt = None,
         fmt: FormatOpt = Format.text,
     ) -> None:
         """Build a proposal in a sandboxed worktree and run the diff-allowlist gate.
 
         Example: git kavi build-skill 1a2b3c4d --backend files --from ./my_skill
+        Example: git kavi build-skill write_note --retry --hint "annotate every function"
         """
         output.use(fmt)
-        from kavi.forge.build import build_skill
+        from kavi.cli.hints import kavi as hint
+        from kavi.forge.build import build_skill, last_attempt_options
 
         forge = open_forge()
+        if retry:
+            target = forge.ledger.find_proposal(proposal)
+            last = last_attempt_options(forge, target)
+            if last is None:
+                from kavi.errors import UsageError
+
+                raise UsageError(
+                    f"nothing to retry: {target.name} ({target.id[:8]}) has no build yet",
+                    remedy=f"build it first: `git kavi build-skill {target.id[:8]}`",
+                )
+            if backend is None or backend == last.backend:
+                backend = last.backend
+                from_dir = from_dir if from_dir is not None else last.from_dir
+            timeout = timeout if timeout is not None else last.timeout
         chosen = backend or ("files" if from_dir is not None else forge.committed_config.backends.default)
         outcome = build_skill(
             forge,
@@ -172,32 +241,49 @@ def register(app: typer.Typer) -> None:
             backend_name=chosen,
             from_dir=from_dir,
             timeout=timeout,
+            hint=hint_text,
             progress=output.progress,
+            live=output.live,
         )
+        from kavi.forge.budget import describe, spent
+
         b = outcome.build
         ok = b.status.value == "SUCCEEDED"
+        total = spent(forge.ledger.builds_for(outcome.proposal.id))
         lines = [
             f"Build {b.id[:8]} of {outcome.proposal.name} (attempt {b.attempt_number}, "
             f"{b.backend}): {'SUCCEEDED' if ok else 'FAILED'}",
             f"  branch: {b.branch_name}" + (f" @ {b.commit_id[:12]}" if b.commit_id else ""),
             f"  summary: {b.summary}",
         ]
+        if describe(b.usage):
+            lines.append(f"  usage: {describe(b.usage)}")
+        if b.attempt_number > 1 and total.cost_usd is not None:
+            lines.append(f"  all {b.attempt_number} attempts: {describe(total)}")
+        for a in b.tool_attempts:
+            lines.append(f"  ✗ tool {a.tool} {a.input}: {a.outcome}")
         for v in b.violations:
             lines.append(f"  ✗ {v.path}: {v.reason}")
         if outcome.log:
             lines.append(f"  log: {outcome.log.path}")
-        lines.append(
-            f"Next: git kavi verify-skill {outcome.proposal.id[:8]}"
-            if ok
-            else f"Inspect: git log -p {b.branch_name} -1   Retry: git kavi build-skill "
-            f"{outcome.proposal.id[:8]}"
-        )
+        lines.append(f"  packet: {outcome.packet.path}")
+        short = outcome.proposal.id[:8]
+        if ok:
+            lines.append(hint("Next", "verify-skill", short))
+        else:
+            if b.commit_id:
+                from kavi.cli.hints import hint as git_hint
+
+                lines.append(git_hint("Inspect", "git", "log", "-p", b.branch_name, "-1"))
+            lines.append(hint("Research", "research-skill", b.id[:8]))
+            lines.append(hint("Retry", "build-skill", short, "--retry"))
         payload = build_dict(b)
         payload.update(
             {
                 "proposal_id": outcome.proposal.id,
                 "status": b.status.value,
                 "violations": [v.model_dump() for v in b.violations],
+                "proposal_usage": total.model_dump(mode="json"),
                 "packet_artifact": outcome.packet.path,
                 "log_artifact": outcome.log.path if outcome.log else None,
             }
@@ -231,9 +317,19 @@ def register(app: typer.Typer) -> None:
                 else (" (NOT in allowed_signers)" if data["signer"] else "")
             ),
             f"default backend:{' ' + data['default_backend']}",
+            f"builds:         {data['builds']}"
+            + (f", {_spent_text(data['build_usage'])}" if _spent_text(data["build_usage"]) else "")
+            + (
+                f" (budget per proposal: ${data['proposal_budget_usd']:.2f})"
+                if data["proposal_budget_usd"] is not None
+                else ""
+            ),
             "proposals:      "
             + (", ".join(f"{k} {v}" for k, v in data["proposals_by_status"].items()) or "none"),
+            f"escalations:    {len(data['escalations']) or 'none'}",
         ]
+        for e in data["escalations"]:
+            lines.append(f"  {e['name']} ({e['proposal_id'][:8]}): {e['escalation']} — {e['reason']}")
         output.emit(data, "\n".join(lines))
 
     @app.command("list-proposals")

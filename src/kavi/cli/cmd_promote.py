@@ -26,10 +26,13 @@ def register(app: typer.Typer) -> None:
         Example: git kavi promote-skill write_note
         """
         output.use(fmt)
+        import json
         import sys
 
         from kavi.cli.approval import obtain_approval
-        from kavi.forge.promote import describe_plan, plan_promotion, promote
+        from kavi.cli.hints import example_input, hint
+        from kavi.cli.hints import kavi as kavi_hint
+        from kavi.forge.promote import describe_plan, diff_command, plan_promotion, promote
         from kavi.signing import user_signer
 
         forge = open_forge()
@@ -59,13 +62,18 @@ def register(app: typer.Typer) -> None:
                 "skill_sha256": p.skill_sha256,
                 "mirrored_events": outcome.mirrored,
                 "status": "TRUSTED",
+                "diffstat": [{"path": f, "added": a, "deleted": d} for f, a, d in plan.diffstat],
+                "diff_command": diff_command(plan),
             },
             f"Promoted {p.skill_name} v{p.version}: TRUSTED\n"
             f"  merge: {p.merge_commit[:12]} on {p.target_branch} (signed by {p.approved_by})\n"
             f"  tag:   {p.tag_name}\n"
             f"  ledger mirror: {outcome.mirrored} event(s) signed onto refs/kavi/ledger\n"
-            f"Audit: git log --notes=kavi -1 {p.merge_commit[:12]}   "
-            f"Run: git kavi run-skill {p.skill_name} --json '{{…}}'",
+            + hint("Audit", "git", "log", "--notes=kavi", "-1", p.merge_commit[:12])
+            + "\n"
+            + kavi_hint(
+                "Run", "run-skill", p.skill_name, "--json", json.dumps(example_input(plan.proposal.io_schema))
+            ),
         )
 
     @app.command("revoke-skill")

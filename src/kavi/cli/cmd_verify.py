@@ -44,11 +44,14 @@ def register(app: typer.Typer) -> None:
             if len(gate.findings) > 20:
                 lines.append(f"      … {len(gate.findings) - 20} more in the report")
         lines.append(f"  report: {outcome.report.path}")
-        lines.append(
-            f"Next: git kavi promote-skill {outcome.proposal.id[:8]}"
-            if v.status.value == "PASSED"
-            else f"Fix the findings and rebuild: git kavi build-skill {outcome.proposal.id[:8]}"
-        )
+        from kavi.cli.hints import kavi as hint
+
+        short = outcome.proposal.id[:8]
+        if v.status.value == "PASSED":
+            lines.append(hint("Next", "promote-skill", short))
+        else:
+            lines.append(hint("Research", "research-skill", v.id[:8]))
+            lines.append(hint("Retry", "build-skill", short, "--retry"))
         payload: dict[str, Any] = {
             "verification_id": v.id,
             "proposal_id": v.proposal_id,

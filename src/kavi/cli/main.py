@@ -31,13 +31,9 @@ def main(argv: list[str] | None = None) -> None:
         _report(err)
         sys.exit(err.exit_code)
     except KeyboardInterrupt as exc:
-        from kavi.errors import Interrupted
+        from kavi.errors import interrupted
 
-        stop = Interrupted(
-            "interrupted",
-            why=f"Kavi received {exc}" if str(exc) else "Ctrl-C",
-            remedy="run the command again; `git kavi doctor` shows anything an interrupted build left",
-        )
+        stop = interrupted(exc)
         _report(stop)
         sys.exit(stop.exit_code)
     except SystemExit:
@@ -99,7 +95,7 @@ def _prog_name() -> str:
 def _report(err: object) -> None:
     import json
 
-    from kavi.cli.output import is_json
+    from kavi.cli.output import end_live, is_json
     from kavi.errors import KaviError
 
     if not isinstance(err, KaviError):
@@ -108,4 +104,5 @@ def _report(err: object) -> None:
         sys.stdout.write(json.dumps(err.to_dict(), indent=2, default=str) + "\n")
         sys.stdout.flush()
     else:
+        end_live()
         sys.stderr.write(err.render() + "\n")

@@ -34,6 +34,7 @@ def is_json() -> bool:
 
 def emit(payload: dict[str, Any], text: str) -> None:
     """Print the command's result: ``payload`` as JSON, or ``text``."""
+    end_live()
     if is_json():
         sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
     else:
@@ -44,7 +45,36 @@ def emit(payload: dict[str, Any], text: str) -> None:
 def progress(message: str) -> None:
     """Progress lines go to stderr, and only in text mode."""
     if not is_json():
+        end_live()
         sys.stderr.write(f"» {message}\n")
+        sys.stderr.flush()
+
+
+_live_shown = [False]
+
+
+def live(message: str) -> None:
+    """What a long step is doing right now (a backend's turn, tool, tokens): nothing with
+    ``--format json``; on a terminal one line rewritten in place; otherwise a line each."""
+    if is_json():
+        return
+    err = sys.stderr
+    if err.isatty():
+        import shutil
+
+        width = max(20, shutil.get_terminal_size().columns - 3)
+        err.write("\r\x1b[2K  " + message[:width])
+        _live_shown[0] = True
+    else:
+        err.write(f"  {message}\n")
+    err.flush()
+
+
+def end_live() -> None:
+    """Close the live line (if one is on screen) so the next output starts on its own."""
+    if _live_shown[0]:
+        _live_shown[0] = False
+        sys.stderr.write("\n")
         sys.stderr.flush()
 
 

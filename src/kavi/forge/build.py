@@ -33,8 +33,10 @@ from kavi.ledger.models import (
     Artifact,
     ArtifactKind,
     Build,
+    BuildOptions,
     BuildStatus,
     Proposal,
+    ToolAttempt,
     Violation,
 )
 from kavi.ledger.reducer import EventKind
@@ -56,7 +58,24 @@ class BuildOutcome:
     log: Artifact | None
 
 
-def make_backend(forge: Forge, name: str, from_dir: Path | None) -> Backend:
+@dataclass(frozen=True)
+class Repeat:
+    """The backend and options of a proposal's last attempt (``--retry``, ``forge``)."""
+
+    backend: str
+    from_dir: Path | None
+    timeout: float | None
+
+
+def last_attempt_options(forge: Forge, proposal: Proposal) -> Repeat | None:
+    previous = forge.ledger.latest_build(proposal.id)
+    if previous is None:
+        return None
+    o = previous.options
+    return Repeat(previous.backend, Path(o.from_dir) if o.from_dir else None, o.timeout_seconds)
+
+
+def make_backend(forge: Forge, name: str, from_dir: Path | None, paths: tuple[str, ...] = ()) -> Backend:
     backends = forge.committed_config.backends
     if name == "files":
         from kavi.backends.files import FilesBackend
@@ -73,7 +92,7 @@ def make_backend(forge: Forge, name: str, from_dir: Path | None) -> Backend:
         from kavi.backends.claude import ClaudeBackend
 
         claude = ClaudeBackend(backends.claude)
-        claude.executable(os.environ.get("PATH"))  # preflight: fail before any state exists
+        claude.preflight(os.environ, paths)  # fail before any state exists
         return claude
     if name == "openai":
         from kavi.backends.openai import OpenAIBackend
@@ -145,6 +164,14 @@ def _log_body(
     ]
     if withheld:
         lines.append(f"- withheld from the sandbox: {', '.join(_code(printable(w)) for w in withheld)}")
+    from kavi.forge.budget import describe
+
+    spent = describe(build.usage)
+    if spent:
+        lines.append(f"- backend usage: {_code(printable(spent))}")
+    if build.tool_attempts:
+        lines += ["", "## Refused tool calls", ""]
+        lines += [f"- {_code(a.tool)} {_code(a.input)} — {a.outcome}" for a in build.tool_attempts]
     lines += ["", "## Gate", ""]
     if violations:
         lines += [f"- {_code(v.path)} — {_code(v.reason)} [{v.rule}]" for v in violations]
@@ -163,8 +190,14 @@ def build_skill(
     backend_name: str,
     from_dir: Path | None = None,
     timeout: float | None = None,
+    hint: str | None = None,
+    forge_run_id: str | None = None,
     progress: Progress = lambda _msg: None,
+    live: Progress = lambda _msg: None,
 ) -> BuildOutcome:
+    """Build ``proposal_ref``; ``progress`` gets the steps, ``live`` what the backend is
+    doing while it runs (escaped, secrets redacted)."""
+    from kavi.forge.research import packet_feedback
     from kavi.gitstore import gate, sandbox, tripwire
     from kavi.gitstore.repo import Person
 
@@ -179,7 +212,14 @@ def build_skill(
     config = forge.committed_config
     policy = forge.policy
     paths = skill_paths(config, proposal.name)
-    backend = make_backend(forge, backend_name, from_dir)
+    backend = make_backend(forge, backend_name, from_dir, paths.allowed)
+    from kavi.forge import budget
+
+    budget_left = (
+        budget.remaining(config, proposal, ledger.builds_for(proposal.id))
+        if backend.name != "files"
+        else None
+    )
     repo = forge.repo
     base = repo.branch_tip(config.target_branch)
     if base is None:
@@ -207,12 +247,15 @@ def build_skill(
         raise GitError(f"branch {branch} already exists", remedy="re-run the build")
     previous = ledger.latest_build(proposal.id)
     attempt = (previous.attempt_number + 1) if previous else 1
+    hint = " ".join(hint.split()) if hint and hint.strip() else None
+    feedback = packet_feedback(forge, proposal, previous, hint)
     secrets = secret_values(
         os.environ,
         [
             *config.backends.credential_names(),
             *(f"KAVI_SECRET_{s}" for s in proposal.required_secrets),
         ],
+        url_names=config.backends.passthrough_names(),
     )
     packet_text = redact(
         render_packet(
@@ -222,7 +265,7 @@ def build_skill(
             base_commit=base,
             target_branch=config.target_branch,
             attempt=attempt,
-            previous=previous,
+            feedback=feedback,
         ),
         secrets,
     )
@@ -257,6 +300,13 @@ def build_skill(
             base_commit=base,
             packet_artifact_id=packet.id,
             started_at=now_iso(),
+            options=BuildOptions(
+                from_dir=str(from_dir.resolve()) if from_dir is not None else None,
+                timeout_seconds=timeout,
+                hint=hint,
+                research_id=feedback.research_id if feedback else None,
+                forge_run_id=forge_run_id,
+            ),
         )
         txn.put(EventKind.BUILD_STARTED, started)
 
@@ -275,6 +325,7 @@ def build_skill(
             branch=branch,
             base_commit=base,
             exclude=policy.sandbox.exclude,
+            keep=paths.allowed,
         )
         (box.work / PACKET_FILE).write_text(packet_text, encoding="utf-8")
         from kavi.backends.env import scrubbed_env
@@ -284,6 +335,7 @@ def build_skill(
             home=box.home,
             tmp=box.tmp,
             credentials=config.backends.credential_names(backend.name),
+            passthrough=config.backends.passthrough_names(backend.name),
             forbidden=[f"KAVI_SECRET_{s}" for s in proposal.required_secrets],
         )
         from kavi.backends import jail
@@ -308,6 +360,8 @@ def build_skill(
                     env=env,
                     timeout_seconds=timeout or _default_timeout(forge, backend.name),
                     confinement=_confinement(forge, home, box.root) if confining else None,
+                    budget_usd=budget_left,
+                    progress=lambda line: live(printable(redact(line, secrets))),
                 )
             )
         finally:  # whatever the backend did or however it ended, undo it in the main repository
@@ -374,6 +428,8 @@ def build_skill(
             "tree_id": tree_id,
             "summary": printable(redact(_summary(result, violations, error), secrets)),
             "violations": violations,
+            "usage": result.usage if result is not None else started.usage,
+            "tool_attempts": _safe_attempts(result, secrets),
             "finished_at": now_iso(),
         }
     )
@@ -408,6 +464,8 @@ def build_skill(
             "tree_id",
             "summary",
             "violations",
+            "usage",
+            "tool_attempts",
             "finished_at",
             "log_artifact_id",
         )
@@ -430,8 +488,26 @@ def build_skill(
     if pending_exc is not None:
         raise pending_exc
     return BuildOutcome(
-        build=ledger.build(build_id), proposal=ledger.proposal(proposal.id), packet=packet, log=log
+        build=ledger.build(build_id),
+        proposal=ledger.proposal(proposal.id),
+        packet=packet,
+        log=log,
     )
+
+
+def _safe_attempts(result: BackendResult | None, secrets: list[str]) -> list[ToolAttempt]:
+    """The backend's refused tool calls as the ledger keeps them: agent-chosen text with
+    secrets redacted and control characters escaped."""
+    if result is None:
+        return []
+    return [
+        ToolAttempt(
+            tool=printable(redact(a.tool, secrets)),
+            input=printable(redact(a.input, secrets)),
+            outcome=a.outcome,
+        )
+        for a in result.attempts
+    ]
 
 
 def _code(text: str) -> str:

@@ -22,11 +22,6 @@ from typing import Any
 
 from kavi.errors import InternalError, ToolError
 
-WRITE_NOTE_SCHEMA = {
-    "input": {"path": "str", "title": "str", "body": "str"},
-    "output": {"written_path": "str", "sha256": "str"},
-}
-
 Echo = Callable[[str], None]
 
 
@@ -105,6 +100,30 @@ def _examples_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "examples" / "write_note"
 
 
+UNTYPED_HELPER = 'def _heading(title):\n    return f"# {title}"\n\n\n'
+
+
+def _first_attempt(root: Path) -> Path:
+    """The example skill as a first attempt might write it: an untyped helper."""
+    import shutil
+
+    attempt = root / "attempt"
+    shutil.copytree(_examples_dir(), attempt)
+    skill = attempt / "skills" / "write_note.py"
+    text = skill.read_text()
+    text = text.replace("class WriteNoteInput", UNTYPED_HELPER + "class WriteNoteInput", 1)
+    text = text.replace('text = f"# {input.title}\\n', 'text = f"{_heading(input.title)}\\n', 1)
+    skill.write_text(text)
+    return attempt
+
+
+def _fix_line(path: Path, line: int) -> None:
+    """What the human does with the note: annotate the function on the line it names."""
+    lines = path.read_text().split("\n")
+    lines[line - 1] = lines[line - 1].replace("def _heading(title):", "def _heading(title: str) -> str:")
+    path.write_text("\n".join(lines))
+
+
 def run_demo(*, keep: bool, echo: Echo, workdir: Path | None = None) -> dict[str, Any]:
     _check_tools()
     root = Path(tempfile.mkdtemp(prefix="kavi-demo-", dir=workdir))
@@ -138,37 +157,46 @@ def run_demo(*, keep: bool, echo: Echo, workdir: Path | None = None) -> dict[str
     demo.kavi("init")
 
     echo("\n3. Propose the first skill, write_note")
-    proposal = demo.kavi_json(
-        "propose-skill",
-        "--name",
-        "write_note",
-        "--desc",
-        "Write a markdown note into the vault",
-        "--side-effect",
-        "FILE_WRITE",
-        "--io-schema-json",
-        json.dumps(WRITE_NOTE_SCHEMA),
-    )
+    from kavi.examples import WRITE_NOTE_PROPOSAL
+
+    proposal = demo.kavi_json("propose-skill", *WRITE_NOTE_PROPOSAL)
     pid = str(proposal["proposal_id"])
     echo(f"  proposal {pid} [PROPOSED], spec: {proposal['spec_artifact']}")
 
-    echo("\n4. Build it in a sandbox with the `files` backend (an example shipped with Kavi);")
-    echo("   the diff-allowlist gate judges what the backend left")
-    demo.kavi("build-skill", pid[:8], "--backend", "files", "--from", str(_examples_dir()))
+    attempt = _first_attempt(root)
+    echo("\n4. Build it in a sandbox with the `files` backend from a first attempt that, like many")
+    echo("   an LLM's, has an untyped helper; the diff-allowlist gate judges what the backend left")
+    demo.kavi("build-skill", pid[:8], "--backend", "files", "--from", str(attempt))
 
     echo("\n5. Verify: policy scan, invariants, ruff, mypy --strict, pytest under the runtime guard")
+    demo.kavi("verify-skill", pid[:8], expect=1)
+
+    echo("\n6. Research the failure: the deterministic classifier turns the gates' words into")
+    echo("   file:line facts and writes a RESEARCH_NOTE (an advisor model is optional: none here)")
+    demo.kavi("research-skill", pid[:8], "--hint", "type every function, helpers too")
+    shown = demo.kavi_json("show", pid[:8])
+    fact = next(f for f in shown["researches"][-1]["facts"] if f.get("line"))
+    note = next(a["path"] for a in shown["artifacts"] if a["kind"] == "RESEARCH_NOTE")
+    for line in (demo.repo / note).read_text().splitlines():
+        if line.startswith("| skills/"):
+            echo(f"  note: {line}")
+
+    echo(f"\n7. Fix exactly what the note names ({fact['file']}:{fact['line']}) and retry: --retry repeats")
+    echo("   the backend and --from; BUILD_PACKET_2 carries the findings and the hint")
+    _fix_line(attempt / fact["file"], int(fact["line"]))
+    demo.kavi("build-skill", pid[:8], "--retry")
     demo.kavi("verify-skill", pid[:8])
 
-    echo("\n6. Promote — a person's decision, signed with the demo key (--yes stands in for the prompt)")
+    echo("\n8. Promote — a person's decision, signed with the demo key (--yes stands in for the prompt)")
     demo.kavi("promote-skill", pid[:8], "--yes")
 
-    echo("\n7. Run the TRUSTED skill (hash re-verified, input/output validated, guard on)")
+    echo("\n9. Run the TRUSTED skill (hash re-verified, input/output validated, guard on)")
     payload = {"path": "Inbox/AI/hello.md", "title": "Hello from Kavi", "body": "Written by a TRUSTED skill."}
     demo.kavi("run-skill", "write_note", "--json", json.dumps(payload))
     note = demo.repo / "vault_out" / "Inbox" / "AI" / "hello.md"
     echo(f"  {note.relative_to(demo.repo)}: {note.read_text().splitlines()[0]!r}")
 
-    echo("\n8. The audit view travels with the repository: git log --notes=kavi")
+    echo("\n10. The audit view travels with the repository: git log --notes=kavi")
     log = demo.sh("git", "log", "--notes=kavi", "-1", "--format=%h %s%n%N").stdout.strip().splitlines()
     for line in log[:14]:
         echo(f"  {line}")
@@ -177,9 +205,9 @@ def run_demo(*, keep: bool, echo: Echo, workdir: Path | None = None) -> dict[str
     verify = demo.sh("git", "verify-commit", "HEAD", check=False)
     echo(f"  git verify-commit HEAD: {'good signature' if verify.returncode == 0 else 'FAILED'}")
 
-    echo("\n9. Tamper with the promoted file — run-skill refuses the changed bytes")
+    echo("\n11. Tamper with the promoted file — run-skill refuses the changed bytes")
     skill = demo.repo / "skills" / "write_note.py"
-    skill.write_text(skill.read_text().replace("# {input.title}", "# (tampered) {input.title}"))
+    skill.write_text(skill.read_text().replace('return f"# {title}"', 'return f"# (tampered) {title}"'))
     demo.kavi("run-skill", "write_note", "--json", json.dumps(payload), expect=1)
     demo.sh("git", "checkout", "--", "skills/write_note.py")
     echo("  (restored with `git checkout -- skills/write_note.py`)")

@@ -3,17 +3,101 @@
 A packet is epistemically closed (seed decision D009): the spec, the I/O schema,
 the skill contract, the policy constraints, the two allowed paths and the base
 commit. Its BLAKE3 is recorded in the ledger and in the build commit's trailers.
+
+BUILD_PACKET_(N+1) also carries what attempt N taught (:class:`Feedback`): its
+classified findings with ``file:line`` and the gates' own words, the advisory
+model's advice (marked as advice), the human's hint, and the files it wrote.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from kavi.forge.propose import io_table
 from kavi.forge.spec import SkillPaths
-from kavi.ledger.models import Build, Proposal
+from kavi.ledger.models import Advice, Fact, Proposal
 from kavi.policy.contract import SKILL_CODE_RULES
 from kavi.policy.model import Policy
 
 PACKET_FILE = "KAVI_BUILD_PACKET.md"
+# Bounds that keep a packet well inside one command-line argument (the claude backend
+# passes it with -p; Linux allows 128 kB per argument).
+MAX_FILE_CHARS = 20_000  # a previous attempt's file quoted in full up to this size
+MAX_FACTS = 60
+FINDINGS_HEADING = "### Findings (Kavi's gates — facts)"
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What the previous attempt left for the next one."""
+
+    attempt: int
+    build_id: str
+    outcome: str  # "build FAILED", "verification FAILED: mypy", "verification PASSED", …
+    kind: str | None = None  # the primary failure kind, when it failed
+    facts: list[Fact] = field(default_factory=list)
+    advice: Advice | None = None
+    hints: list[str] = field(default_factory=list)
+    files: list[tuple[str, str]] = field(default_factory=list)  # (path, text) it wrote
+    research_id: str | None = None
+
+
+def _fence(text: str) -> str:
+    run = 3
+    while "`" * run in text:
+        run += 1
+    return "`" * run
+
+
+def render_feedback(fb: Feedback) -> list[str]:
+    title = f"## Previous attempt ({fb.attempt}: {fb.outcome}" + (f" — {fb.kind})" if fb.kind else ")")
+    lines = ["", title, ""]
+    if fb.facts:
+        lines += [
+            f"Attempt {fb.attempt} (build `{fb.build_id[:8]}`) failed. Fix exactly these findings and keep "
+            "everything else that worked.",
+            "",
+            FINDINGS_HEADING,
+            "",
+        ]
+        listed = fb.facts[:MAX_FACTS]
+        for f in listed:
+            rule = f" [{f.rule}]" if f.rule else ""
+            lines.append(f"- `{f.where}` {f.gate}{rule}: {f.message[:500]}")
+        if len(fb.facts) > len(listed):
+            lines.append(f"- … and {len(fb.facts) - len(listed)} more of the same attempt")
+        words = "\n".join(f.words[:500] for f in listed)
+        fence = _fence(words)
+        lines += ["", "In the gates' own words:", "", f"{fence}text", words, fence]
+    else:
+        lines.append(f"Attempt {fb.attempt} (build `{fb.build_id[:8]}`): {fb.outcome}.")
+    if fb.advice is not None:
+        a = fb.advice
+        lines += [
+            "",
+            f"### Advice (from the advisory model {a.model}; suggestions, not facts — "
+            "the packet above rules)",
+            "",
+        ]
+        if a.diagnosis:
+            lines += [f"> {a.diagnosis}", ""]
+        lines += [f"- {step}" for step in a.steps]
+    if fb.hints:
+        lines += ["", "### Hint from a human", ""]
+        for hint in fb.hints:
+            lines += [f"> {line}" for line in hint.splitlines() or [""]]
+    for path, text in fb.files:
+        shown = text if len(text) <= MAX_FILE_CHARS else text[:MAX_FILE_CHARS] + "\n# … (cut by Kavi)\n"
+        fence = _fence(shown)
+        lines += [
+            "",
+            f"### `{path}` as attempt {fb.attempt} wrote it",
+            "",
+            f"{fence}python",
+            shown.rstrip("\n"),
+            fence,
+        ]
+    return lines
 
 
 def _model_block(class_name: str, base: str, fields: dict[str, str]) -> str:
@@ -51,7 +135,7 @@ def render_packet(
     base_commit: str,
     target_branch: str,
     attempt: int,
-    previous: Build | None,
+    feedback: Feedback | None,
 ) -> str:
     from kavi.skills import base as skill_base
 
@@ -136,13 +220,6 @@ def render_packet(
         "",
         f"- base commit: `{base_commit}` (branch `{target_branch}`)",
     ]
-    if previous is not None:
-        sections += [
-            "",
-            f"## Previous attempt ({previous.attempt_number}: {previous.status.value})",
-            "",
-            previous.summary or "(no summary)",
-        ]
-        for v in previous.violations:
-            sections.append(f"- `{v.path}`: {v.reason}")
+    if feedback is not None:
+        sections += render_feedback(feedback)
     return "\n".join(sections) + "\n"

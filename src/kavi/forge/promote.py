@@ -74,6 +74,7 @@ class PromotionPlan:
     version: int
     tag_name: str
     files: list[str]
+    diffstat: list[tuple[str, int, int]]  # what the merge brings: (path, added, deleted)
     principal: str
     signer: SshSigner
     checkout: bool  # the target branch is checked out here
@@ -172,6 +173,7 @@ def plan_promotion(forge: Forge, proposal_ref: str, signer: SshSigner) -> Promot
             why="conflicting paths: " + ", ".join(conflicts),
             remedy="rebuild the skill on the current target branch",
         )
+    diffstat = repo.diff_stat(repo.commit_tree(target_tip), merged)
     files = sorted({d.path for d in repo.diff_raw(repo.commit_tree(target_tip), merged)})
     files = sorted({*files, f"{config.skills_dir}/registry.yaml"})
     checkout = repo.head_branch() == target
@@ -198,6 +200,7 @@ def plan_promotion(forge: Forge, proposal_ref: str, signer: SshSigner) -> Promot
         version=version,
         tag_name=tag_name,
         files=files,
+        diffstat=diffstat,
         principal=principal,
         signer=signer,
         checkout=checkout,
@@ -465,5 +468,22 @@ def describe_plan(plan: PromotionPlan) -> str:
         f"  files:        {', '.join(plan.files)}",
         f"  tag:          {plan.tag_name}",
         f"  signed by:    {plan.principal} ({plan.signer.fingerprint})",
+        "  changes:",
     ]
+    width = max((len(path) for path, _a, _d in plan.diffstat), default=0)
+    for path, added, deleted in plan.diffstat:
+        bar = "+" * min(added, 40) + "-" * min(deleted, 40)
+        lines.append(f"    {path:<{width}} | {added + deleted:4} {bar}")
+    registry = next((f for f in plan.files if f.endswith("/registry.yaml") or f == "registry.yaml"), None)
+    if registry and registry not in {p for p, _a, _d in plan.diffstat}:
+        lines.append(f"    {registry:<{width}} | (derived from the ledger, written by the merge)")
+    plus = sum(a for _p, a, _d in plan.diffstat)
+    minus = sum(d for _p, _a, d in plan.diffstat)
+    lines.append(f"    {len(plan.diffstat)} file(s) changed, {plus} insertion(s)(+), {minus} deletion(s)(-)")
+    lines.append(f"Full diff: {diff_command(plan)}")
     return "\n".join(lines)
+
+
+def diff_command(plan: PromotionPlan) -> str:
+    """The git command that shows exactly what the merge brings into the target branch."""
+    return f"git diff {plan.target_tip[:12]}...{plan.build_commit[:12]}"

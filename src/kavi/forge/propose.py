@@ -47,7 +47,10 @@ def propose(
     side_effect: str,
     io_schema_json: str,
     secrets: Sequence[str] = (),
+    warnings: list[str] | None = None,
 ) -> Proposal:
+    """Record a proposal; what it changes against a TRUSTED skill of the same name is
+    appended to ``warnings`` (it is allowed: a new version may change its contract)."""
     name = validate_name(name)
     description = " ".join(description.split())
     if not description:
@@ -61,6 +64,10 @@ def propose(
     io_schema = parse_io_schema(io_schema_json)
     secret_names = sorted({validate_secret_name(s) for s in secrets})
     paths = skill_paths(forge.config, name)
+    if warnings is not None:
+        from kavi.forge.hygiene import reproposal_warnings
+
+        warnings.extend(reproposal_warnings(forge, name, effect.value, io_schema, secret_names))
 
     proposal_id = str(uuid.uuid4())
     now = now_iso()

@@ -158,6 +158,7 @@ def verify_skill(
     verification_id = str(uuid.uuid4())
     box = Path(tempfile.mkdtemp(prefix=f"kavi-verify-{verification_id[:8]}-"))
     results: dict[str, GateResult] = {}
+    pool: ThreadPoolExecutor | None = None
     try:
         work, home, tmp = box / "work", box / "home", box / "tmp"
         for d in (work, home, tmp):
@@ -223,8 +224,14 @@ def verify_skill(
             )
         for name, fut in futures.items():
             results[name] = fut.result()
-        pool.shutdown(wait=True)
+    except BaseException:  # Ctrl-C or SIGTERM: stop the tools now, record nothing
+        from kavi.backends.proc import kill_running
+
+        kill_running()
+        raise
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(box, ignore_errors=True)
 
     passed = all(results[g].ok for g in gates.GATE_ORDER)

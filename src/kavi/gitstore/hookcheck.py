@@ -142,6 +142,36 @@ def _under(parts: Sequence[str], prefix: Sequence[str], *, exact: bool = False) 
     return all(same_component(a, b) for a, b in zip(parts, prefix, strict=False))
 
 
+def is_protected_path(path: str, configs: Sequence[HookConfig]) -> bool:
+    """``.kavi/**``, ``<skills_dir>/**``, ``<tests_dir>/test_skill_*.py`` (and a
+    ``.gitattributes`` on the way to or inside them) under any of ``configs``.
+
+    Compared after :func:`fold`: on a case-insensitive or normalising checkout
+    ``Skills/x.py`` and ``ſkills/x.py`` *are* ``skills/x.py``."""
+    p = fold(path)
+    parts = [fold_component(c) for c in path.split("/")]
+    for cfg in configs:
+        for prefix in (fold(KAVI_DIR), fold(cfg.skills_dir)):
+            if p == prefix or p.startswith(prefix + "/"):
+                return True
+        tests = fold(cfg.tests_dir)
+        if p.startswith(tests + "/") and fnmatch.fnmatch(p[len(tests) + 1 :], "test_skill_*.py"):
+            return True
+        # the same, as NTFS reads names (``KAVI~1/``, ``skills./``, ``TEST_S~1.PY``)
+        dirs = [_parts(KAVI_DIR), _parts(cfg.skills_dir), _parts(cfg.tests_dir)]
+        if any(_under(parts, d) for d in dirs[:2]) or _under(
+            parts, [*dirs[2], "test_skill_*.py"], exact=True
+        ):
+            return True
+        # ``.gitattributes`` on the way to a protected directory, or in one, changes the
+        # bytes a checkout writes for its files (``eol=crlf``, filters)
+        if parts and same_component(parts[-1], ".gitattributes"):
+            where = parts[:-1]
+            if any(_under(d[: len(where)], where, exact=True) or _under(where, d) for d in dirs):
+                return True
+    return False
+
+
 def _is_zero(oid: str) -> bool:
     return oid == ZERO_OID or set(oid) == {"0"}
 
@@ -236,31 +266,9 @@ class HookChecker:
         return [f"refs/heads/{b}" for b in names]
 
     def is_protected_path(self, path: str, layouts: Sequence[HookConfig] = ()) -> bool:
-        """Compared after :func:`fold`: on a case-insensitive or normalising checkout
-        ``Skills/x.py`` and ``ſkills/x.py`` *are* ``skills/x.py``. ``layouts`` adds the
+        """:func:`is_protected_path` under this push's configuration; ``layouts`` adds the
         configurations of commits inside the push (a moved ``skills_dir`` is protected too)."""
-        p = fold(path)
-        parts = [fold_component(c) for c in path.split("/")]
-        for cfg in (self._config, *layouts):
-            for prefix in (fold(KAVI_DIR), fold(cfg.skills_dir)):
-                if p == prefix or p.startswith(prefix + "/"):
-                    return True
-            tests = fold(cfg.tests_dir)
-            if p.startswith(tests + "/") and fnmatch.fnmatch(p[len(tests) + 1 :], "test_skill_*.py"):
-                return True
-            # the same, as NTFS reads names (``KAVI~1/``, ``skills./``, ``TEST_S~1.PY``)
-            dirs = [_parts(KAVI_DIR), _parts(cfg.skills_dir), _parts(cfg.tests_dir)]
-            if any(_under(parts, d) for d in dirs[:2]) or _under(
-                parts, [*dirs[2], "test_skill_*.py"], exact=True
-            ):
-                return True
-            # ``.gitattributes`` on the way to a protected directory, or in one, changes the
-            # bytes a checkout writes for its files (``eol=crlf``, filters)
-            if parts and same_component(parts[-1], ".gitattributes"):
-                where = parts[:-1]
-                if any(_under(d[: len(where)], where, exact=True) or _under(where, d) for d in dirs):
-                    return True
-        return False
+        return is_protected_path(path, (self._config, *layouts))
 
     # -- signatures ------------------------------------------------------------------------
 

@@ -516,6 +516,17 @@ class GitRepo:
             )
         return out
 
+    def diff_stat(self, old_tree: str, new_tree: str) -> list[tuple[str, int, int]]:
+        """``(path, lines added, lines deleted)`` per changed file (binary files count 0)."""
+        diff = self._tree(old_tree).diff_to_tree(self._tree(new_tree))
+        out: list[tuple[str, int, int]] = []
+        for patch in diff:
+            if patch is None:
+                continue
+            _context, added, deleted = patch.line_stats
+            out.append((str(patch.delta.new_file.path), int(added), int(deleted)))
+        return sorted(out)
+
     # -- index / checkout ---------------------------------------------------------------
 
     def stage_paths(self, commit_id: str, paths: Iterable[str]) -> None:

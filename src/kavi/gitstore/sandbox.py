@@ -29,6 +29,7 @@ import pygit2
 
 from kavi.errors import GitError
 from kavi.gitstore.repo import MODE_BLOB, MODE_EXEC, MODE_LINK, GitRepo
+from kavi.layout import is_agent_config
 from kavi.ledger.models import Violation
 from kavi.secrets import redact, redact_bytes
 from kavi.textsafe import is_git_dir_name
@@ -63,8 +64,10 @@ def create(
     branch: str,
     base_commit: str,
     exclude: Iterable[str],
+    keep: Iterable[str] = (),
 ) -> Sandbox:
-    """Create branch + worktree at ``root/<worktree_name>``; withhold files matching ``exclude``.
+    """Create branch + worktree at ``root/<worktree_name>``; withhold files matching ``exclude``
+    and agent configuration (:func:`kavi.layout.is_agent_config`), but never a path in ``keep``.
 
     The checkout is git's own (``git worktree add``, with hooks disabled): libgit2's
     checkout is about three times slower on large trees.
@@ -107,6 +110,7 @@ def create(
     )
     (work / ".git").unlink()  # no usable git link while the backend runs
     withhold = name_matcher(exclude)
+    kept = set(keep)
     for dirpath, dirnames, filenames in os.walk(work):
         rel_dir = os.path.relpath(dirpath, work)
         prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
@@ -114,7 +118,7 @@ def create(
         for name in filenames + links:
             rel = prefix + name
             full = os.path.join(dirpath, name)
-            if withhold(name) or withhold(rel):
+            if rel not in kept and (withhold(name) or withhold(rel) or is_agent_config(rel)):
                 os.unlink(full)
                 box.withheld.append(rel)
             else:

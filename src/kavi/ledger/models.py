@@ -23,6 +23,7 @@ class ArtifactKind(str, Enum):
     PROMOTION_RECORD = "PROMOTION_RECORD"
     RUN_RECORD = "RUN_RECORD"
     REVOCATION_RECORD = "REVOCATION_RECORD"
+    RESEARCH_NOTE = "RESEARCH_NOTE"
     NOTE = "NOTE"
 
 
@@ -73,6 +74,64 @@ class Violation(Record):
     rule: str
 
 
+class ToolAttempt(Record):
+    """A tool call of a build agent that was refused: the build fails with it listed."""
+
+    tool: str  # the tool's name, escaped, as the agent gave it
+    input: str = ""  # a summary of its input: bounded, secrets redacted, escaped
+    outcome: str  # not offered | unavailable | denied | outside the sandbox
+
+
+class BuildUsage(Record):
+    """What a build's backend consumed, as the backend reported it (None: not reported)."""
+
+    cost_usd: float | None = None
+    turns: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_creation_tokens: int | None = None
+    duration_s: float | None = None
+    model: str | None = None
+    backend_version: str | None = None  # e.g. the Claude Code CLI's version
+
+    def __add__(self, other: BuildUsage) -> BuildUsage:
+        """The sum of two builds' usage (models and versions: the later one's)."""
+
+        def plus(a: float | int | None, b: float | int | None) -> float | int | None:
+            return b if a is None else a if b is None else a + b
+
+        numbers = {
+            name: plus(getattr(self, name), getattr(other, name))
+            for name in (
+                "cost_usd",
+                "turns",
+                "input_tokens",
+                "output_tokens",
+                "cache_read_tokens",
+                "cache_creation_tokens",
+                "duration_s",
+            )
+        }
+        return BuildUsage.model_validate(
+            {
+                **numbers,
+                "model": other.model or self.model,
+                "backend_version": other.backend_version or self.backend_version,
+            }
+        )
+
+
+class BuildOptions(Record):
+    """How a build was asked for, so ``build-skill --retry`` and ``forge`` can repeat it."""
+
+    from_dir: str | None = None  # files backend: the directory copied (absolute)
+    timeout_seconds: float | None = None  # the --timeout given (None: the backend's default)
+    hint: str | None = None  # the human's --hint for this attempt
+    research_id: str | None = None  # the research note whose findings the packet carries
+    forge_run_id: str | None = None  # the forge run that started this attempt
+
+
 class Build(Record):
     id: str
     proposal_id: str
@@ -88,8 +147,12 @@ class Build(Record):
     log_artifact_id: str | None = None
     summary: str = ""
     violations: list[Violation] = Field(default_factory=list)
+    usage: BuildUsage = Field(default_factory=BuildUsage)
+    tool_attempts: list[ToolAttempt] = Field(default_factory=list)
     started_at: str
     finished_at: str | None = None
+    options: BuildOptions = Field(default_factory=BuildOptions)
+    kept_ref: str | None = None  # after ``prune``: the ref that keeps the commit reachable
 
 
 class GateResult(Record):
@@ -172,6 +235,123 @@ class Run(Record):
     duration_s: float = 0.0
     started_at: str
     finished_at: str
+
+
+class FailureKind(str, Enum):
+    """What kind of failure an attempt ended in (see :mod:`kavi.forge.classify`)."""
+
+    GATE_VIOLATION = "GATE_VIOLATION"
+    TIMEOUT = "TIMEOUT"
+    BACKEND_UNAVAILABLE = "BACKEND_UNAVAILABLE"
+    BACKEND_REFUSED = "BACKEND_REFUSED"
+    BACKEND_ERROR = "BACKEND_ERROR"
+    BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
+    VERIFY_LINT = "VERIFY_LINT"
+    VERIFY_TYPE = "VERIFY_TYPE"
+    VERIFY_TEST = "VERIFY_TEST"
+    VERIFY_POLICY = "VERIFY_POLICY"
+    VERIFY_INVARIANT = "VERIFY_INVARIANT"
+    RUNTIME_GUARD = "RUNTIME_GUARD"
+    CONFINEMENT_VIOLATION = "CONFINEMENT_VIOLATION"
+    SECRET_IN_OUTPUT = "SECRET_IN_OUTPUT"
+    INTERRUPTED = "INTERRUPTED"
+    UNKNOWN = "UNKNOWN"
+
+
+class Fact(Record):
+    """One classified finding, in the gate's own words and as structured facts."""
+
+    kind: FailureKind
+    gate: str  # scope, policy, invariants, ruff, mypy, pytest, backend, build
+    file: str | None = None
+    line: int | None = None
+    rule: str | None = None
+    message: str
+    words: str  # the gate's (or backend's) own words, verbatim
+    security: bool = False
+    why_security: str | None = None
+
+    @property
+    def where(self) -> str:
+        if not self.file:
+            return "-"
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
+class Advice(Record):
+    """What an advisory model suggested for the next attempt: data, never instructions."""
+
+    model: str
+    diagnosis: str
+    steps: list[str] = Field(default_factory=list)
+    # what the advisor says the skill needs; compared with the proposal (never applied)
+    side_effect_class: str = ""
+    secrets: list[str] = Field(default_factory=list)
+    files: list[str] = Field(default_factory=list)
+    io_schema_changes: list[str] = Field(default_factory=list)
+
+
+class AdviceStatus(str, Enum):
+    OK = "ok"
+    OFF = "off"  # --no-advise
+    NOT_CONFIGURED = "not-configured"
+    UNAVAILABLE = "unavailable"
+    TIMEOUT = "timeout"
+    GARBAGE = "garbage"
+    WIDENING = "widening"  # the answer would widen the proposal: kept for the record, not used
+
+
+class Research(Record):
+    id: str
+    proposal_id: str
+    build_id: str
+    verification_id: str | None = None
+    attempt_number: int
+    kind: FailureKind
+    security: bool = False
+    security_reasons: list[str] = Field(default_factory=list)
+    facts: list[Fact] = Field(default_factory=list)
+    advice: Advice | None = None
+    advice_status: AdviceStatus = AdviceStatus.OFF
+    advice_notice: str = ""
+    widening: list[str] = Field(default_factory=list)
+    hint: str | None = None
+    note_artifact_id: str | None = None
+    created_at: str
+
+
+class ForgeStatus(str, Enum):
+    RUNNING = "RUNNING"
+    VERIFIED = "VERIFIED"
+    ESCALATED = "ESCALATED"  # a human must review (see Escalation)
+    EXHAUSTED = "EXHAUSTED"  # --max-attempts builds made, none verified
+    STOPPED = "STOPPED"  # the backend is unavailable, or Kavi refused a step
+    INTERRUPTED = "INTERRUPTED"
+
+
+class Escalation(str, Enum):
+    REPEATED_FAILURE = "REPEATED_FAILURE"
+    SECURITY = "SECURITY"
+    ADVICE_WIDENS = "ADVICE_WIDENS"
+    BUDGET_SPENT = "BUDGET_SPENT"
+
+
+class ForgeRun(Record):
+    id: str
+    proposal_id: str
+    status: ForgeStatus = ForgeStatus.RUNNING
+    backend: str
+    max_attempts: int
+    budget_usd: float | None = None
+    repeat_limit: int
+    attempts: list[str] = Field(default_factory=list)  # build ids, in order
+    researches: list[str] = Field(default_factory=list)  # research ids, in order
+    cost_usd: float = 0.0
+    escalation: Escalation | None = None
+    reason: str = ""
+    reviewed_run_id: str | None = None  # the escalated run a human reviewed before this one
+    started_at: str
+    finished_at: str | None = None
 
 
 class Event(Record):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 
 from kavi.errors import LedgerError
 from kavi.ledger import rows
@@ -18,8 +19,12 @@ from kavi.ledger.models import (
     Build,
     BuildStatus,
     Event,
+    ForgeRun,
+    ForgeStatus,
     Promotion,
     Proposal,
+    Record,
+    Research,
     Revocation,
     Run,
     Verification,
@@ -38,20 +43,28 @@ class EventKind:
     PROMOTION_RECORDED = "promotion.recorded"
     REVOCATION_RECORDED = "revocation.recorded"
     RUN_RECORDED = "run.recorded"
+    BUILD_PRUNED = "build.pruned"
+    RESEARCH_RECORDED = "research.recorded"
+    FORGE_STARTED = "forge.started"
+    FORGE_FINISHED = "forge.finished"
+
+
+R = TypeVar("R", bound=Record)
+
+
+def _get(conn: sqlite3.Connection, model: type[R], record_id: str, what: str) -> R:
+    row = conn.execute(f"SELECT * FROM {rows.TABLES[model]} WHERE id = ?", (record_id,)).fetchone()
+    if row is None:
+        raise LedgerError(f"event refers to unknown {what} {record_id}")
+    return rows.from_row(model, row)
 
 
 def _get_build(conn: sqlite3.Connection, build_id: str) -> Build:
-    row = conn.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone()
-    if row is None:
-        raise LedgerError(f"event refers to unknown build {build_id}")
-    return rows.from_row(Build, row)
+    return _get(conn, Build, build_id, "build")
 
 
 def _get_proposal(conn: sqlite3.Connection, proposal_id: str) -> Proposal:
-    row = conn.execute("SELECT * FROM skill_proposals WHERE id = ?", (proposal_id,)).fetchone()
-    if row is None:
-        raise LedgerError(f"event refers to unknown proposal {proposal_id}")
-    return rows.from_row(Proposal, row)
+    return _get(conn, Proposal, proposal_id, "proposal")
 
 
 def _forge_initialized(conn: sqlite3.Connection, event: Event) -> None:
@@ -70,15 +83,37 @@ def _insert(model: type[Any]) -> Callable[[sqlite3.Connection, Event], None]:
     return apply
 
 
-def _build_finished(conn: sqlite3.Connection, event: Event) -> None:
+def _finisher(
+    model: type[Any], id_key: str, what: str, started: Enum
+) -> Callable[[sqlite3.Connection, Event], None]:
+    """A handler that finishes a started record (a build, a forge run) exactly once."""
+
+    def apply(conn: sqlite3.Connection, event: Event) -> None:
+        current = _get(conn, model, str(event.payload[id_key]), what)
+        if current.status is not started:
+            raise LedgerError(f"{what} {current.id} already finished ({current.status.value})")
+        fields = {k: v for k, v in event.payload.items() if k != id_key}
+        updated = model.model_validate({**current.model_dump(mode="json"), **fields})
+        if updated.status is started:
+            raise LedgerError(f"{what} {current.id}: a finished {what} needs a final status")
+        rows.update(conn, updated)
+
+    return apply
+
+
+def _build_pruned(conn: sqlite3.Connection, event: Event) -> None:
     build = _get_build(conn, str(event.payload["build_id"]))
-    if build.status is not BuildStatus.STARTED:
-        raise LedgerError(f"build {build.id} already finished ({build.status.value})")
-    fields = {k: v for k, v in event.payload.items() if k != "build_id"}
-    updated = Build.model_validate({**build.model_dump(mode="json"), **fields})
-    if updated.status is BuildStatus.STARTED:
-        raise LedgerError(f"build {build.id}: a finished build needs SUCCEEDED or FAILED")
-    rows.update(conn, updated)
+    if build.status is BuildStatus.STARTED or build.kept_ref is not None:
+        raise LedgerError(f"build {build.id} cannot be pruned ({build.status.value}, {build.kept_ref})")
+    rows.update(conn, build.model_copy(update={"kept_ref": str(event.payload["kept_ref"])}))
+
+
+def _research_recorded(conn: sqlite3.Connection, event: Event) -> None:
+    research = Research.model_validate(event.payload)
+    build = _get_build(conn, research.build_id)
+    if build.proposal_id != research.proposal_id:
+        raise LedgerError(f"research {research.id}: build {build.id} belongs to another proposal")
+    rows.insert(conn, research)
 
 
 def _status_changed(conn: sqlite3.Connection, event: Event) -> None:
@@ -101,12 +136,16 @@ HANDLERS: dict[str, Callable[[sqlite3.Connection, Event], None]] = {
     EventKind.PROPOSAL_CREATED: _insert(Proposal),
     EventKind.ARTIFACT_RECORDED: _insert(Artifact),
     EventKind.BUILD_STARTED: _insert(Build),
-    EventKind.BUILD_FINISHED: _build_finished,
+    EventKind.BUILD_FINISHED: _finisher(Build, "build_id", "build", BuildStatus.STARTED),
     EventKind.VERIFICATION_RECORDED: _insert(Verification),
     EventKind.STATUS_CHANGED: _status_changed,
     EventKind.PROMOTION_RECORDED: _insert(Promotion),
     EventKind.REVOCATION_RECORDED: _insert(Revocation),
     EventKind.RUN_RECORDED: _insert(Run),
+    EventKind.BUILD_PRUNED: _build_pruned,
+    EventKind.RESEARCH_RECORDED: _research_recorded,
+    EventKind.FORGE_STARTED: _insert(ForgeRun),
+    EventKind.FORGE_FINISHED: _finisher(ForgeRun, "forge_run_id", "forge run", ForgeStatus.RUNNING),
 }
 
 

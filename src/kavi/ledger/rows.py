@@ -13,9 +13,11 @@ from typing import Any, TypeVar
 from kavi.ledger.models import (
     Artifact,
     Build,
+    ForgeRun,
     Promotion,
     Proposal,
     Record,
+    Research,
     Revocation,
     Run,
     Verification,
@@ -31,13 +33,17 @@ TABLES: dict[type[Record], str] = {
     Promotion: "promotions",
     Revocation: "revocations",
     Run: "runs",
+    Research: "researches",
+    ForgeRun: "forge_runs",
 }
 
 _JSON_FIELDS: dict[type[Record], frozenset[str]] = {
     Proposal: frozenset({"io_schema", "required_secrets"}),
-    Build: frozenset({"violations"}),
+    Build: frozenset({"violations", "usage", "tool_attempts", "options"}),
     Verification: frozenset({"gates"}),
     Run: frozenset({"input", "output"}),
+    Research: frozenset({"security_reasons", "facts", "advice", "widening"}),
+    ForgeRun: frozenset({"attempts", "researches"}),
 }
 
 

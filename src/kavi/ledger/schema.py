@@ -158,6 +158,57 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX runs_skill ON runs(skill_name);
     """,
+    # v2 — what a build's backend consumed (cost, turns, tokens, model, version) and the
+    # tool calls it was refused (issue 10)
+    """
+    ALTER TABLE builds ADD COLUMN usage_json TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE builds ADD COLUMN tool_attempts_json TEXT NOT NULL DEFAULT '[]';
+    """,
+    # v3 — research and retry (issue 14): build options and pruning, research notes, forge runs.
+    """
+    ALTER TABLE builds ADD COLUMN options_json TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE builds ADD COLUMN kept_ref TEXT;
+
+    CREATE TABLE researches (
+        id                    TEXT PRIMARY KEY,
+        proposal_id           TEXT NOT NULL REFERENCES skill_proposals(id),
+        build_id              TEXT NOT NULL REFERENCES builds(id),
+        verification_id       TEXT REFERENCES verifications(id),
+        attempt_number        INTEGER NOT NULL,
+        kind                  TEXT NOT NULL,
+        security              INTEGER NOT NULL,
+        security_reasons_json TEXT NOT NULL,
+        facts_json            TEXT NOT NULL,
+        advice_json           TEXT,
+        advice_status         TEXT NOT NULL,
+        advice_notice         TEXT NOT NULL,
+        widening_json         TEXT NOT NULL,
+        hint                  TEXT,
+        note_artifact_id      TEXT,
+        created_at            TEXT NOT NULL
+    );
+    CREATE INDEX researches_build ON researches(build_id);
+    CREATE INDEX researches_proposal ON researches(proposal_id);
+
+    CREATE TABLE forge_runs (
+        id               TEXT PRIMARY KEY,
+        proposal_id      TEXT NOT NULL REFERENCES skill_proposals(id),
+        status           TEXT NOT NULL,
+        backend          TEXT NOT NULL,
+        max_attempts     INTEGER NOT NULL,
+        budget_usd       REAL,
+        repeat_limit     INTEGER NOT NULL,
+        attempts_json    TEXT NOT NULL,
+        researches_json  TEXT NOT NULL,
+        cost_usd         REAL NOT NULL,
+        escalation       TEXT,
+        reason           TEXT NOT NULL,
+        reviewed_run_id  TEXT,
+        started_at       TEXT NOT NULL,
+        finished_at      TEXT
+    );
+    CREATE INDEX forge_runs_proposal ON forge_runs(proposal_id);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

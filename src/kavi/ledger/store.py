@@ -25,9 +25,11 @@ from kavi.ledger.models import (
     Build,
     BuildStatus,
     Event,
+    ForgeRun,
     Promotion,
     Proposal,
     Record,
+    Research,
     Revocation,
     Run,
     Verification,
@@ -279,6 +281,28 @@ class Ledger:
         if found is None:
             raise NotFoundError(f"no verification {verification_id}")
         return found
+
+    def verifications_of_build(self, build_id: str) -> list[Verification]:
+        return self._many(Verification, "build_id = ?", (build_id,), "created_at, id")
+
+    # -- research and forge runs -------------------------------------------------------
+
+    def research(self, research_id: str) -> Research:
+        found = self._one(Research, "id = ?", (research_id,))
+        if found is None:
+            raise NotFoundError(f"no research {research_id}")
+        return found
+
+    def researches_for(self, proposal_id: str) -> list[Research]:
+        return self._many(Research, "proposal_id = ?", (proposal_id,), "created_at, id")
+
+    def researches_of_build(self, build_id: str) -> list[Research]:
+        return self._many(Research, "build_id = ?", (build_id,), "created_at, id")
+
+    def forge_runs(self, proposal_id: str | None = None) -> list[ForgeRun]:
+        if proposal_id is None:
+            return self._many(ForgeRun, "1", (), "started_at, id")
+        return self._many(ForgeRun, "proposal_id = ?", (proposal_id,), "started_at, id")
 
     # -- promotions, revocations, runs ----------------------------------------------
 
