@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -139,9 +138,8 @@ def naughty(tmp_path: Path, naughty_template: Path) -> Path:
 
 
 def test_runtime_guard_refuses_a_write_outside_the_allowed_paths(naughty: Path, tmp_path: Path) -> None:
-    # (not below /tmp: there the skill's own private /tmp would take the write)
-    outside = Path("/var/tmp") / f"kavi-escape-{tmp_path.name}-{os.getpid()}.md"
-    code, err = _run(naughty, {"path": str(outside), "title": "escape", "body": "gotcha"})
+    outside = tmp_path / "outside.md"  # the forge is tmp_path / "forge"
+    code, err = _run(naughty, {"path": "../../outside.md", "title": "escape", "body": "gotcha"})
     assert code == 1
     assert err["code"] == "KAVI-GUARD" and "runtime guard refused" in err["message"]
     assert not outside.exists()

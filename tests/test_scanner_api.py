@@ -190,10 +190,10 @@ def test_forbidden_import_entries_match_module_submodules_and_names() -> None:
 
 def test_forbidden_calls_entries_follow_canonical_names() -> None:
     policy = ScannerPolicy(forbidden_imports=[], forbidden_calls=["shutil.rmtree"])
-    assert rules_of("import shutil\nshutil.rmtree(p)\n", policy) == {"KS102"}
+    assert rules_of("import shutil\nshutil.rmtree('vault_out/x')\n", policy) == {"KS102"}
     assert rules_of("from shutil import rmtree as r\n", policy) == {"KS102"}
     assert rules_of("import shutil\nf = getattr(shutil, 'rm' + 'tree')\n", policy) == {"KS102"}
-    assert rules_of("import shutil\nshutil.copy(a, b)\n", policy) == set()
+    assert rules_of("import shutil\nshutil.copy(a, 'vault_out/b')\n", policy) == set()
 
 
 def test_allowed_write_paths_drive_the_write_rule() -> None:

@@ -34,6 +34,8 @@ MALICIOUS_CATEGORIES = (
     "import_time",
     "network",
     "writes",
+    "secrets",
+    "tempfile_chdir",
     "fail_closed",
 )
 

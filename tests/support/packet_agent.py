@@ -45,10 +45,13 @@ def sources() -> dict[str, str]:
     untyped_use = 'text = f"{_heading(input.title)}\\n\\n{input.body}\\n"'
     broken = skill.replace("class WriteNoteInput", UNTYPED_HELPER + "class WriteNoteInput", 1)
     broken = broken.replace(typed_use, untyped_use)
+    # climbs from tmp_path to /tmp through a tail computed at run time: the policy scan's
+    # documented blind spot (a computed tail after a sanctioned prefix), so only the
+    # runtime guard can refuse it
     guard_test = test + (
         "\n\ndef _outside(base: Path) -> Path:\n"
-        "    parts = list(base.parts)\n"
-        '    return Path(*parts[:2]) / "kavi-agent-mark.txt"\n'
+        '    up = "../" * (len(base.parts) - 2)\n'
+        '    return Path(str(base) + "/" + up + "kavi-agent-mark.txt")\n'
         "\n\ndef test_leaves_a_mark(tmp_path: Path) -> None:\n"
         '    _outside(tmp_path).write_text("x")\n'
     )

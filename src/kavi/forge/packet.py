@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from kavi.forge.propose import io_table
 from kavi.forge.spec import SkillPaths
 from kavi.ledger.models import Advice, Fact, Proposal
+from kavi.policy.contract import SKILL_CODE_RULES
 from kavi.policy.model import Policy
 
 PACKET_FILE = "KAVI_BUILD_PACKET.md"
@@ -202,6 +203,10 @@ def render_packet(
         "- tests run under a runtime guard: no subprocesses, no sockets, writes only in "
         "pytest's `tmp_path`; build a `SkillContext(vault_root=tmp_path, "
         "allowed_write_paths=(tmp_path,))` for the skill",
+        "",
+        "## What skill code may do (the policy scan checks it)",
+        "",
+        *SKILL_CODE_RULES,
         "",
         "## What the code may do when it runs (enforced by the operating system)",
         "",

@@ -14,7 +14,9 @@ Seed decision D007, three kinds of checks, all on the AST (nothing is imported o
 
 **Declarative modules** (skill and test file)
   * top-level statements are only docstrings, imports, function and class definitions,
-    constant assignments and ``if TYPE_CHECKING:`` blocks: no code runs at import time.
+    constant assignments, the idioms that do no I/O (``logging.getLogger(__name__)``,
+    ``re.compile`` of a constant, ``frozenset``/``tuple`` of literals, type aliases) and
+    ``if TYPE_CHECKING:`` blocks: no code runs at import time (:mod:`kavi.policy.module_code`).
 
 **Extended safety** (skill and test file, seed decision D007)
   * no ``__import__(...)``, no ``importlib.import_module(...)`` / ``importlib.util`` loaders —
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 
 from kavi.errors import ValidationError
 from kavi.forge.spec import normalize_type
+from kavi.policy.module_code import module_code_findings
 
 REQUIRED_ATTRS = (
     "name",
@@ -100,49 +103,7 @@ def _annotation_type(node: ast.expr) -> str:
 
 
 def _declarative(tree: ast.Module, path: str) -> list[InvariantFinding]:
-    out = []
-    allowed = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-    for i, stmt in enumerate(tree.body):
-        if isinstance(stmt, allowed):
-            continue
-        if i == 0 and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
-            continue  # module docstring
-        if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and _is_constant(stmt.value):
-            continue
-        if (
-            isinstance(stmt, ast.If)
-            and isinstance(stmt.test, (ast.Name, ast.Attribute))
-            and ast.unparse(stmt.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
-            and all(isinstance(s, (ast.Import, ast.ImportFrom)) for s in stmt.body)
-            and not stmt.orelse
-        ):
-            continue
-        out.append(
-            InvariantFinding(
-                path,
-                stmt.lineno,
-                "module-code",
-                f"top-level {type(stmt).__name__} runs code at import time; only imports, "
-                "definitions and constants are allowed",
-            )
-        )
-    return out
-
-
-def _is_constant(node: ast.expr | None) -> bool:
-    if node is None:
-        return True
-    if isinstance(node, ast.Constant):
-        return True
-    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
-        return all(_is_constant(e) for e in node.elts)
-    if isinstance(node, ast.Dict):
-        return all(_is_constant(k) for k in node.keys if k is not None) and all(
-            _is_constant(v) for v in node.values
-        )
-    if isinstance(node, ast.UnaryOp):
-        return _is_constant(node.operand)
-    return False
+    return [InvariantFinding(path, line, "module-code", msg) for line, msg in module_code_findings(tree)]
 
 
 PUBLIC_KAVI_MODULES = frozenset({"kavi.skills.base", "kavi.errors"})

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from kavi.policy.scan_places import SECRET_FILE_PATTERNS
+
 
 class SideEffect(str, Enum):
     READ_ONLY = "READ_ONLY"
@@ -235,21 +237,9 @@ DEFAULT_NETWORK_MODULES: tuple[str, ...] = (
     "xml.dom.xmlbuilder",
 )
 
-DEFAULT_SANDBOX_EXCLUDE: tuple[str, ...] = (
-    ".env",
-    ".env.*",
-    "*.pem",
-    "*.key",
-    "id_rsa*",
-    "id_ecdsa*",
-    "id_ed25519*",
-    ".netrc",
-    ".npmrc",
-    ".pypirc",
-    ".git-credentials",
-    "credentials.json",
-    "secrets.*",
-)
+#: Files withheld from build sandboxes: the names credentials files go by (one table with
+#: the scanner's secret-file rule).
+DEFAULT_SANDBOX_EXCLUDE: tuple[str, ...] = SECRET_FILE_PATTERNS
 
 
 class ScannerPolicy(_Strict):

@@ -17,6 +17,7 @@ import ast
 import re
 
 from kavi.policy.scan_canon import BUILTIN_NAMES
+from kavi.policy.scan_env import ENV_CALL_ATTRS
 from kavi.policy.scan_exprs import ExprEvaluator
 from kavi.policy.scan_names import CONTAINER_FUNCS, TYPING, canon_cached
 from kavi.policy.scan_scope import (
@@ -29,7 +30,7 @@ from kavi.policy.scan_scope import (
     contents,
     union,
 )
-from kavi.policy.scan_writes import METHOD_SINKS
+from kavi.policy.scan_writes import METHOD_NAMES, RECEIVER_METHODS
 
 _CONSTANT = ast.Constant
 _NO_REC: Rec = ("?", None, None, 0)
@@ -68,6 +69,35 @@ _VALUE_OK = frozenset(
         "functools.reduce",
     )
 )
+# callees that call a function argument with arguments this analysis binds (or never
+# call it): a local function handed to anything else may be called with anything
+_CALLS_BACK_HERE = frozenset(
+    "q:" + q
+    for q in (
+        "builtins.map",
+        "builtins.filter",
+        "builtins.sorted",
+        "builtins.max",
+        "builtins.min",
+        "builtins.isinstance",
+        "builtins.callable",
+        "builtins.id",
+        "builtins.repr",
+        "builtins.print",
+        "builtins.hasattr",
+        "builtins.getattr",
+        "builtins.setattr",
+        "functools.reduce",
+        "functools.partial",
+        "functools.partialmethod",
+        "functools.wraps",
+        "functools.update_wrapper",
+        "atexit.register",
+        "inspect.signature",
+        *CONTAINER_FUNCS,
+    )
+)
+_ATEXIT = frozenset(("q:atexit.register",))
 _PATCHERS = frozenset(("setattr", "delattr", "setitem", "delitem", "object", "setenv", "delenv"))
 _URL = re.compile(r"(?i)(https?|ftps?)://")
 _FORWARD_REFS = frozenset(("typing.ForwardRef", "typing_extensions.ForwardRef"))
@@ -81,7 +111,6 @@ _SPECIAL_METHODS = (
     | _TAKERS
     | frozenset(("__getattribute__", "__getattr__", "__setattr__", "update"))
 )
-_METHOD_SINK_NAMES = frozenset(METHOD_SINKS)
 _GETTER_ATOMS = frozenset(
     ("q:builtins.getattr", "q:builtins.object.__getattribute__", "q:builtins.type.__getattribute__")
 )
@@ -103,6 +132,8 @@ class CallEvaluator(ExprEvaluator):
         attr = ""
         if isinstance(func, ast.Attribute):
             attr = func.attr
+            if attr in ENV_CALL_ATTRS:
+                self.env.call(node, scope)
             recv = ev(func.value, scope)
             self.attr_rule(func, recv, attr, node)
             if recv is UNK:
@@ -123,6 +154,10 @@ class CallEvaluator(ExprEvaluator):
             value = kw.value
             kwvals.append(UNK if value.__class__ is _CONSTANT else ev(value, scope))
         self._getter_passed(node, argvals, kwvals)
+        for v in argvals if not kwvals else (*argvals, *kwvals):
+            if v is not UNK:
+                self._escape_functions(fv, attr, argvals, kwvals)
+                break
         patching = isinstance(func, ast.Attribute) and func.attr in _PATCHERS
         if not patching and not any(a in _VALUE_OK for a in fv.atoms):
             for arg, v in zip(
@@ -139,7 +174,7 @@ class CallEvaluator(ExprEvaluator):
                 self._check_sql(node.args[0], node)
             if attr in ("get_field", "get_value") and node.args:
                 self._check_field_lookup(node, argvals)
-            if attr in _METHOD_SINK_NAMES:
+            if attr in METHOD_NAMES:
                 self.writes.method_call(node, attr, scope)
             if attr in _SPECIAL_METHODS:
                 if attr in _FORMAT_METHODS and isinstance(func, ast.Attribute):
@@ -214,6 +249,26 @@ class CallEvaluator(ExprEvaluator):
                 if atom.startswith("#attrgetter:"):
                     result = union(result, got)
         return result
+
+    def _escape_functions(self, fv: Val, attr: str, argvals: list[Val], kwvals: list[Val]) -> None:
+        """Local functions handed to a callee that may call them with anything."""
+        handed: list[str] | None = None
+        for v in (*argvals, *kwvals):
+            if v is UNK:
+                continue
+            for atoms in (v.atoms, v.elems):
+                for atom in atoms:
+                    if atom[0] in "fc":
+                        if handed is None:
+                            handed = []
+                        handed.append(atom)
+        if handed is None or attr in _MUTATORS:
+            return
+        for atom in fv.atoms:
+            if atom[0] in "fc" or atom in _CALLS_BACK_HERE:
+                return
+        for atom in handed:
+            self.by_ident[int(atom[2:])].escaped = True
 
     def _getter_passed(self, node: ast.Call, argvals: list[Val], kwvals: list[Val]) -> None:
         """``map(getattr, [os], ["system"])``, ``partial(getattr, os)``: an attribute
@@ -305,6 +360,7 @@ class CallEvaluator(ExprEvaluator):
             return Val(EMPTY, recv.elems) if recv.elems else None
         if attr == "__setattr__" and len(args) >= 2:
             name_node, value = (args[1], argvals[2]) if len(args) >= 3 else (args[0], argvals[1])
+            self._written(name_node, scope)
             for name in self.folder.fold_str(name_node, scope) or ():
                 if value is not UNK:
                     self.attr_store(name, value)
@@ -344,6 +400,7 @@ class CallEvaluator(ExprEvaluator):
         via_attr: bool,
     ) -> Val:
         fs = self.by_ident[ident]
+        fs.called = True
         shift = 1 if via_attr and fs.is_method and not fs.is_static else 0
         params = fs.params
         pos = shift
@@ -379,6 +436,7 @@ class CallEvaluator(ExprEvaluator):
         """Instantiation: arguments flow into ``__init__`` (own or inherited from a class in
         this file), or into the annotated fields of a dataclass/pydantic-style class."""
         cs = self.by_ident[ident]
+        cs.called = True
         todo: list[Scope] = [cs]
         seen: set[int] = set()
         while todo:
@@ -406,6 +464,7 @@ class CallEvaluator(ExprEvaluator):
                 self.attr_rec(fields[i], (id(arg), 0), ("=", arg, scope, 0))
         for kw, v in zip(node.keywords, kwvals, strict=True):
             if kw.arg is not None:
+                self.attr_written.add(kw.arg)
                 if v is not UNK:
                     self.attr_store(kw.arg, v)
                 self.attr_rec(kw.arg, (id(kw.value), 0), ("=", kw.value, scope, 0))
@@ -433,6 +492,9 @@ class CallEvaluator(ExprEvaluator):
             d = self.cp.attr_rules.get(name)
             if d is not None:
                 self.emit(node, d.rule, d.what)
+            if name in RECEIVER_METHODS and isinstance(node, ast.Call) and node.args:
+                ref = ast.copy_location(ast.Attribute(value=node.args[0], attr=name, ctx=ast.Load()), node)
+                self.writes.method_ref(ref, scope)  # ``getattr(p, "read_text")``
             if name == "__dict__" or obj is not UNK or name in self.attrs:
                 result = union(result, self.attr_of(obj, name))
         self.flag_new(node, result, obj)
@@ -639,7 +701,8 @@ class CallEvaluator(ExprEvaluator):
         """``partial(f, *args)`` is ``f``; arguments bound here flow into a local ``f``."""
         if not argvals:
             return UNK
-        if len(node.args) > 1 or node.keywords:
+        calls_now = self.quiet(node.func, scope).atoms == _ATEXIT  # called later exactly like this
+        if len(node.args) > 1 or node.keywords or calls_now:
             kwvals = [self.quiet(kw.value, scope) for kw in node.keywords]
             inner = ast.Call(func=node.args[0], args=node.args[1:], keywords=node.keywords)
             for atom in argvals[0].atoms:
@@ -660,6 +723,7 @@ class CallEvaluator(ExprEvaluator):
                 at = index + 1 if fs.is_method and not fs.is_static else index  # bound method: skip self
                 if at < len(fs.params):
                     self.bind(fs, fs.params[at], v, rec, (id(rec[1]), rec[3] + 7000 + index))
+                fs.called = True
                 fs.ret_read = True
                 result = union(result, fs.ret)
         return result
@@ -727,10 +791,16 @@ class CallEvaluator(ExprEvaluator):
     def c_setattr(self, node: ast.Call, argvals: list[Val], scope: Scope) -> Val:
         if argvals and argvals[0].atoms & TYPING:
             self.tc_tampered = True
+        if len(node.args) >= 2:
+            self._written(node.args[1], scope)
         if len(node.args) >= 3 and argvals[2] is not UNK:
             for name in self.folder.fold_str(node.args[1], scope) or ():
                 self.attr_store(name, argvals[2])
         return UNK
+
+    def _written(self, name_node: ast.expr, scope: Scope) -> None:
+        names = self.folder.fold_str(name_node, scope)
+        self.attr_written.update(names if names is not None else ("*",))
 
     def c_next(self, node: ast.Call, argvals: list[Val], scope: Scope) -> Val:
         return contents(argvals[0]) if argvals else UNK

@@ -45,6 +45,24 @@ _NO_REC: Rec = ("?", None, None, 0)
 _TYPE_CHECKING = frozenset(("q:typing.TYPE_CHECKING", "q:typing_extensions.TYPE_CHECKING"))
 
 Finding = tuple[int, int, str, str]
+# decorators that leave the function called where the file calls it
+_TRANSPARENT_DECORATORS = frozenset(
+    (
+        "classmethod",
+        "deleter",
+        "abstractmethod",
+        "override",
+        "overload",
+        "final",
+        "wraps",
+        "lru_cache",
+        "cache",
+        "contextmanager",
+        "asynccontextmanager",
+        "singledispatch",
+        "singledispatchmethod",
+    )
+)
 
 
 def _names_in_target(target: ast.AST, out: set[str]) -> None:
@@ -55,6 +73,33 @@ def _names_in_target(target: ast.AST, out: set[str]) -> None:
             _names_in_target(elt, out)
     elif isinstance(target, ast.Starred):
         _names_in_target(target.value, out)
+
+
+def _class_constant(annotation: ast.expr, kinds: tuple[str, ...]) -> bool:
+    """``ClassVar[...]``/``Final`` (a class constant, not a field callers set) or the
+    skill context (``SkillContext | None``), which Kavi, not a caller, provides."""
+    for node in ast.walk(annotation):
+        name = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", None)
+        if name in kinds:
+            return True
+    return False
+
+
+def _is_test_module(body: Sequence[ast.stmt]) -> bool:
+    """Tests, not a skill: test functions (or ``Test*`` classes) at module level and no
+    class extending ``BaseSkill`` there (the invariants require the skill class by that name)."""
+    has_tests = False
+    for st in body:
+        if isinstance(st, ast.ClassDef):
+            for base in st.bases:
+                head = base.value if isinstance(base, ast.Subscript) else base
+                name = head.attr if isinstance(head, ast.Attribute) else getattr(head, "id", "")
+                if name == "BaseSkill":
+                    return False
+            has_tests = has_tests or st.name.startswith("Test")
+        elif isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)) and st.name.startswith("test"):
+            has_tests = True
+    return has_tests
 
 
 class Analyzer(CallEvaluator):
@@ -68,6 +113,7 @@ class Analyzer(CallEvaluator):
             self.deferred = []
             self.tc_findings = []
             self.writes.reset()
+            self.env.reset()
             self.dirty = False
             self.loop_depth = 0
             self.module.bound_now = set()
@@ -76,6 +122,7 @@ class Analyzer(CallEvaluator):
                 break
         self._run_deferred()
         self.writes.check_all()
+        self.env.check_all()
         for node, d, test, scope in self.tc_findings:
             if not self._type_checking_is_real(test, scope):
                 self.emit(node, d.rule, d.what)
@@ -126,6 +173,7 @@ class Analyzer(CallEvaluator):
         nested(body)
         self.module.definite = frozenset(definite - deleted)
         self.module.stars = stars
+        self.test_module = _is_test_module(body)
 
     def s_nothing(self, node: ast.AST, scope: Scope, top: bool) -> None:
         return None
@@ -163,14 +211,22 @@ class Analyzer(CallEvaluator):
         else:
             if "q:sys.path" in self.quiet(target, scope).atoms:
                 self.writes.import_dir(node, scope, "sys.path +=", node.value)
+            if isinstance(target, ast.Subscript):
+                self.env.subscript(target, scope, True)  # ``os.environ[k] += …`` reads it first
             self.assign(target, v, scope, _NO_REC, False)
             if isinstance(target, ast.Attribute):
                 self.ev(target.value, scope)
 
     def s_annassign(self, node: ast.AnnAssign, scope: Scope, top: bool) -> None:
         self.annotation(node.annotation, scope)
-        if scope.kind == CLASS and isinstance(node.target, ast.Name) and node.target.id not in scope.fields:
-            scope.fields.append(node.target.id)
+        if scope.kind == CLASS and isinstance(node.target, ast.Name):
+            name = node.target.id
+            if name not in scope.fields:
+                scope.fields.append(name)
+            if not _class_constant(node.annotation, ("ClassVar", "Final", "SkillContext")):
+                # a field (dataclass, pydantic): set by whoever builds the object — out of
+                # sight, whatever its default, unless only this file builds it
+                self.attr_rec(name, (id(node), 1), ("field", node, scope, 0))
         if node.value is not None:
             v = self.ev(node.value, scope)
             self.assign(node.target, v, scope, ("=", node.value, scope, 0), top)
@@ -233,9 +289,11 @@ class Analyzer(CallEvaluator):
 
     def s_with(self, node: ast.With | ast.AsyncWith, scope: Scope, top: bool) -> None:
         for item in node.items:
+            if item.optional_vars is None:
+                self.env.bare.add(id(item.context_expr))
             v = self.ev(item.context_expr, scope)
             if item.optional_vars is not None:
-                self.assign(item.optional_vars, v, scope, ("?", item.context_expr, None, 0), False)
+                self.assign(item.optional_vars, v, scope, ("with", item.context_expr, scope, 0), False)
         self.stmts(node.body, scope)
 
     def s_try(self, node: ast.Try | ast.TryStar, scope: Scope, top: bool) -> None:
@@ -270,6 +328,8 @@ class Analyzer(CallEvaluator):
             if isinstance(t, ast.Name):
                 scope.bound_now.discard(t.id)
             elif isinstance(t, (ast.Attribute, ast.Subscript)):
+                if isinstance(t, ast.Subscript):
+                    self.env.subscript(t, scope, False)
                 self.ev(t.value, scope)
                 if isinstance(t, ast.Subscript):
                     self.ev(t.slice, scope)
@@ -317,17 +377,22 @@ class Analyzer(CallEvaluator):
             )
 
     def s_funcdef(self, node: ast.FunctionDef | ast.AsyncFunctionDef, scope: Scope, top: bool) -> None:
-        is_static = is_property = False
+        is_static = is_property = escaped = False
         for deco in node.decorator_list:
+            self.env.bare.add(id(deco))
             self.ev(deco, scope)
-            name = deco.attr if isinstance(deco, ast.Attribute) else getattr(deco, "id", "")
+            head = deco.func if isinstance(deco, ast.Call) else deco
+            name = head.attr if isinstance(head, ast.Attribute) else getattr(head, "id", "")
             if name == "staticmethod":
                 is_static = True
             elif name in ("property", "cached_property", "setter", "getter"):
                 is_property = True
+            elif name not in _TRANSPARENT_DECORATORS:
+                escaped = True  # ``@pytest.fixture``, ``@field_validator``: called from elsewhere
         fs = self._function_scope(node, node.args, scope)
         fs.is_static = is_static
         fs.is_property = is_property
+        fs.escaped = fs.escaped or escaped
         for arg in (*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs):
             if arg.annotation is not None:
                 self.annotation(arg.annotation, scope)

@@ -29,6 +29,7 @@ from kavi.policy.scan_scope import (
     union,
 )
 from kavi.policy.scan_tables import SENSITIVE_ROOTS, Danger
+from kavi.policy.scan_writes import RECEIVER_METHODS
 
 _CONSTANT = ast.Constant
 _SYS_MODULES = frozenset(("q:sys.modules",))
@@ -112,10 +113,13 @@ class ExprEvaluator(NameResolver):
                     self.assign(elt.value, container(inner), scope, ("?", expr, None, i + 1000), top)
                 elif kind == "=":
                     self.assign(elt, inner, scope, ("unpack", expr, rscope, i), top)
+                elif kind == "iter":  # ``for root, dirs, files in os.walk(d)``
+                    self.assign(elt, inner, scope, ("iter-unpack", expr, rscope, i), top)
                 else:
                     self.assign(elt, inner, scope, ("?", expr, None, i + 1000), top)
         elif isinstance(target, ast.Attribute):
             self.ev(target.value, scope)
+            self.attr_written.add(target.attr)
             self.gateway_escape(target, v, f"stored as attribute {target.attr!r}")
             if target.attr == "TYPE_CHECKING":
                 self.tc_tampered = True
@@ -126,6 +130,7 @@ class ExprEvaluator(NameResolver):
             if rec[0] == "=":
                 self.attr_rec(target.attr, (id(rec[1]), rec[3]), rec)
         elif isinstance(target, ast.Subscript):
+            self.env.subscript(target, scope, False)
             base = self.ev(target.value, scope)
             self.ev(target.slice, scope)
             if "q:os.environ" in base.atoms and isinstance(target.slice, ast.Constant):
@@ -174,6 +179,9 @@ class ExprEvaluator(NameResolver):
         )
         if "#ns" not in base.atoms and not into_dict:
             return
+        if into_dict:
+            names = self.folder.fold_str(target.slice, scope)
+            self.attr_written.update(names if names is not None else ("*",))
         for name in self.folder.fold_str(target.slice, scope) or ():
             if "#ns" in base.atoms:
                 self.bind(self.module, name, v, rec, (id(target), 0))
@@ -221,13 +229,15 @@ class ExprEvaluator(NameResolver):
         self.attr_rule(node, base, attr, None)
         if node.ctx.__class__ is not ast.Load:
             return UNK
+        if attr in RECEIVER_METHODS:  # ``read = p.read_text`` … ``read()``
+            self.writes.method_ref(node, scope)
         result = self.attr_of(base, attr)
         if base is not UNK and result is not UNK:
             self.flag_new(node, result, base)
             self._flag_marker_attr(node, base, attr)
         return result
 
-    def _own_methods(self) -> frozenset[str]:
+    def own_methods(self) -> frozenset[str]:
         """Names of the functions and methods this file defines."""
         cached: frozenset[str] | None = getattr(self, "_own_method_names", None)
         if cached is None:
@@ -277,7 +287,7 @@ class ExprEvaluator(NameResolver):
             return
         if d.rule in ("KS102", "KS401") and (
             _own_object(node, base)
-            or (attr in self._own_methods() and not any(a[0] == "q" for a in base.atoms))
+            or (attr in self.own_methods() and not any(a[0] == "q" for a in base.atoms))
         ):
             return  # ``self.create_connection()``: a method of the skill's own class
         if (
@@ -319,6 +329,8 @@ class ExprEvaluator(NameResolver):
         elif node.slice.__class__ in (ast.BinOp, ast.JoinedStr, ast.Call):
             for name in self.folder.fold_str(node.slice, scope) or ():
                 self.escape_name(ast.copy_location(ast.Constant(name), node.slice))
+        if node.value.__class__ is ast.Attribute:
+            self.env.subscript(node, scope, node.ctx.__class__ is ast.Load)
         base = self.ev(node.value, scope)
         self.ev(node.slice, scope)
         if base is UNK or node.ctx.__class__ is not ast.Load:
@@ -393,6 +405,8 @@ class ExprEvaluator(NameResolver):
         return UNK
 
     def e_compare(self, node: ast.Compare, scope: Scope) -> Val:
+        if node.left.__class__ is _CONSTANT:
+            self.env.compare(node, scope)
         self.ev(node.left, scope)
         for op, comp in zip(node.ops, node.comparators, strict=True):
             # ``"yaml" in sys.modules`` only asks whether a module is loaded.

@@ -38,11 +38,23 @@ Cands = tuple[object, ...]
 
 
 class Resolver(Protocol):
+    """What folding needs from the analysis (implemented by the engine)."""
+
+    test_module: bool
+    by_ident: list[Scope]
+    attr_written: set[str]
+
     def recs_for(self, name: str, scope: Scope) -> dict[tuple[int, int], Rec] | None: ...
 
     def attr_recs_for(self, name: str) -> dict[tuple[int, int], Rec] | None: ...
 
     def quiet(self, node: ast.expr, scope: Scope) -> Val: ...
+
+    def param_scope(self, name: str, scope: Scope) -> Scope | None: ...
+
+    def binding_scope(self, name: str, scope: Scope) -> Scope | None: ...
+
+    def own_methods(self) -> frozenset[str]: ...
 
 
 _BIG_NUMBER = re.compile(r"\d{6,}|\*")
@@ -332,7 +344,12 @@ class Folder:
     def _fold_name(self, name: str, scope: Scope, local: dict[str, object] | None) -> Cands | None:
         if local is not None and name in local:
             return (local[name],)
-        return self._fold_recs(self.res.recs_for(name, scope), name)
+        target = self.res.binding_scope(name, scope)
+        if target is None:
+            return None
+        if target.is_param(name) and target.from_outside():
+            return None  # a caller out of sight may pass anything: the default is one value of many
+        return self._fold_recs(target.recs_of(name), name)
 
     def _fold_recs(self, recs: dict[tuple[int, int], Rec] | None, name: str) -> Cands | None:
         if not recs:
@@ -377,6 +394,8 @@ class Folder:
     def _fold_rec(self, kind: str, expr: ast.AST | None, scope: Scope | None, index: int) -> Cands | None:
         if expr is None or scope is None:
             return None
+        if kind == "field":  # the values come from whoever builds the object
+            return None if scope.fields_from_outside() else ()
         if kind == "=":
             return self.fold(expr, scope)
         got = self.fold(expr, scope)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from kavi.policy.scan_canon import BUILTIN_NAMES, canon, canon_attr
+from kavi.policy.scan_env import EnvChecker
 from kavi.policy.scan_pathfold import PathFolder
 from kavi.policy.scan_rules import CompiledPolicy
 from kavi.policy.scan_scope import (
@@ -34,8 +35,9 @@ from kavi.policy.scan_scope import (
     container,
     union,
 )
+from kavi.policy.scan_sinks import FUNC_TABLE
 from kavi.policy.scan_tables import Danger
-from kavi.policy.scan_writes import FUNC_SINKS, WriteChecker
+from kavi.policy.scan_writes import WriteChecker
 
 canon_attr_cached = functools.lru_cache(maxsize=8192)(canon_attr)
 canon_cached = functools.lru_cache(maxsize=4096)(canon)
@@ -87,6 +89,8 @@ class NameResolver:
         self.attrs: dict[str, Val] = {}
         self.attr_recs: dict[str, dict[Key, Rec]] = {}
         self.attr_reads: set[str] = set()
+        #: attribute names assigned anywhere in the file ("*": a name computed at run time)
+        self.attr_written: set[str] = set()
         self.dirty = False
         self.loop_depth = 0
         self.loc: tuple[int, int] | None = None
@@ -94,9 +98,13 @@ class NameResolver:
         self.tc_findings: list[tuple[ast.AST, Danger, ast.expr, Scope]] = []
         self.tc_tampered = False
         self.deferred: list[tuple[str, ast.AST, Val, ast.expr, Scope]] = []
+        #: a test module (test functions, no skill class): pytest's tmp_path and the
+        #: temporary directory are its scratch space
+        self.test_module = False
         me = weakref.proxy(self)
         self.folder = PathFolder(me)
         self.writes = WriteChecker(me)
+        self.env = EnvChecker(me)
         self._atom_vals: dict[str, Val] = {}
         self._danger: dict[str, Danger | None] = {}
         self._builtin_vals: dict[str, Val | None] = {}
@@ -111,6 +119,8 @@ class NameResolver:
             col = getattr(node, "col_offset", 0) + 1
         key = (line, col, rule)
         if key not in self.findings:
+            if rule == "KS601" and id(node) in self.env.ok:
+                return  # ``os.environ.get("TZ")``, ``os.environ[k] = v``: judged by scan_env
             self.findings[key] = msg
 
     def danger(self, atom: str) -> Danger | None:
@@ -195,7 +205,7 @@ class NameResolver:
                 or self.cp.leads_to_danger(qual)
                 or qual in self._CALLS
                 or qual in CONTAINER_FUNCS
-                or qual in FUNC_SINKS
+                or qual in FUNC_TABLE
                 or qual in _PATH_QUALS
             )
             self._interest[atom] = cached
@@ -279,7 +289,7 @@ class NameResolver:
             return UNK, False
         return b, True
 
-    def _binding_scope(self, name: str, scope: Scope) -> Scope | None:
+    def binding_scope(self, name: str, scope: Scope) -> Scope | None:
         """The scope whose binding of ``name`` a read in ``scope`` would see (no builtins)."""
         if name in scope.globals_decl:
             return self.module
@@ -294,8 +304,13 @@ class NameResolver:
             s = s.parent
         return None
 
+    def param_scope(self, name: str, scope: Scope) -> Scope | None:
+        """The function whose parameter ``name`` (read in ``scope``) is, if it is one."""
+        target = self.binding_scope(name, scope)
+        return target if target is not None and target.is_param(name) else None
+
     def recs_for(self, name: str, scope: Scope) -> dict[Key, Rec] | None:
-        target = self._binding_scope(name, scope)
+        target = self.binding_scope(name, scope)
         if target is None:
             return None
         return target.recs_of(name)
@@ -332,6 +347,7 @@ class NameResolver:
         if top:
             scope.bound_now.add(name)
         if s.kind == CLASS:
+            self.attr_written.add(name)
             if v is not UNK:
                 self.attr_store(name, v)
             if rec is not None:
@@ -352,7 +368,7 @@ class NameResolver:
         """``name[...] = v`` / ``name.append(v)``: grow the container bound to ``name``."""
         if v is UNK:
             return
-        target = self._binding_scope(name, scope)
+        target = self.binding_scope(name, scope)
         if target is None:
             return
         old = target.env.get(name, UNK)

@@ -22,10 +22,12 @@ from kavi.policy.scan_tables import (
     CODE_OBJECT,
     DYN_EXEC,
     DYN_IMPORT,
+    ENV_READ,
     ESCAPE,
     GENERIC_LEAVES,
     GUARD,
     NAMESPACE,
+    SECRET_STORES,
     SENSITIVE_ROOTS,
     UNSAFE_DESER,
     Danger,
@@ -58,6 +60,12 @@ RULES: dict[str, str] = {
     "KS305": "guard-tamper",
     "KS401": "network",
     "KS501": "write-outside-allowed",
+    "KS502": "unsanctioned-write-path",
+    "KS503": "temp-outside-allowed",
+    "KS504": "working-directory",
+    "KS601": "environment-read",
+    "KS602": "secret-file-read",
+    "KS603": "unresolved-read-path",
 }
 
 __all__ = ["RULES", "CompiledPolicy", "Danger", "compile_policy"]
@@ -73,6 +81,8 @@ _PRIORITY: tuple[str, ...] = (
     "KS204",
     "KS101",
     "KS401",
+    "KS601",
+    "KS602",
 )
 
 
@@ -112,6 +122,8 @@ class CompiledPolicy:
         tables["KS305"].update(GUARD)
         tables["KS304"].update(ESCAPE)
         tables["KS302"].update(NAMESPACE)
+        tables["KS601"].update(ENV_READ)
+        tables["KS602"].update(SECRET_STORES)
         if self.dynamic:
             tables["KS201"].update(DYN_EXEC)
             tables["KS202"].update(DYN_IMPORT)

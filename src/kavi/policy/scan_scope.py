@@ -78,7 +78,9 @@ COMP: Final = 3
 
 #: A binding record for constant folding: (kind, expression, scope it is evaluated in,
 #: index). kind: "=" value, "iter" element of an iterable, "unpack" element ``index``
-#: of a sequence, "aug" augmented assignment (``index`` = 1 inside a loop), "?" unknown.
+#: of a sequence, "iter-unpack" element ``index`` of each element, "with" what a
+#: ``with`` item binds, "aug" augmented assignment (``index`` = 1 inside a loop),
+#: "field" a class field (scope: the class), "?" unknown.
 Rec = tuple[str, ast.AST | None, "Scope | None", int]
 
 
@@ -86,8 +88,10 @@ class Scope:
     __slots__ = (
         "bases",
         "bound_now",
+        "called",
         "definite",
         "env",
+        "escaped",
         "fields",
         "globals_decl",
         "ident",
@@ -137,6 +141,25 @@ class Scope:
         self.is_property = False
         self.fields: list[str] = []  # class: annotated names in order (dataclass-style __init__)
         self.bases: list[Val] = []  # class: values of the base-class expressions
+        self.called = False  # function: called from this file (its parameters bound here)
+        self.escaped = False  # function: handed to code out of sight, which may call it
+
+    def is_param(self, name: str) -> bool:
+        return self.kind == FUNCTION and (
+            name in self.params or name in self.kwonly or name == self.vararg or name == self.kwarg
+        )
+
+    def fields_from_outside(self) -> bool:
+        """Class: may objects be built out of sight (Kavi validating a pydantic input, a
+        test, a library)? Only a plain class this file instantiates has known fields."""
+        if self.escaped or not self.called:
+            return True
+        return any(base is UNK or any(a[0] != "c" for a in base.atoms) for base in self.bases)
+
+    def from_outside(self) -> bool:
+        """May this function receive arguments the file does not show (from Kavi, pytest,
+        another module, a library callback)? Then a parameter is not its default."""
+        return self.escaped or not self.called
 
     def add_rec(self, name: str, key: tuple[int, int], rec: Rec) -> None:
         self.rec_log.append((name, key, rec))

@@ -173,6 +173,36 @@ ESCAPE: dict[str, str] = {
     "traceback.walk_stack": "frame access reaches other scopes' globals and builtins",
 }
 
+# Reading the process environment (KS601): a skill receives its declared secrets in
+# ``ctx.secrets``; the environment holds Kavi's (API keys, other skills' secrets).
+# :mod:`kavi.policy.scan_env` lets locale/TZ reads and writes of variables through.
+ENV_READ: dict[str, str] = {
+    "os.environ": "os.environ hands out the process environment; read declared secrets from ctx.secrets",
+    "os.environb": "os.environb hands out the process environment; read declared secrets from ctx.secrets",
+    "os.getenv": "os.getenv reads the process environment; read declared secrets from ctx.secrets",
+    "os.getenvb": "os.getenvb reads the process environment; read declared secrets from ctx.secrets",
+    "os.path.expandvars": "expandvars substitutes environment variables",
+    "os._Environ": "os._Environ wraps the process environment",
+    "dotenv": "python-dotenv reads .env files into the environment",
+    "decouple": "python-decouple reads the environment and .env files",
+    "environs": "environs reads the environment and .env files",
+    "envparse": "envparse reads the environment",
+    "pydantic_settings": "pydantic-settings fills models from the environment and .env files",
+    "pydantic.BaseSettings": "BaseSettings fills models from the environment",
+    "pydantic.env_settings": "BaseSettings fills models from the environment",
+    "pydantic.v1.BaseSettings": "BaseSettings fills models from the environment",
+    "pydantic.v1.env_settings": "BaseSettings fills models from the environment",
+}
+
+# Stores of credentials (KS602).
+SECRET_STORES: dict[str, str] = {
+    "netrc": "netrc reads ~/.netrc (login credentials)",
+    "keyring": "keyring reads the user's credential store",
+    "secretstorage": "secretstorage reads the user's credential store",
+    "getpass.getpass": "getpass asks the user at the terminal for a secret",
+    "pwd.getpwall": "pwd.getpwall lists every account",
+}
+
 # Tampering with the runtime guard (KS305).
 GUARD: dict[str, str] = {
     "sys.addaudithook": "installing audit hooks tampers with the runtime guard",

@@ -75,8 +75,40 @@ KS401  network                  module in ``network_modules`` or a connection AP
 KS501  write-outside-allowed    a statically visible write (``open(p, "w")``,
                                 ``Path(p).write_text``, ``os.remove``, ``shutil.copy`` dst, …)
                                 to an absolute, ``~``, ``..`` or relative path that is not under
-                                ``allowed_write_paths``; paths with an unknown start are not judged
+                                ``allowed_write_paths``, to git metadata, to the module's own
+                                directory, or climbing out of a sanctioned path with ``..``
+KS502  unsanctioned-write-path  a write whose path is neither a constant below
+                                ``allowed_write_paths`` nor obtained from
+                                ``ctx.resolve_write_path(...)`` (or, in tests, ``tmp_path``):
+                                a start computed at run time, a parameter whatever its default,
+                                ``ctx.vault_root / <computed>``, a path from
+                                ``ctx.resolve_read_path(...)``
+KS503  temp-outside-allowed     ``tempfile`` without ``dir=`` outside a test module: the system
+                                temporary directory is not the skill's
+KS504  working-directory        ``os.chdir``/``fchdir``, ``contextlib.chdir``,
+                                ``monkeypatch.chdir`` to anything but a sanctioned path
+KS601  environment-read         ``os.environ``/``environb``, ``os.getenv``, ``expandvars``,
+                                ``/proc/…/environ``, .env loaders (``dotenv``,
+                                ``pydantic_settings``…) — except reading locale/TZ by a
+                                constant name and setting or deleting variables
+KS602  secret-file-read         reading or listing the home directory, ``.ssh``/``.aws``/
+                                ``.git``…, credentials files (``.netrc``, ``.env``, keys),
+                                ``/proc`` views of processes, ``netrc``/``keyring``
+KS603  unresolved-read-path     reading ``ctx.vault_root`` joined with a computed part (use
+                                ``ctx.resolve_read_path(...)``), or climbing out of a
+                                sanctioned path with ``..``
 =====  =======================  =============================================================
+
+Paths are *sanctioned* when they come from ``ctx.resolve_write_path(...)`` /
+``ctx.resolve_read_path(...)`` on the context Kavi passes to ``execute`` (see
+:mod:`kavi.policy.scan_pathfold`). A *test module* (test functions, no ``BaseSkill``
+subclass) may also use pytest's ``tmp_path`` and :mod:`tempfile`: verify gives its tests a
+private scratch directory.
+
+The modules form layers, each importing only those below it (checked by
+``tests/test_scanner_layers.py``): tables, canonical names, scopes, places and sinks;
+constant and path folding; the compiled policy; the environment and file-access checkers;
+name resolution, expressions, calls, the engine; this module.
 """
 
 from __future__ import annotations
