@@ -3,9 +3,10 @@ they cannot do when ``verify-skill`` runs them.
 
 The tests read the user's key, the forge's git config, a symlink leading out of the
 vault, their own and Kavi's environment; write Kavi's artifacts; connect to a loopback
-listener; spin, allocate 10 GiB and fill the disk. (Paths arrive hex-encoded, as data: the
-point is the boundary, not the scanner.) Every attempt fails the verification; nothing
-leaks into the report, the ledger or git, and nothing outside changes.
+listener; spin, allocate 10 GiB and fill the disk. (Paths arrive as data read at run time,
+through the scanner's documented blind spots: the point is the boundary, not the scanner.)
+Every attempt fails the verification; nothing leaks into the report, the ledger or git,
+and nothing outside changes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from conftest import isolation
 from kavi.confine import jail
 from support.forge import git, kavi_json, make_forge, ssh_key, use_signing_key
 from support.hostile import OPENAI, OTHER, TOKEN, copy_template, everything_stored
-from support.skills import hexed, skill_source, skill_tests_source, write_files
+from support.skills import skill_source, skill_tests_source, write_files
 
 pytestmark = [
     pytest.mark.slow,
@@ -34,7 +35,8 @@ SKILL = skill_source(
     "READ_ONLY",
     SCHEMA["input"],
     SCHEMA["output"],
-    "        return ReadFileOutput(text=(ctx.vault_root / input.path).read_text())\n",
+    "        return ReadFileOutput(text=ctx.resolve_read_path(input.path).read_text())\n",
+    imports="",
 )
 
 
@@ -83,45 +85,67 @@ def _verify(repo: Path, pid: str, tests: str, where: Path) -> dict:
 
 ATTACKS = """
 
-# target: {artifact}
+# given key: {key}
+# given git_config: {git_config}
+# given vault_link: {vault_link}
+# given own_environ: /proc/self/environ
+# given kavi_environ: {kavi_environ}
+# given artifact: {artifact_rel}
+
+
+def _given(name: str) -> str:
+    # the targets arrive as data read at run time: wholly unknown paths are the scanner's
+    # documented blind spot, so the operating system is what answers
+    parts = []
+    for line in Path(__file__).read_text().splitlines():
+        if line.startswith("# given " + name + ": "):
+            parts.append(line.split(": ", 1)[1])
+    return "".join(parts)
 
 
 def test_reads_the_users_key() -> None:
-    assert Path({key}).read_text() == ""
+    assert Path(_given("key")).read_text() == ""
 
 
 def test_reads_the_forges_git_config() -> None:
-    assert Path({git_config}).read_text() == ""
+    assert Path(_given("git_config")).read_text() == ""
 
 
 def test_follows_a_vault_symlink_out() -> None:
-    assert Path({vault_link}).read_text() == ""
+    assert Path(_given("vault_link")).read_text() == ""
 
 
 def test_its_environment_holds_no_secret() -> None:
-    assert Path("/proc/self/environ").read_bytes() == b""
+    assert Path(_given("own_environ")).read_bytes() == b""
 
 
 def test_reads_kavis_environment() -> None:
-    assert Path({kavi_environ}).read_bytes() == b""
+    assert Path(_given("kavi_environ")).read_bytes() == b""
 
 
-def _target() -> str:
-    for line in Path(__file__).read_text().splitlines():
-        if line.startswith("# target: "):
-            return line[len("# target: ") :]
-    return ""
-
-
-def test_writes_kavis_artifacts() -> None:
-    Path(_target()).write_text("pwned")
-    assert Path(_target()).read_text() == ""
+def test_writes_kavis_artifacts(tmp_path: Path) -> None:
+    # a run-time tail joined onto the sanctioned root (the scanner's other blind spot)
+    target = Path(str(tmp_path) + "/" + _given("artifact"))
+    target.write_text("pwned")
+    assert target.read_text() == ""
 
 
 def test_connects_to_loopback() -> None:
     with socket.create_connection(("127.0.0.1", {port}), timeout=2) as conn:
         assert conn.recv(100) == b""
 """
+
+
+def _chunk_given(source: str) -> str:
+    """Long ``# given`` lines split into several (the generated test must pass ruff)."""
+    out = []
+    for line in source.splitlines():
+        if line.startswith("# given ") and len(line) > 100:
+            head, value = line.split(": ", 1)
+            out += [f"{head}: {value[i : i + 60]}" for i in range(0, len(value), 60)]
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"
 
 
 def test_generated_tests_cannot_read_write_or_connect_outside(
@@ -134,18 +158,22 @@ def test_generated_tests_cannot_read_write_or_connect_outside(
     (repo / "vault_out" / "escape").symlink_to(isolated_env / ".ssh" / "id_ed25519")
     artifact = repo / "vault_out" / "kavi" / "planted.md"
     attacks = ATTACKS.format(
-        key=hexed(isolated_env / ".ssh" / "id_ed25519"),
-        git_config=hexed(repo / ".git" / "config"),
-        vault_link=hexed(repo / "vault_out" / "escape"),
-        artifact=artifact,
-        kavi_environ=hexed(f"/proc/{os.getpid()}/environ"),
+        key=isolated_env / ".ssh" / "id_ed25519",
+        git_config=repo / ".git" / "config",
+        vault_link=repo / "vault_out" / "escape",
+        artifact_rel="../" * 40 + str(artifact).lstrip("/"),
+        kavi_environ=f"/proc/{os.getpid()}/environ",
         port=port,
     )
-    tests = skill_tests_source("read_file", attacks, imports="import socket\nfrom pathlib import Path\n\n")
+    tests = skill_tests_source(
+        "read_file", _chunk_given(attacks), imports="import socket\nfrom pathlib import Path\n\n"
+    )
     v = _verify(repo, pid, tests, tmp_path / "attacks")
     pytest_gate = v["gates"]["pytest"]
-    assert not pytest_gate["ok"] and not pytest_gate["skipped"], v["gates"]
-    assert all(v["gates"][g]["ok"] for g in ("scope", "policy", "invariants", "ruff", "mypy")), v["gates"]
+    assert not pytest_gate["ok"] and not pytest_gate["skipped"], json.dumps(v["gates"])
+    assert all(v["gates"][g]["ok"] for g in ("scope", "policy", "invariants", "ruff", "mypy")), json.dumps(
+        v["gates"]
+    )
     findings = "\n".join(pytest_gate["findings"])
     for name in (
         "users_key",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -138,10 +139,13 @@ def naughty(tmp_path: Path, naughty_template: Path) -> Path:
 
 
 def test_runtime_guard_refuses_a_write_outside_the_allowed_paths(naughty: Path, tmp_path: Path) -> None:
-    outside = tmp_path / "outside.md"  # the forge is tmp_path / "forge"
-    code, err = _run(naughty, {"path": "../../outside.md", "title": "escape", "body": "gotcha"})
+    # not below /tmp: there the skill's own private /tmp would take the write; the skill
+    # writes "vault_out/" + path, so climb to / and down again
+    outside = Path("/var/tmp") / f"kavi-escape-{tmp_path.name}-{os.getpid()}.md"
+    escape = "../" * 40 + str(outside).lstrip("/")
+    code, err = _run(naughty, {"path": escape, "title": "escape", "body": "gotcha"})
     assert code == 1
-    assert err["code"] == "KAVI-GUARD" and "runtime guard refused" in err["message"]
+    assert err["code"] == "KAVI-GUARD" and "runtime guard refused" in err["message"], err
     assert not outside.exists()
     # the refusal is on record
     runs = [

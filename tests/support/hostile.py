@@ -1,7 +1,9 @@
 """A forge of promoted skills that misbehave when they run (the boundary tests share it).
 
 Each skill passed every static gate on a forge whose policy lets network code through the
-scanner (so a READ_ONLY skill that connects passes too), allows NETWORK skills, and sets
+scanner (so a READ_ONLY skill that connects passes too; reads and writes go through the
+scanner's documented blind spots — a wholly unknown read path, a run-time tail joined
+onto the sanctioned write root — so that the operating system is what answers), allows NETWORK skills, and sets
 small resource limits. Built once per session; every test gets a copy, with a private
 key in its HOME and secrets in Kavi's environment.
 """
@@ -31,8 +33,10 @@ SKILLS: dict[str, tuple[str, dict[str, dict[str, str]], str, str, tuple[str, ...
     "read_file": (
         "READ_ONLY",
         {"input": {"path": "str"}, "output": {"text": "str"}},
-        "        return ReadFileOutput(text=(ctx.vault_root / input.path).read_text())\n",
-        "",
+        # a wholly unknown path (relative ones resolve against the vault, the working
+        # directory): the scanner's documented blind spot, so the OS is what answers
+        "        return ReadFileOutput(text=Path(input.path).read_text())\n",
+        "from pathlib import Path\n\n",
         (),
     ),
     "use_token": (
@@ -46,10 +50,12 @@ SKILLS: dict[str, tuple[str, dict[str, dict[str, str]], str, str, tuple[str, ...
     "write_any": (
         "FILE_WRITE",
         {"input": {"path": "str", "body": "str"}, "output": {"written": "str"}},
-        "        target = ctx.vault_root / input.path\n"
+        # a run-time tail concatenated onto the sanctioned root: past the scanner (its
+        # documented blind spot), so the OS is what keeps the write inside
+        '        target = Path(str(ctx.resolve_write_path(".")) + "/" + input.path)\n'
         "        target.write_text(input.body)\n"
         "        return WriteAnyOutput(written=str(target))\n",
-        "",
+        "from pathlib import Path\n\n",
         (),
     ),
     "ping_local": (
