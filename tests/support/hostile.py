@@ -3,8 +3,8 @@
 Each skill passed every static gate on a forge whose policy lets network code through the
 scanner (so a READ_ONLY skill that connects passes too; reads and writes go through the
 scanner's documented blind spots — a wholly unknown read path, a run-time tail joined
-onto the sanctioned write root — so that the operating system is what answers), allows NETWORK skills, and sets
-small resource limits. Built once per session; every test gets a copy, with a private
+onto the sanctioned write root — so that the operating system is what answers), allows
+NETWORK skills, and sets small resource limits. Built once per session; every test gets a copy, with a private
 key in its HOME and secrets in Kavi's environment.
 """
 
