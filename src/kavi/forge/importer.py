@@ -1,10 +1,12 @@
 """``git kavi ledger import``: rebuild or extend the local ledger from ``refs/kavi/ledger``.
 
-Every mirror commit is checked before anything is written: its SSH signature against
-the ``.kavi/allowed_signers`` in force at that point of history (the target-branch
-commit named by its ``Kavi-Governance`` trailer, which must be part of the local
-target branch), the event's hash and its link to the previous event, contiguous
-sequence numbers, a linear chain, and every artifact's BLAKE3. A chain with a bad
+Every mirror commit is checked before anything is written, by the same record rule as
+the server hook (:mod:`kavi.gitstore.record_rules`): it belongs to this forge
+(``Kavi-Forge``), its ``Kavi-Governance`` commit lies on the target branch's sanctioned
+first-parent line since the pinned root (:mod:`kavi.forge.trust`), and its SSH signature
+is by a key that commit's ``.kavi/allowed_signers`` trusts, under the principal it gives
+the key. Then the event's hash and its link to the previous event, contiguous sequence
+numbers, a linear chain, and every artifact's BLAKE3. A chain with a bad
 signature, a gap or a rewrite is refused with the exact commit named. A fresh ledger
 is built in a temporary file and moved into place; an existing ledger is only ever
 extended, and only if its events are a prefix of the mirror.
@@ -25,6 +27,7 @@ from kavi.ledger.reducer import EventKind, apply_event
 
 def import_ledger(forge: Forge) -> dict[str, Any]:
     from kavi.artifacts.vault import atomic_write
+    from kavi.forge.trust import record_judge
     from kavi.gitstore.mirror import (
         LEDGER_REF,
         ChainProblem,
@@ -33,7 +36,6 @@ def import_ledger(forge: Forge) -> dict[str, Any]:
         read_artifact,
         walk_chain,
     )
-    from kavi.gitstore.trust import SignersAt, commit_verdict
     from kavi.hashing import blake3_hex
     from kavi.ledger.schema import migrate
     from kavi.ledger.store import Ledger, connect, event_hash, insert_event
@@ -45,24 +47,13 @@ def import_ledger(forge: Forge) -> dict[str, Any]:
             f"this clone has no {LEDGER_REF}",
             remedy="fetch it: git fetch origin 'refs/kavi/*:refs/kavi/*' 'refs/notes/kavi:refs/notes/kavi'",
         )
-    target = forge.committed_config.target_branch
-    target_tip = repo.branch_tip(target)
     entries = walk_chain(repo, tip)
-    signers_at = SignersAt(repo)
-    ancestry: dict[str, bool] = {}
+    judge = record_judge(forge)
+    judge.prefetch({e.commit: e.message for e in entries})
 
     def signature_problem(entry: MirrorEntry) -> str | None:
-        governance = entry.fields.get("Kavi-Governance", "")
-        if not governance or not repo.has_object(governance):
-            return f"names governance commit {governance or '(none)'} which this clone does not have"
-        if governance not in ancestry:
-            ancestry[governance] = target_tip is not None and repo.is_ancestor(governance, target_tip)
-        if not ancestry[governance]:
-            return f"governance commit {governance[:12]} is not part of {target}"
-        verdict = commit_verdict(
-            repo, entry.commit, signers_at(governance), principal=entry.fields.get("Kavi-Signer")
-        )
-        return None if verdict.ok else f"bad signature: {verdict.detail}"
+        found = judge.problem(entry.commit, entry.message)
+        return None if found is None else found[1]
 
     problems: list[ChainProblem] = list(
         check_chain(repo, entries, verify_signature=signature_problem, event_hash=event_hash)

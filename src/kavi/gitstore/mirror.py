@@ -3,9 +3,11 @@
 Each commit's parent is the previous event's commit. Its message is a subject line,
 ``Key: value`` trailers and the event as canonical JSON; ``Kavi-Governance`` names the
 target-branch commit whose ``.kavi/allowed_signers`` the signature is checked against,
-``Kavi-Signer`` the principal that signed. Its tree carries every artifact recorded so
-far, addressed by BLAKE3 with 2-character fan-out (``artifacts/ab/cdef….md``), so each
-new event rewrites only two small trees whatever the ledger's length.
+``Kavi-Signer`` the principal ``allowed_signers`` gives the signing key there, and
+``Kavi-Forge`` the forge the event belongs to (see :mod:`kavi.gitstore.record_rules`).
+Its tree carries every artifact recorded so far, addressed by BLAKE3 with 2-character
+fan-out (``artifacts/ab/cdef….md``), so each new event rewrites only two small trees
+whatever the ledger's length.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def artifact_path(blake3: str) -> str:
     return f"artifacts/{blake3[:2]}/{blake3[2:]}.md"
 
 
-def event_message(event: Event, *, governance: str, signer: str) -> str:
+def event_message(event: Event, *, forge_id: str, governance: str, signer: str) -> str:
     subject = f"kavi ledger #{event.seq}: {event.kind} {event.subject_id[:8]}"
     fields = {
         "Kavi-Event-Seq": event.seq,
@@ -39,6 +41,7 @@ def event_message(event: Event, *, governance: str, signer: str) -> str:
         "Kavi-Event-Prev-Hash": event.prev_hash or "-",
         "Kavi-Actor": event.actor,
         "Kavi-Created": event.created_at,
+        "Kavi-Forge": forge_id,
         "Kavi-Governance": governance,
         "Kavi-Signer": signer,
     }
@@ -62,6 +65,7 @@ def mirror_events(
     *,
     artifact_bytes: Callable[[Event], tuple[str, bytes] | None],
     signer: Signer,
+    forge_id: str,
     governance: str,
     on_commit: Callable[[Event, str], None],
 ) -> str | None:
@@ -84,7 +88,7 @@ def mirror_events(
         commit = repo.write_commit(
             tree=tree,
             parents=[tip] if tip else [],
-            message=event_message(event, governance=governance, signer=signer.principal),
+            message=event_message(event, forge_id=forge_id, governance=governance, signer=signer.principal),
             signer=signer,
         )
         repo.set_ref(LEDGER_REF, commit, message=f"kavi: ledger event {event.seq}", old=tip or "0" * 40)
@@ -100,13 +104,15 @@ class MirrorEntry:
     fields: dict[str, str]
     parents: tuple[str, ...]
     tree: str
+    message: str = ""
 
 
-def walk_chain(repo: GitRepo, tip: str) -> list[MirrorEntry]:
-    """The mirror from root to ``tip`` (following first parents; merges are reported, not followed)."""
+def walk_chain(repo: GitRepo, tip: str, stop: str | None = None) -> list[MirrorEntry]:
+    """The mirror from root (or from after ``stop``) to ``tip``, following first parents
+    (merges are reported, not followed)."""
     entries: list[MirrorEntry] = []
     current: str | None = tip
-    while current is not None:
+    while current is not None and current != stop:
         info = repo.commit(current)
         entries.append(
             MirrorEntry(
@@ -115,6 +121,7 @@ def walk_chain(repo: GitRepo, tip: str) -> list[MirrorEntry]:
                 fields=trailers(info.message),
                 parents=info.parents,
                 tree=info.tree,
+                message=info.message,
             )
         )
         current = info.parents[0] if info.parents else None
@@ -139,15 +146,17 @@ def check_chain(
     *,
     verify_signature: Callable[[MirrorEntry], str | None],
     event_hash: Callable[[dict[str, Any]], str],
+    after: Event | None = None,
 ) -> Iterator[ChainProblem]:
-    """Yield every problem: bad signature, unparsable event, gap, broken hash chain, merge."""
-    expected_seq = 1
-    prev_hash = ""
+    """Yield every problem: bad signature, unparsable event, gap, broken hash chain, merge.
+    ``after``: the event the entries continue (None: they start the ledger)."""
+    expected_seq = after.seq + 1 if after is not None else 1
+    prev_hash = after.hash if after is not None else ""
     for entry in entries:
         ev = entry.event
         seq = ev.seq if ev else None
         if len(entry.parents) > 1:
-            yield ChainProblem(entry.commit, seq, "is a merge; the ledger mirror must be linear")
+            yield ChainProblem(entry.commit, seq, "is a merge commit; the ledger mirror must be linear")
         bad_sig = verify_signature(entry)
         if bad_sig:
             yield ChainProblem(entry.commit, seq, bad_sig)
