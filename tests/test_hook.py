@@ -115,6 +115,19 @@ def protect_release(repo: Path) -> None:
     _commit_all(repo, "protect release", "-S")
 
 
+def move_skills_dir(repo: Path, new: str) -> str:
+    """A signed governance commit moving ``skills_dir`` to ``new``, carrying the registry
+    along (the trust rule requires it: the registry keeps naming what the ledger trusts)."""
+    cfg = repo / ".kavi" / "config.yaml"
+    text = cfg.read_text()
+    assert "skills_dir: skills\n" in text
+    cfg.write_text(text.replace("skills_dir: skills\n", f"skills_dir: {new}\n"))
+    if (repo / "skills" / "registry.yaml").exists():
+        (repo / new).mkdir(parents=True, exist_ok=True)
+        git("mv", "skills/registry.yaml", f"{new}/registry.yaml", cwd=repo)
+    return _commit_all(repo, f"governance: skills now live in {new}/", "-S")
+
+
 def server_git(served: Served, *args: str) -> str:
     return git("--git-dir", str(served.origin), *args, cwd=served.origin.parent)
 
