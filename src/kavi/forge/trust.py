@@ -259,10 +259,13 @@ def _pin_problem(pin: TrustRoot | None, found: TrustRoot, ref: str, root: str) -
 
     if pin is None:
         return None
+    wanted = pinned_fingerprints(pin)
     if pin.forge_id is not None and pin.forge_id != found.forge_id:
         why = f"its trust root is {root[:12]}, but this clone pinned forge {pin.forge_id[:12]}"
-    elif pin.lines and pin.lines != found.lines and not _fingerprint_pin(pin, found):
-        why = "its trust root does not carry the keys this clone pinned"
+    elif wanted and not wanted <= {fp for fp, _ in fingerprints(found.signers)}:
+        why = f"its trust root does not list the pinned key {sorted(wanted)[0]}"
+    elif not wanted and pin.lines != found.lines:
+        why = "its trust root does not carry exactly the keys this clone pinned"
     else:
         return None
     return Rejection(
@@ -274,13 +277,16 @@ def _pin_problem(pin: TrustRoot | None, found: TrustRoot, ref: str, root: str) -
     )
 
 
-def _fingerprint_pin(pin: TrustRoot, found: TrustRoot) -> bool:
-    """A pin made from a fingerprint (``trust pin SHA256:…``) is kept as a comment line."""
-    wanted = [line.split()[-1] for line in pin.signers.splitlines() if line.startswith("# fingerprint ")]
-    if not wanted:
-        return False
-    have = {fp for fp, _ in fingerprints(found.signers)}
-    return all(fp in have for fp in wanted)
+FINGERPRINT_PIN = "# kavi: pinned by fingerprint "
+
+
+def pinned_fingerprints(pin: TrustRoot) -> set[str]:
+    """A pin made from a fingerprint (``trust pin SHA256:…``) before the root was seen."""
+    return {
+        line[len(FINGERPRINT_PIN) :].strip()
+        for line in pin.signers.splitlines()
+        if line.startswith(FINGERPRINT_PIN)
+    }
 
 
 def _judged(
