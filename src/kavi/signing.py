@@ -60,7 +60,7 @@ def trusted_principal(signer: SshSigner, allowed_signers: str, *, branch: str) -
         raise SigningError(
             f"this forge has no trust root yet: .kavi/allowed_signers on {branch} lists no key",
             why="the first key becomes the forge's trust root; it must sign its own addition",
-            remedy="make your key the root: `git kavi trust add` (it signs with your git signing key)",
+            remedy="make your signing key the root: git kavi trust add",
         )
     if not principals:
         raise SigningError(

@@ -47,14 +47,14 @@ def _trust_lines(res: Any) -> list[str]:
             root,
             "  signing key: none configured; set one up (git config gpg.format ssh; "
             "git config user.signingkey ~/.ssh/id_ed25519.pub)"
-            + (", then make it the root: git kavi trust add ~/.ssh/id_ed25519.pub" if not res.root else ""),
+            + (", then make it the root: git kavi trust add" if not res.root else ""),
         ]
     if res.signer_listed:
         return [root, f"  signing key: {res.signer} ({res.signer_key}) — listed in .kavi/allowed_signers"]
     hint = (
-        "make it the root: git kavi trust add <your key>.pub"
+        "make it the root: git kavi trust add"
         if not res.root
-        else "ask a trusted signer to run: git kavi trust add <your key>.pub --principal " + res.signer
+        else "ask a trusted signer to trust it: git kavi trust add KEY.pub --principal " + res.signer
     )
     return [root, f"  signing key: {res.signer} ({res.signer_key}) — NOT in .kavi/allowed_signers; {hint}"]
 

@@ -60,7 +60,10 @@ def register(app: typer.Typer) -> None:
 
     @trust_app.command("add")
     def add_cmd(
-        key: Annotated[str, typer.Argument(help="Public key file (KEY.pub) or the key itself.")],
+        key: Annotated[
+            Optional[str],  # noqa: UP045
+            typer.Argument(help="Public key file (KEY.pub) or the key itself (default: your signing key)."),
+        ] = None,
         principal: Annotated[
             Optional[str],  # noqa: UP045
             typer.Option(
@@ -73,7 +76,7 @@ def register(app: typer.Typer) -> None:
 
         The first key of a keyless forge must be your own signing key: it becomes the trust root.
 
-        Example: git kavi trust add ~/.ssh/id_ed25519.pub
+        Example: git kavi trust add
                  git kavi trust add bob.pub --principal bob@example.com
         """
         output.use(fmt)

@@ -371,7 +371,7 @@ def forge_identity(forge: Forge) -> str:
         raise TrustError(
             "this forge has no trust root yet",
             why=".kavi/allowed_signers lists no key, so nothing can be signed or verified",
-            remedy="add the first key: `git kavi trust add ~/.ssh/id_ed25519.pub`",
+            remedy="make your git signing key the first key (the root): git kavi trust add",
         )
     return state.forge_id
 
@@ -384,6 +384,8 @@ def record_judge(forge: Forge, *, gov: GovReader | None = None) -> RecordJudge:
     from kavi.gitstore.trust import SigCache
 
     state = trust_state(forge)
+    if state.problem is not None and state.governing is None:
+        raise refusal(state, state.problem)  # the history does not grow from the pinned root
     repo = forge.repo
     reader = gov or GovReader(repo, default=Layout(target_branch=state.branch))
     line = LineIndex(repo, state.governing, state.forge_id)

@@ -124,14 +124,15 @@ def _public_key(what: str) -> str:
         ) from None
 
 
-def add(forge: Forge, key: str, principal: str | None) -> dict[str, Any]:
-    """Commit ``.kavi/allowed_signers`` plus ``key``, signed by your key (see the module doc)."""
+def add(forge: Forge, key: str | None, principal: str | None) -> dict[str, Any]:
+    """Commit ``.kavi/allowed_signers`` plus ``key`` (default: your own signing key), signed
+    by your key (see the module doc)."""
     from kavi.forge.trust import fingerprints, forge_identity, require_sanctioned_tip, trust_state
     from kavi.signing import user_signer
     from kavi.sshsig import fingerprint, parse_allowed_signers
 
-    public = _public_key(key)
     signer = user_signer(forge.repo)
+    public = signer.public_key if key is None else _public_key(key)
     state = trust_state(forge)
     keyless = state.forge_id is None
     tip = forge.repo.branch_tip(state.branch) if keyless else require_sanctioned_tip(forge)
@@ -144,10 +145,9 @@ def add(forge: Forge, key: str, principal: str | None) -> dict[str, Any]:
         raise SigningError(
             "the first key of a forge must sign its own addition: it becomes the trust root",
             why=f"your git signing key is {signer.fingerprint}, the key to add is {fingerprint(public)}",
-            remedy=f"configure the key as your signing key (`git config user.signingkey {key}`) "
-            "and run this again",
+            remedy="run `git kavi trust add` with no key: it adds your own signing key",
         )
-    who = principal or (signer.principal if public == signer.public_key else _comment_principal(key))
+    who = principal or (signer.principal if public == signer.public_key else _comment_principal(key or ""))
     if not who or any(c.isspace() for c in who) or '"' in who:
         raise ValidationError(
             "no principal for this key",

@@ -109,8 +109,8 @@ class RecordJudge:
         position = self.line.position(g) if g is not None else None
         if g is None or position is None:
             return "governance", (
-                f"names governance commit {fields.get(GOVERNANCE_KEY) or '(none)'}, which is not on the "
-                f"first-parent line of {self.branch} since the trust root"
+                f"names governance commit {fields.get(GOVERNANCE_KEY) or '(none)'}, which is not in the "
+                f"sanctioned first-parent history of {self.branch} (from the trust root on)"
             )
         if self.last_position is not None and position > self.last_position:
             return "governance", (

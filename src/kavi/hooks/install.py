@@ -145,7 +145,7 @@ def install_server(target: Path, *, trust: Path | None, protected: list[str] | N
         raise ValidationError(
             "this forge has no trust root yet: .kavi/allowed_signers lists no key",
             why="the server hook checks even the first push against a trust root pinned now",
-            remedy="add the first key with `git kavi trust add ~/.ssh/id_ed25519.pub`, "
+            remedy="make your git signing key the root with `git kavi trust add`, "
             "or pass --trust FILE (an allowed_signers file)",
         )
     else:
