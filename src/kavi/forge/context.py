@@ -90,6 +90,13 @@ class Forge:
     @cached_property
     def committed_config(self) -> ForgeConfig:
         text = self.governance_text(CONFIG_FILE)
+        if text is None and self.repo.branch_tip(self.config.target_branch) is None:
+            branch = self.config.target_branch
+            raise ConfigError(
+                f"the target branch {branch} does not exist in this clone",
+                why=f"{CONFIG_FILE} names {branch} as the branch governance is read from",
+                remedy=f"create it from the remote: git branch {branch} origin/{branch}",
+            )
         if text is None:
             raise ConfigError(
                 f"{CONFIG_FILE} is not committed on branch {self.config.target_branch}",

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from kavi.gitstore.govstate import GovReader
 from kavi.gitstore.objects import TagInfo, trailers
 from kavi.gitstore.protected import Layout, PathRule, governance_path, signer_lines
-from kavi.gitstore.repo import GitRepo, RawDelta
+from kavi.gitstore.repo import MODE_TREE, GitRepo, RawDelta
 from kavi.gitstore.trust import SigCache
 from kavi.layout import CONFIG_FILE, KAVI_DIR, SIGNERS_FILE
 from kavi.sshsig import Verdict
@@ -310,9 +310,23 @@ class Judge:
     def _layout_move(self, scope: Scope, commit: str, parent: str | None) -> Rejection | None:
         gov = self.gov
         before, after = gov.layout(parent), gov.layout(commit)
+        if before.same_dirs(after) or parent is None:
+            return None
+        adopted = self._unpromoted(parent, before, after)
+        if adopted is not None:
+            return Rejection(
+                scope.ref,
+                "layout-move",
+                f"the new layout would protect {adopted}, which nobody promoted: the moved-to "
+                "directory must hold no skill content yet",
+                "move skills_dir / tests_dir to a fresh directory (or remove the files in a commit "
+                "of their own first)",
+                commit=commit,
+                path=adopted,
+            )
         if before.skills_dir == after.skills_dir:
             return None
-        old = self.repo.entry(gov.tree(parent), before.registry_path) if parent else None
+        old = self.repo.entry(gov.tree(parent), before.registry_path)
         if old is None:
             return None
         new = self.repo.entry(gov.tree(commit), after.registry_path)
@@ -323,12 +337,26 @@ class Judge:
             "layout-move",
             f"the commit moves skills_dir from {before.skills_dir} to {after.skills_dir} but leaves "
             f"the registry behind: {after.registry_path} must be {before.registry_path} as it was",
-            f"carry it in the same signed commit: `git mv {before.registry_path} {after.registry_path}` "
-            "then `git commit --amend -S --no-edit` (skills stay where they were promoted; "
-            "the registry keeps naming them)",
+            f"carry it in the same signed commit: `mkdir -p {after.skills_dir} && git mv "
+            f"{before.registry_path} {after.registry_path} && git commit --amend -S --no-edit` "
+            "(skills stay where they were promoted; the registry keeps naming them)",
             commit=commit,
             path=CONFIG_FILE,
         )
+
+    def _unpromoted(self, parent: str, before: Layout, after: Layout) -> str | None:
+        """Skill content already in the directories a layout change starts protecting."""
+        rule = PathRule((after,))
+        old_rule = PathRule((before,), self.gov.trusted_files(parent, before))
+        tree = self.gov.tree(parent)
+        for directory in {after.skills_dir, after.tests_dir}:
+            found = self.repo.entry(tree, directory)
+            if found is None or found.mode != MODE_TREE:
+                continue
+            for entry in self.repo.walk_tree(found.oid, f"{directory}/"):
+                if rule(entry.path) and not old_rule(entry.path) and entry.path != after.registry_path:
+                    return entry.path
+        return None
 
     def _carries_registry(self, commit: str, parent: str | None, skill: list[RawDelta]) -> bool:
         """A signed ``skills_dir`` move may carry the registry (and only it) to the new place."""
