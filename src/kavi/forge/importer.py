@@ -14,9 +14,6 @@ extended, and only if its events are a prefix of the mirror.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from kavi.errors import NotFoundError, TrustError
@@ -37,8 +34,7 @@ def import_ledger(forge: Forge) -> dict[str, Any]:
         walk_chain,
     )
     from kavi.hashing import blake3_hex
-    from kavi.ledger.schema import migrate
-    from kavi.ledger.store import Ledger, connect, event_hash, insert_event
+    from kavi.ledger.store import Ledger, event_hash, insert_event
 
     repo = forge.repo
     tip = repo.ref_target(LEDGER_REF)
@@ -126,26 +122,10 @@ def import_ledger(forge: Forge) -> dict[str, Any]:
                     imported += 1
             total = len(ledger.events())
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".ledger-import-", suffix=".db", dir=path.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            conn = connect(tmp)
-            migrate(conn)
-            conn.execute("BEGIN IMMEDIATE")
-            for ev, commit in events:
-                insert_event(conn, ev)
-                apply_event(conn, ev)
-                conn.execute("UPDATE events SET mirror_commit = ? WHERE seq = ?", (commit, ev.seq))
-                imported += 1
-            conn.execute("COMMIT")
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            conn.close()
-            os.replace(tmp, path)
-        finally:
-            for suffix in ("", "-wal", "-shm"):
-                Path(str(tmp) + suffix).unlink(missing_ok=True)
+        from kavi.ledger.rebuild import write_ledger
+
+        write_ledger(path, events)
+        imported = len(events)
         total = imported
     restored = 0
     for artifact, data in artifacts.values():

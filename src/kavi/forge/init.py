@@ -186,6 +186,13 @@ def init_forge(start: Path | None = None, *, target_branch: str | None = None) -
     ledger_path = location.ledger_path
     result.ledger_created = not ledger_path.exists()
     result.ledger_path = ledger_path
+    if result.ledger_created and repo.ref_target(LEDGER_REF) is not None:
+        # a clone of an existing forge: its ledger comes from the mirror, every signature checked
+        from kavi.forge.context import Forge
+        from kavi.ledger.autoimport import ensure_ledger
+
+        ensure_ledger(Forge(location))
+        return result
     with Ledger.open(ledger_path, create=True) as ledger:
         if ledger.meta("forge.target_branch") is None:
             with ledger.transaction(actor=_actor(repo)) as txn:
