@@ -34,7 +34,7 @@ def import_ledger(forge: Forge) -> dict[str, Any]:
         walk_chain,
     )
     from kavi.hashing import blake3_hex
-    from kavi.ledger.store import Ledger, event_hash, insert_event
+    from kavi.ledger.store import Ledger, insert_event
 
     repo = forge.repo
     tip = repo.ref_target(LEDGER_REF)
@@ -51,9 +51,7 @@ def import_ledger(forge: Forge) -> dict[str, Any]:
         found = judge.problem(entry.commit, entry.message)
         return None if found is None else found[1]
 
-    problems: list[ChainProblem] = list(
-        check_chain(repo, entries, verify_signature=signature_problem, event_hash=event_hash)
-    )
+    problems: list[ChainProblem] = list(check_chain(repo, entries, verify_signature=signature_problem))
     artifacts: dict[str, tuple[Artifact, bytes]] = {}
     for entry in entries:
         ev = entry.event
@@ -100,8 +98,8 @@ def import_ledger(forge: Forge) -> dict[str, Any]:
                             f"the ledger diverged at event #{ev.seq}: this clone recorded an event the "
                             f"mirror does not have, and the mirror's commit {commit} holds another",
                             why="two clones recorded ledger events concurrently",
-                            remedy="keep one history: publish from one clone at a time "
-                            "(sync, push, then fetch and import in the others)",
+                            remedy="publish this clone's events after the others': "
+                            "git kavi promote-skill --republish",
                             details={"commit": commit},
                         )
                     raise TrustError(

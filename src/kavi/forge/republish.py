@@ -233,7 +233,6 @@ def _judge_upstream_records(forge: Forge, entries: list[MirrorEntry], tip: str, 
     from kavi.gitstore.mirror import check_chain
     from kavi.gitstore.record_rules import LineIndex, RecordJudge
     from kavi.gitstore.trust import SigCache
-    from kavi.ledger.store import event_hash
 
     repo = forge.repo
     judge = RecordJudge(
@@ -250,7 +249,7 @@ def _judge_upstream_records(forge: Forge, entries: list[MirrorEntry], tip: str, 
         found = judge.problem(entry.commit, entry.message)
         return None if found is None else found[1]
 
-    problem = next(iter(check_chain(repo, entries, verify_signature=signature, event_hash=event_hash)), None)
+    problem = next(iter(check_chain(repo, entries, verify_signature=signature)), None)
     if problem is not None:
         raise TrustError(
             f"the remote's refs/kavi/ledger is not trustworthy: {problem}",

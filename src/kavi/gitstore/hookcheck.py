@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 
 from kavi.gitstore import promotion_rules
 from kavi.gitstore.govstate import GovReader
-from kavi.gitstore.mirror import LEDGER_REF, MirrorEntry, check_chain, parse_event, walk_chain
 from kavi.gitstore.protected import Layout
 from kavi.gitstore.record_rules import LineIndex, RecordJudge
 from kavi.gitstore.repo import ZERO_OID, GitRepo
@@ -40,6 +39,7 @@ from kavi.gitstore.trust import SigCache
 from kavi.gitstore.trustchain import REPUBLISH_HINT, Judge, Rejection, Scope, TrustRoot, find_root
 from kavi.textsafe import fold
 
+LEDGER_REF = "refs/kavi/ledger"  # kavi.gitstore.mirror's, imported lazily (it brings pydantic)
 NOTES_REF = "refs/notes/kavi"
 TAG_PREFIX = "refs/tags/kavi/"
 _KAVI_REFS = (LEDGER_REF, NOTES_REF, TAG_PREFIX + "x/v1")
@@ -423,6 +423,8 @@ class HookChecker:
                 )
             )
             return
+        from kavi.gitstore.mirror import MirrorEntry, check_chain, parse_event_fields, walk_chain
+
         judge = self._record_judge(None if _is_zero(u.old) else u.old)
         found: dict[str, tuple[str, str]] = {}
 
@@ -436,12 +438,8 @@ class HookChecker:
             entries = walk_chain(self.repo, u.new, stop=None if _is_zero(u.old) else u.old)
             messages = {e.commit: self.repo.commit(e.commit).message for e in entries}
             judge.prefetch(messages)
-            after = None if _is_zero(u.old) else parse_event(self.repo.commit(u.old).message)
-            from kavi.ledger.store import event_hash
-
-            problems = check_chain(
-                self.repo, entries, verify_signature=signature, event_hash=event_hash, after=after
-            )
+            after = None if _is_zero(u.old) else parse_event_fields(self.repo.commit(u.old).message)
+            problems = check_chain(self.repo, entries, verify_signature=signature, after=after)
             first = next(iter(problems), None)
             if first is not None:
                 own = found.get(first.commit)

@@ -15,12 +15,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from kavi.gitstore.objects import format_trailers, trailers
 from kavi.gitstore.repo import MODE_BLOB, GitRepo, Signer
-from kavi.hashing import canonical_json
-from kavi.ledger.models import Event
+from kavi.hashing import canonical_json, event_hash
+
+if TYPE_CHECKING:
+    from kavi.ledger.models import Event
 
 LEDGER_REF = "refs/kavi/ledger"
 JSON_MARKER = "Kavi-Event-JSON:"
@@ -49,14 +52,47 @@ def event_message(event: Event, *, forge_id: str, governance: str, signer: str) 
     return f"{subject}\n\n{format_trailers(fields)}{JSON_MARKER} {body}\n"
 
 
-def parse_event(message: str) -> Event | None:
+_EVENT_KEYS = {
+    "seq": int,
+    "id": str,
+    "kind": str,
+    "subject_id": str,
+    "payload": dict,
+    "actor": str,
+    "created_at": str,
+    "prev_hash": str,
+    "hash": str,
+}
+
+
+def parse_event_fields(message: str) -> dict[str, Any] | None:
+    """The event a mirror commit carries, as its JSON (exactly the event's keys and types;
+    standard library only, so the server hook needs no pydantic to check a chain)."""
     for line in message.splitlines():
         if line.startswith(JSON_MARKER):
             try:
-                return Event.model_validate(json.loads(line[len(JSON_MARKER) :].strip()))
-            except (ValueError, TypeError):
+                data = json.loads(line[len(JSON_MARKER) :].strip())
+            except ValueError:
                 return None
+            if not isinstance(data, dict) or set(data) != set(_EVENT_KEYS):
+                return None
+            for key, kind in _EVENT_KEYS.items():
+                if not isinstance(data[key], kind) or (kind is int and isinstance(data[key], bool)):
+                    return None
+            return data
     return None
+
+
+def parse_event(message: str) -> Event | None:
+    from kavi.ledger.models import Event
+
+    fields = parse_event_fields(message)
+    if fields is None:
+        return None
+    try:
+        return Event.model_validate(fields)
+    except (ValueError, TypeError):
+        return None
 
 
 def mirror_events(
@@ -100,11 +136,23 @@ def mirror_events(
 @dataclass(frozen=True)
 class MirrorEntry:
     commit: str
-    event: Event | None
-    fields: dict[str, str]
+    event_fields: dict[str, Any] | None  # the event as the commit carries it
+    fields: dict[str, str]  # the commit's trailers
     parents: tuple[str, ...]
     tree: str
     message: str = ""
+
+    @cached_property
+    def event(self) -> Event | None:
+        """The event as a validated model (imports pydantic: not on the hook's path)."""
+        from kavi.ledger.models import Event
+
+        if self.event_fields is None:
+            return None
+        try:
+            return Event.model_validate(self.event_fields)
+        except (ValueError, TypeError):
+            return None
 
 
 def walk_chain(repo: GitRepo, tip: str, stop: str | None = None) -> list[MirrorEntry]:
@@ -117,7 +165,7 @@ def walk_chain(repo: GitRepo, tip: str, stop: str | None = None) -> list[MirrorE
         entries.append(
             MirrorEntry(
                 commit=current,
-                event=parse_event(info.message),
+                event_fields=parse_event_fields(info.message),
                 fields=trailers(info.message),
                 parents=info.parents,
                 tree=info.tree,
@@ -145,16 +193,15 @@ def check_chain(
     entries: Sequence[MirrorEntry],
     *,
     verify_signature: Callable[[MirrorEntry], str | None],
-    event_hash: Callable[[dict[str, Any]], str],
-    after: Event | None = None,
+    after: dict[str, Any] | None = None,
 ) -> Iterator[ChainProblem]:
     """Yield every problem: bad signature, unparsable event, gap, broken hash chain, merge.
-    ``after``: the event the entries continue (None: they start the ledger)."""
-    expected_seq = after.seq + 1 if after is not None else 1
-    prev_hash = after.hash if after is not None else ""
+    ``after``: the event (fields) the entries continue (None: they start the ledger)."""
+    expected_seq = int(after["seq"]) + 1 if after is not None else 1
+    prev_hash = str(after["hash"]) if after is not None else ""
     for entry in entries:
-        ev = entry.event
-        seq = ev.seq if ev else None
+        ev = entry.event_fields
+        seq: int | None = ev["seq"] if ev else None
         if len(entry.parents) > 1:
             yield ChainProblem(entry.commit, seq, "is a merge commit; the ledger mirror must be linear")
         bad_sig = verify_signature(entry)
@@ -163,16 +210,16 @@ def check_chain(
         if ev is None:
             yield ChainProblem(entry.commit, None, "does not carry a parsable ledger event")
             return
-        if ev.seq != expected_seq:
-            yield ChainProblem(entry.commit, ev.seq, f"gap: expected event #{expected_seq}, found #{ev.seq}")
-        if ev.prev_hash != prev_hash:
-            yield ChainProblem(entry.commit, ev.seq, "prev_hash does not match the previous event (rewrite)")
-        if event_hash(ev.model_dump(mode="json")) != ev.hash:
-            yield ChainProblem(entry.commit, ev.seq, "event content does not match its hash (rewrite)")
-        if entry.fields.get("Kavi-Event-Hash") != ev.hash:
-            yield ChainProblem(entry.commit, ev.seq, "trailer Kavi-Event-Hash disagrees with the event")
-        expected_seq = ev.seq + 1
-        prev_hash = ev.hash
+        if seq != expected_seq:
+            yield ChainProblem(entry.commit, seq, f"gap: expected event #{expected_seq}, found #{seq}")
+        if ev["prev_hash"] != prev_hash:
+            yield ChainProblem(entry.commit, seq, "prev_hash does not match the previous event (rewrite)")
+        if event_hash(ev) != ev["hash"]:
+            yield ChainProblem(entry.commit, seq, "event content does not match its hash (rewrite)")
+        if entry.fields.get("Kavi-Event-Hash") != ev["hash"]:
+            yield ChainProblem(entry.commit, seq, "trailer Kavi-Event-Hash disagrees with the event")
+        expected_seq = int(ev["seq"]) + 1
+        prev_hash = str(ev["hash"])
 
 
 def read_artifact(repo: GitRepo, commit: str, blake3: str) -> bytes | None:

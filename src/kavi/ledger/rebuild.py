@@ -20,7 +20,7 @@ from kavi.ledger.models import Event
 def resequence(events: Sequence[Event], after: Event | None) -> list[Event]:
     """``events`` given new sequence numbers and hashes, chained after ``after`` (their
     ids, kinds, subjects, payloads, actors and times unchanged)."""
-    from kavi.ledger.store import event_hash
+    from kavi.hashing import event_hash
 
     out: list[Event] = []
     prev = after
