@@ -33,10 +33,11 @@ from kavi.gitstore import promotion_rules
 from kavi.gitstore.govstate import GovReader
 from kavi.gitstore.protected import Layout
 from kavi.gitstore.record_rules import LineIndex, RecordJudge
+from kavi.gitstore.rejection import REPUBLISH_HINT, Rejection, non_fast_forward, protected_delete
 from kavi.gitstore.repo import ZERO_OID, GitRepo
 from kavi.gitstore.symref import alias_target
 from kavi.gitstore.trust import SigCache
-from kavi.gitstore.trustchain import REPUBLISH_HINT, Judge, Rejection, Scope, TrustRoot, find_root
+from kavi.gitstore.trustchain import Judge, Scope, TrustRoot, find_root
 from kavi.textsafe import fold
 
 LEDGER_REF = "refs/kavi/ledger"  # kavi.gitstore.mirror's, imported lazily (it brings pydantic)
@@ -309,22 +310,11 @@ class HookChecker:
     def _branch_problem(self, u: Update) -> Rejection | None:
         branch = u.ref[len("refs/heads/") :]
         if _is_zero(u.new):
-            return Rejection(
-                u.ref,
-                "protected-branch-delete",
-                f"{branch} is protected and cannot be deleted",
-                "leave the branch; revoke skills with `git kavi revoke-skill`",
-            )
+            return protected_delete(u.ref)
         if self.repo.object_type(u.new) != "commit":
             return Rejection(u.ref, "branch-object", f"{branch} must point at a commit", "push a commit")
         if not _is_zero(u.old) and not self.repo.is_ancestor(u.old, u.new):
-            return Rejection(
-                u.ref,
-                "non-fast-forward",
-                f"force-push to protected branch {branch} ({u.old[:12]} is not an ancestor of {u.new[:12]})",
-                f"fetch, rebase or merge onto origin/{branch}, then push without --force; " + REPUBLISH_HINT,
-                commit=u.new,
-            )
+            return non_fast_forward(u.ref, u.old, u.new)
         hide = ([self.pre_tip] if self.pre_tip else []) if _is_zero(u.old) else [u.old]
         ordered = self.repo.walk_new_commits(u.new, hide)
         new_set = set(ordered)

@@ -33,16 +33,14 @@ from dataclasses import dataclass
 from kavi.gitstore.govstate import GovReader
 from kavi.gitstore.objects import TagInfo, trailers
 from kavi.gitstore.protected import Layout, PathRule, governance_path, signer_lines
+from kavi.gitstore.rejection import REPUBLISH_HINT, Rejection
 from kavi.gitstore.repo import MODE_TREE, GitRepo, RawDelta
+
+__all__ = ["PROMOTE_REMEDY", "REPUBLISH_HINT", "Judge", "Rejection", "Scope", "TrustRoot", "find_root"]
 from kavi.gitstore.trust import SigCache
 from kavi.layout import CONFIG_FILE, KAVI_DIR, SIGNERS_FILE
 from kavi.sshsig import Verdict
-from kavi.textsafe import printable
 
-REPUBLISH_HINT = (
-    "if it is a Kavi promotion that lost a race with another push: "
-    "`git fetch origin && git kavi promote-skill --republish`"
-)
 PROMOTE_REMEDY = (
     "skill changes reach {branch} only through Kavi: `git kavi propose-skill`, `build-skill`, "
     "`verify-skill`, then `git kavi promote-skill <proposal>` (signed by a trusted key), and push "
@@ -61,38 +59,6 @@ class TrustRoot:
     @property
     def lines(self) -> frozenset[str]:
         return signer_lines(self.signers)
-
-
-@dataclass(frozen=True)
-class Rejection:
-    ref: str
-    rule: str
-    why: str
-    remedy: str
-    commit: str | None = None
-    path: str | None = None
-
-    def render(self, repo: GitRepo | None = None) -> str:
-        lines = [f"kavi: REJECTED {printable(self.ref)}"]
-        if self.commit:
-            subject = ""
-            if (
-                repo is not None
-                and repo.has_object(self.commit)
-                and repo.object_type(self.commit) == "commit"
-            ):
-                first = (repo.commit(self.commit).message.splitlines() or [""])[0]
-                subject = f' "{printable(first[:60])}"'
-            lines.append(f"  commit:  {self.commit}{subject}")
-        if self.path:
-            lines.append(f"  path:    {printable(self.path)}")
-        lines.append(f"  rule:    {self.rule}")
-        lines.append(f"  why:     {printable(self.why)}")
-        lines.append(f"  do this: {printable(self.remedy)}")
-        return "\n".join(lines)
-
-    def as_dict(self) -> dict[str, str | None]:
-        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,9 @@ def main(argv: list[str]) -> int:
     )
     rejections = HookChecker(repo, pinned, updates, before=before).check()
     for r in rejections:
-        sys.stderr.write(r.render(repo).replace("kavi: REJECTED", "kavi: the server will reject") + "\n")
+        sys.stderr.write(
+            r.render(repo.subject).replace("kavi: REJECTED", "kavi: the server will reject") + "\n"
+        )
     if rejections:
         sys.stderr.write(
             "kavi: push stopped before it reached the server (skip with `git push --no-verify`)\n"

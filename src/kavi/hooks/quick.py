@@ -18,7 +18,10 @@ the hook; replace refs are ignored) decide as the full rules would:
   matched here (folded prefix, ``test_skill_*.py`` glob).
 
 Anything else goes to the full check in :mod:`kavi.gitstore.hookcheck`. The fast lane
-can only say "accept" when the full check would; when in doubt it declines.
+can only say "accept" when the full check would; when in doubt it declines. It refuses
+on its own only what needs no judgement and the full check refuses in the same words:
+deleting, or rewinding, a branch pinned as protected (asked with ``git merge-base
+--is-ancestor`` before anything else, so a rewind costs the same on any history).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from kavi.gitstore.rejection import Rejection, non_fast_forward, protected_delete
 from kavi.gitstore.symref import alias_target
 from kavi.textsafe import fold
 
@@ -67,6 +71,36 @@ def _layout(tip: str, cache_dir: Path, pinned: dict[str, object]) -> dict[str, o
     return data if "target_branch" in data else None
 
 
+def _is_ancestor(old: str, new: str) -> bool | None:
+    """``git merge-base --is-ancestor``: True, False, or None when git cannot tell."""
+    try:
+        proc = subprocess.run(
+            ["git", "merge-base", "--is-ancestor", old, new],
+            capture_output=True,
+            timeout=120,
+            check=False,
+            env=_ENV,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return {0: True, 1: False}.get(proc.returncode)
+
+
+def refusals(updates: Sequence[tuple[str, str, str]], pinned: dict[str, object]) -> list[Rejection]:
+    """Deletions and rewinds of branches pinned as protected (always protected, whatever
+    the configuration says): refused without loading the full check."""
+    protected = {f"refs/heads/{b}" for b in _names(pinned.get("protected", ["main"]))}
+    out = []
+    for old, new, ref in updates:
+        if ref not in protected or set(old) == {"0"} or alias_target(os.environ.get("GIT_DIR", "."), ref):
+            continue
+        if set(new) == {"0"}:
+            out.append(protected_delete(ref))
+        elif _is_ancestor(old, new) is False:
+            out.append(non_fast_forward(ref, old, new))
+    return out
+
+
 def _names(value: object) -> set[str]:
     return {str(v) for v in value} if isinstance(value, list) else set()
 
@@ -74,7 +108,7 @@ def _names(value: object) -> set[str]:
 def _new_commits(old: str, new: str) -> list[str] | None:
     """Every commit ``new`` adds to ``old`` (line and merged-in), if ``old`` stays on the
     first-parent line of ``new``; None otherwise (a rewind, a merge the wrong way round)."""
-    if old == new or _git("merge-base", "--is-ancestor", old, new) is None:
+    if old == new or not _is_ancestor(old, new):
         return None  # nothing new, or not a fast-forward: asked before any history is streamed
     line = _git("rev-list", "--first-parent", "--parents", new, f"^{old}")
     if not line:
