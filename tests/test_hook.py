@@ -312,7 +312,11 @@ def _forge_promotion(served: Served, *, sign_with: Path | None, tamper: str | No
     git("merge", "--abort", cwd=repo, check=False)
     git("reset", "-q", "--hard", merge, cwd=repo)
     body = message.split("\n\n", 1)[1]
-    tag_msg = f"Kavi promotion: write_note v2\n\n{body}Kavi-Merge: {merge}\nKavi-Tree: {tree}\n"
+    import json
+
+    forge = json.loads((repo / ".git/kavi/trust-root.json").read_text())["forge_id"]
+    trailers = f"Kavi-Merge: {merge}\nKavi-Tree: {tree}\nKavi-Forge: {forge}\n"
+    tag_msg = f"Kavi promotion: write_note v2\n\n{body}{trailers}"
     git(
         "-c",
         f"user.signingkey={(sign_with or served.key)}.pub",

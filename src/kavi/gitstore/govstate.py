@@ -17,6 +17,7 @@ from kavi.gitstore.repo import GitRepo, RawDelta
 from kavi.layout import CONFIG_FILE, KAVI_DIR, SIGNERS_FILE
 
 CONFIG_CACHE = "config-cache-2"
+REGISTRY_CACHE = "registry-cache"  # registry blob -> the files it names (for the fast lane)
 
 
 class GovReader:
@@ -142,9 +143,10 @@ class GovReader:
                 self._registries[key] = None
         return self._registries[key]
 
-    def trusted_files(self, commit: str | None, layout: Layout) -> tuple[str, ...]:
+    def trusted_files(self, commit: str | None, layout: Layout, *, remember: bool = False) -> tuple[str, ...]:
         """The skill and test files the registry at ``commit`` names: what the ledger still
-        trusts, wherever the layout has moved since."""
+        trusts, wherever the layout has moved since. ``remember`` (a commit already on the
+        server) keeps the list on disk for the hook's fast lane."""
         registry = self.registry(commit, layout) or {}
         out: list[str] = []
         for entry in registry.values():
@@ -152,6 +154,17 @@ class GovReader:
                 value = entry.get(key)
                 if isinstance(value, str) and value:
                     out.append(value)
+        if remember and self.cache_dir is not None and commit is not None:
+            blob = self.repo.entry(self.tree(commit), layout.registry_path)
+            path = self.cache_dir / REGISTRY_CACHE / f"{blob.oid}.json" if blob is not None else None
+            if path is not None and not path.exists():
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = path.with_suffix(".tmp")
+                    tmp.write_text(json.dumps(sorted(out)))
+                    tmp.replace(path)
+                except OSError:
+                    pass
         return tuple(out)
 
     # -- changes -----------------------------------------------------------------------------

@@ -94,16 +94,20 @@ class HookChecker:
         cache = Path(pinned.cache_dir) if pinned.cache_dir else None
         self.gov = GovReader(repo, default=pinned.layout, cache_dir=cache)
         self.sigs = SigCache(repo)
-        self.pre_ref, self.pre_tip = self._governing(self._before, remember=True)
-        self.post_ref, self.post_tip = self._governing(self._after)
+        pre_chain: list[Layout] = []
+        post_chain: list[Layout] = []
+        self.pre_ref, self.pre_tip = self._governing(self._before, pre_chain, remember=True)
+        self.post_ref, self.post_tip = self._governing(self._after, post_chain)
         self.pre_layout = self.gov.layout(self.pre_tip, remember=True) if self.pre_tip else pinned.layout
         self.post_layout = self.gov.layout(self.post_tip) if self.post_tip else self.pre_layout
-        self.pre_protected = self._names(pinned.layout.protected, self.pre_layout.protected)
-        self.protected = self._names(self.pre_protected, self.post_layout.protected)
+        # every config on the way to the governing branch protects what it names (its
+        # target included), before and after the push
+        self.pre_protected = self._names(pinned.layout.protected, *(lay.protected for lay in pre_chain))
+        self.protected = self._names(self.pre_protected, *(lay.protected for lay in post_chain))
         for name in self.pre_protected:  # already on the server: the fast lane may read them
             tip = self._before(f"refs/heads/{name}")
             if tip is not None and self.repo.object_type(tip) == "commit":
-                self.gov.layout(tip, remember=True)
+                self.gov.trusted_files(tip, self.gov.layout(tip, remember=True), remember=True)
         forge_id = pinned.forge_id or self._known_forge_id()
         self.judge = Judge(
             repo, TrustRoot(pinned.signers, forge_id), gov=self.gov, sigs=self.sigs, tag_of=self._tag_of
@@ -127,9 +131,10 @@ class HookChecker:
         return self._after(ref) or self.repo.ref_target(ref)
 
     def _governing(
-        self, read: Callable[[str], str | None], *, remember: bool = False
+        self, read: Callable[[str], str | None], chain: list[Layout], *, remember: bool = False
     ) -> tuple[str | None, str | None]:
-        """Follow ``target_branch`` from the first pinned branch through committed configs."""
+        """Follow ``target_branch`` from the first pinned branch through committed configs
+        (``chain`` collects the layouts met on the way)."""
         branch = self.pinned.layout.protected[0]
         found: tuple[str | None, str | None] = (None, None)
         seen: set[str] = set()
@@ -139,7 +144,9 @@ class HookChecker:
             if tip is None or self.repo.object_type(tip) != "commit":
                 break
             found = (f"refs/heads/{branch}", tip)
-            branch = self.gov.layout(tip, remember=remember).target_branch
+            layout = self.gov.layout(tip, remember=remember)
+            chain.append(layout)
+            branch = layout.target_branch
         return found
 
     @staticmethod
@@ -349,10 +356,34 @@ class HookChecker:
                 commit=u.new,
             )
         scope = self._scope(u.ref)
+        if not self.gov.has_keys(u.new):
+            return self._before_the_root(u, ordered)
         found = self.judge.judge(scope, ordered, set(chain))
         if found is None and scope.bound is not None:
             found = self._lagging_state(u)
         return found
+
+    def _before_the_root(self, u: Update, commits: list[str]) -> Rejection | None:
+        """A protected branch still without a root on a server that pins one: nothing Kavi
+        protects may change there before the root arrives (it would vouch for whatever
+        others put there first); the forge's history arrives with its root, in one push."""
+        from kavi.gitstore.protected import PathRule
+
+        rule = PathRule((self.pinned.layout, self.pre_layout, self.post_layout))
+        for commit in commits:
+            parents = self.gov.meta(commit)[1]
+            changes = self.gov.changes(parents[0] if parents else None, commit, rule)
+            if changes:
+                return Rejection(
+                    u.ref,
+                    "no-root-yet",
+                    f"changes {changes[0].path} on a protected branch that has no trust root yet; this "
+                    "server pins one, so governance and skills arrive together with it",
+                    "give the forge its root first (`git kavi trust add`), then push the branch",
+                    commit=commit,
+                    path=changes[0].path,
+                )
+        return None
 
     def _lagging_state(self, u: Update) -> Rejection | None:
         """A protected branch that is not the governing one may not take a skill version

@@ -100,7 +100,9 @@ def _point_unborn_head(git_dir: Path, branch: str | None) -> str | None:
     return f"HEAD pointed at the unborn {current}; it now points at refs/heads/{branch} (protected)"
 
 
-def install_server(target: Path, *, trust: Path | None, protected: list[str] | None, cwd: Path) -> Installed:
+def install_server(
+    target: Path, *, trust: Path | None, protected: list[str] | None, cwd: Path, forge_id: str | None = None
+) -> Installed:
     from kavi.gitstore.protected import Layout, signer_lines
 
     if not target.exists():
@@ -153,6 +155,18 @@ def install_server(target: Path, *, trust: Path | None, protected: list[str] | N
             "no trust root: pass --trust FILE (an allowed_signers file), or run this inside a forge",
             why="the server hook checks even the first push against a trust root pinned now",
         )
+    pinned_id = root.forge_id if root is not None else None
+    if forge_id is not None:
+        if len(forge_id) != 40 or any(c not in "0123456789abcdef" for c in forge_id):
+            raise ValidationError(
+                f"--forge {forge_id!r} is not a full commit id", remedy="pass all 40 hex digits"
+            )
+        if pinned_id is not None and forge_id != pinned_id:
+            raise ValidationError(
+                f"--forge {forge_id[:12]} is not this forge's root ({pinned_id[:12]})",
+                remedy="leave --forge out inside the forge",
+            )
+        pinned_id = forge_id
     if not parse_allowed_signers(signers):
         raise ValidationError(
             "the trust root lists no keys",
@@ -166,7 +180,7 @@ def install_server(target: Path, *, trust: Path | None, protected: list[str] | N
         json.dumps(
             {
                 "config": config.to_dict(),
-                "forge_id": root.forge_id if root is not None else None,
+                "forge_id": pinned_id,
                 "installed_at": now_iso(),
                 "source": source,
                 "python": sys.executable,
@@ -190,12 +204,12 @@ def install_server(target: Path, *, trust: Path | None, protected: list[str] | N
     if head_note:
         result.notes.append(head_note)
     result.notes.append(f"protected branches: {', '.join(config.protected)} (from {source})")
-    if root is not None and root.forge_id:
-        result.notes.append(
-            f"forge {root.forge_id} pinned (its root commit); other forges' records are refused"
-        )
+    if pinned_id:
+        result.notes.append(f"forge {pinned_id} pinned (its root commit); other forges' records are refused")
     else:
-        result.notes.append("forge id not pinned: the first trust root pushed here defines it")
+        result.notes.append(
+            "forge id not pinned: the first trust root pushed here defines it (pin it with --forge ID)"
+        )
     return result
 
 

@@ -40,6 +40,7 @@ from kavi.textsafe import fold
 ZERO = "0" * 40
 _ENV = {**os.environ, "GIT_NO_REPLACE_OBJECTS": "1"}
 CONFIG_CACHE = "config-cache-2"  # written by kavi.gitstore.govstate
+REGISTRY_CACHE = "registry-cache"  # likewise: registry blob -> the files it names
 
 
 def _git(*args: str, stdin: bytes | None = None) -> bytes | None:
@@ -101,6 +102,21 @@ def refusals(updates: Sequence[tuple[str, str, str]], pinned: dict[str, object])
     return out
 
 
+def _trusted_tops(tip: str, layout: dict[str, object], cache_dir: Path) -> set[str] | None:
+    """Folded top-level names of files the registry at ``tip`` still names outside the
+    layout's directories (left behind by a ``skills_dir`` move); None: unknown."""
+    skills, tests = str(layout.get("skills_dir", "skills")), str(layout.get("tests_dir", "tests"))
+    blob = _git("rev-parse", "--verify", "-q", f"{tip}:{skills}/registry.yaml")
+    if blob is None:
+        return set()
+    try:
+        files = json.loads((cache_dir / REGISTRY_CACHE / f"{blob.decode().strip()}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    inside = (fold(skills) + "/", fold(tests) + "/")
+    return {fold(str(f).split("/", 1)[0]) for f in files if not fold(str(f)).startswith(inside)}
+
+
 def _names(value: object) -> set[str]:
     return {str(v) for v in value} if isinstance(value, list) else set()
 
@@ -126,7 +142,13 @@ def _odd(name: str) -> bool:
     return not name.isascii() or "~" in name or ":" in name or name.endswith((".", " "))
 
 
-def _ordinary(old: str, new: str, commits: list[str], layout: dict[str, object]) -> bool:
+def _ordinary(
+    old: str,
+    new: str,
+    commits: list[str],
+    layout: dict[str, object],
+    trusted: frozenset[str] | set[str] = frozenset(),
+) -> bool:
     skills, tests = str(layout.get("skills_dir", "skills")), str(layout.get("tests_dir", "tests"))
     kavi_top, skills_top, tests_top = (fold(p.split("/", 1)[0]) for p in (".kavi", skills, tests))
     # top-level names each commit changes against its first parent (no recursion: cheap)
@@ -140,8 +162,8 @@ def _ordinary(old: str, new: str, commits: list[str], layout: dict[str, object])
     for raw in {t for t in tops.split(b"\0") if t}:
         name = raw.decode("utf-8", "replace")
         folded = fold(name)
-        if _odd(name) or folded in (kavi_top, ".gitattributes"):
-            return False  # an alias, .kavi itself or .gitattributes: the full check decides
+        if _odd(name) or folded in (kavi_top, ".gitattributes") or folded in trusted:
+            return False  # an alias, .kavi itself, .gitattributes, a trusted file's dir: full check
         if folded == skills_top and "/" not in skills:
             return False  # the skills dir changed
         if folded in (skills_top, tests_top):
@@ -177,30 +199,35 @@ def _same_dirs(a: dict[str, object], b: dict[str, object]) -> bool:
     return all(a.get(k, d) == b.get(k, d) for k, d in (("skills_dir", "skills"), ("tests_dir", "tests")))
 
 
-def _governing_layout(cache_dir: Path, pinned: dict[str, object]) -> dict[str, object] | None:
-    """The layout the full check governs by: ``target_branch`` followed from the first
-    pinned branch (else the pinned layout)."""
+def _governing_layout(
+    cache_dir: Path, pinned: dict[str, object]
+) -> tuple[dict[str, object], set[str]] | None:
+    """The layout the full check governs by — ``target_branch`` followed from the first
+    pinned branch (else the pinned layout) — and every branch a config on the way protects."""
     order = pinned.get("protected", ["main"])
     branch = str(order[0]) if isinstance(order, list) and order else "main"
-    found: dict[str, object] | None = pinned
+    found: dict[str, object] = pinned
+    protected = _names(order)
     seen: set[str] = set()
     while branch not in seen:
         seen.add(branch)
         tip = _git("rev-parse", "--verify", "-q", f"refs/heads/{branch}")
         if tip is None:
-            return found
-        found = _layout(tip.decode().strip(), cache_dir, pinned)
-        if found is None:
+            break
+        layout = _layout(tip.decode().strip(), cache_dir, pinned)
+        if layout is None:
             return None
-        branch = str(found.get("target_branch", branch))
-    return found
+        found = layout
+        protected |= _names(layout.get("protected"))
+        branch = str(layout.get("target_branch", branch))
+    return found, protected
 
 
 def accepts(updates: Sequence[tuple[str, str, str]], cache_dir: Path, pinned: dict[str, object]) -> bool:
-    governing = _governing_layout(cache_dir, pinned)
-    if governing is None:
+    resolved = _governing_layout(cache_dir, pinned)
+    if resolved is None:
         return False
-    protected = _names(pinned.get("protected", ["main"])) | _names(governing.get("protected"))
+    governing, protected = resolved
     protected_refs = {f"refs/heads/{b}" for b in protected}
     folded = {fold(r) for r in protected_refs}
     for old, new, ref in updates:
@@ -218,10 +245,11 @@ def accepts(updates: Sequence[tuple[str, str, str]], cache_dir: Path, pinned: di
         if layout is None or not _names(layout.get("protected")) <= protected:
             return False  # the old tip protects more branches than the governing config: full check
         commits = _new_commits(old, new)
-        if commits is None:
+        trusted = _trusted_tops(old, layout, cache_dir)
+        if commits is None or trusted is None:
             return False
         # judged by the branch's own layout and by the governing one, as the full check does
         layouts = [layout] if _same_dirs(layout, governing) else [layout, governing]
-        if not all(_ordinary(old, new, commits, lay) for lay in layouts):
+        if not all(_ordinary(old, new, commits, lay, trusted) for lay in layouts):
             return False
     return True
