@@ -8,14 +8,13 @@ target branch after the push.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from conftest import Verified
-from support.forge import git, kavi, kavi_json, new_repo, ssh_key, use_signing_key
+from support.forge import forge_id, git, kavi, kavi_json, new_repo, other_forge, ssh_key, use_signing_key
 from support.records import forged_event
 from test_hook import (  # noqa: F401  (fixtures are looked up by name)
     ALL_REFS,
@@ -38,10 +37,6 @@ def _ok(res: subprocess.CompletedProcess[str]) -> None:
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-def _forge_id(repo: Path) -> str:
-    return json.loads((repo / ".git/kavi/trust-root.json").read_text())["forge_id"]
-
-
 def _add_key(served: Served, tmp_path: Path, name: str) -> Path:
     """A second trusted key, added with `git kavi trust add` (signed by the current user)."""
     key = ssh_key(tmp_path / name, f"id_{name}", comment=f"{name}@example.com")
@@ -52,15 +47,6 @@ def _add_key(served: Served, tmp_path: Path, name: str) -> Path:
 def _fingerprint(repo: Path, who: str) -> str:
     keys = kavi_json("trust", "show", cwd=repo)["keys"]
     return str(next(k["fingerprint"] for k in keys if who in k["principals"]))
-
-
-def _other_forge(tmp_path: Path) -> Path:
-    """Ada's second forge: same key, its own history and root."""
-    other = new_repo(tmp_path / "other")
-    (other / "README.md").write_text("# another forge of the same person\n")
-    git("commit", "-q", "-am", "another project", cwd=other)
-    kavi_json("init", cwd=other)
-    return other
 
 
 # -- every commit a protected branch reaches ------------------------------------------------
@@ -192,7 +178,7 @@ def test_target_branch_change(promoted: Served, tmp_path: Path) -> None:
     _ok(promoted.push("trunk"))
     # a record Ada signs naming trunk's history where she was still trusted is refused
     forged_event(
-        repo, key=promoted.key, forge_id=_forge_id(repo), governance=ada_trusted, signer="ada@example.com"
+        repo, key=promoted.key, forge_id=forge_id(repo), governance=ada_trusted, signer="ada@example.com"
     )
     _rejected(promoted.push("refs/kavi/ledger"), "ledger-signature", "no longer trusted on trunk")
     git("update-ref", "refs/kavi/ledger", promoted.server_refs()["refs/kavi/ledger"], cwd=repo)
@@ -222,24 +208,24 @@ def test_another_forges_bootstrap_on_an_empty_server(tmp_path: Path) -> None:
     use_signing_key(ssh_key(tmp_path / "keys"))
     mine = new_repo(tmp_path / "mine")
     kavi_json("init", cwd=mine)
-    other = _other_forge(tmp_path)
+    other = other_forge(tmp_path)
     origin = tmp_path / "origin.git"
     git("init", "-q", "--bare", str(origin), cwd=tmp_path)
     kavi_json("hooks", "install", "--server", str(origin), cwd=mine)
     res = subprocess.run(["git", "push", str(origin), "main"], cwd=other, capture_output=True, text=True)
-    _rejected(res, "foreign-root", _forge_id(other))
+    _rejected(res, "foreign-root", forge_id(other))
     assert git("--git-dir", str(origin), "for-each-ref", cwd=tmp_path) == ""
     _ok(subprocess.run(["git", "push", str(origin), "main"], cwd=mine, capture_output=True, text=True))
 
 
 def test_another_forges_tags_ledger_and_notes(served: Served, tmp_path: Path) -> None:
-    other = _other_forge(tmp_path)
+    other = other_forge(tmp_path)
     (other / "NOTES.md").write_text("later work, so the tagged commit's parent has keys\n")
     _commit_all(other, "later work")
     git("remote", "add", "origin", str(served.origin), cwd=other)
     # a signed tag of the other forge squatting this forge's names
     for name in ("kavi/write_note/v2", "kavi/write_note/v1-revoked"):
-        body = f"Kavi promotion: squat\n\nKavi-Forge: {_forge_id(other)}\nKavi-Tree: x\n"
+        body = f"Kavi promotion: squat\n\nKavi-Forge: {forge_id(other)}\nKavi-Tree: x\n"
         git("tag", "-s", "-m", body, name, "main", cwd=other)
         _rejected(
             subprocess.run(
@@ -259,7 +245,7 @@ def test_another_forges_tags_ledger_and_notes(served: Served, tmp_path: Path) ->
     git("notes", "--ref=kavi", "add", "-m", "Kavi-Verification-Status: PASSED", "main", cwd=other)
     tree = git("rev-parse", "refs/notes/kavi^{tree}", cwd=other)
     message = "notes\n\n" + record_trailers(
-        _forge_id(other), git("rev-parse", "main", cwd=other), "ada@example.com"
+        forge_id(other), git("rev-parse", "main", cwd=other), "ada@example.com"
     )
     notes = git("commit-tree", tree, "-S", "-m", message, cwd=other)
     git("update-ref", "refs/notes/kavi", notes, cwd=other)
@@ -274,7 +260,7 @@ def test_another_forges_tags_ledger_and_notes(served: Served, tmp_path: Path) ->
 def test_a_tag_must_name_a_landed_promotion(promoted: Served) -> None:
     """A correctly signed tag of this forge on a commit that is not a promotion or revocation."""
     repo = promoted.repo
-    body = f"Kavi promotion: write_note v2\n\nKavi-Forge: {_forge_id(repo)}\n"
+    body = f"Kavi promotion: write_note v2\n\nKavi-Forge: {forge_id(repo)}\n"
     git("tag", "-s", "-m", body, "kavi/write_note/v2", "main", cwd=repo)
     _rejected(promoted.push("refs/tags/kavi/write_note/v2"), "tag-target")
 

