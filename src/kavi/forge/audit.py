@@ -111,7 +111,22 @@ class Auditor:
                 False,
                 f"{p.rule}: {p.why}",
             )
+        self.notes_records(s)
         return s
+
+    def notes_records(self, s: Section) -> None:
+        """Every commit of refs/notes/kavi is a record of this forge (the hook's rule)."""
+        if self.notes_tip is None:
+            return
+        commits = self.repo.walk_new_commits(self.notes_tip, [])
+        self.records.last_position = None
+        self.records.prefetch({c: self.repo.commit(c).message for c in commits})
+        for commit in commits:
+            found = self.records.problem(commit, self.repo.commit(commit).message)
+            if found is not None:
+                s.add(f"notes commit {commit[:12]} is a record of this forge", False, found[1])
+                return
+        s.add(f"refs/notes/kavi: {len(commits)} signed record(s) of this forge", True)
 
     def promotion(self, p: Promotion) -> Section:
         from kavi.gitstore.objects import read_tag, trailers

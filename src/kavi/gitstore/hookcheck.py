@@ -356,9 +356,10 @@ class HookChecker:
                 commit=u.new,
             )
         scope = self._scope(u.ref)
-        if not self.gov.has_keys(u.new):
-            return self._before_the_root(u, ordered)
         found = self.judge.judge(scope, ordered, set(chain))
+        if found is None and not self.gov.has_keys(u.new):
+            # nothing with a key was changed (the judge refuses that): the branch has no root yet
+            found = self._before_the_root(u, ordered)
         if found is None and scope.bound is not None:
             found = self._lagging_state(u)
         return found
