@@ -108,10 +108,8 @@ def part_one(root: Path, env: dict[str, str], files: int, commits: int, rounds: 
             n = commits - 1 if governance else commits
             for i in range(n):
                 counter += 1
-                lines += commit_block(
-                    "main", counter, f"small change {counter}", inline(f"f{counter % files:05d}.txt", f"v{counter}\n"),
-                    tip if i == 0 else None,
-                )  # fmt: skip
+                change = inline(f"f{counter % files:05d}.txt", f"v{counter}\n")
+                lines += commit_block("main", counter, f"small change {counter}", change, tip if i == 0 else None)
             fast_import(repo, env, lines)
             sh("git", "reset", "-q", "--hard", "main", cwd=repo, env=env)
             without = timed(repo, env, "plain", "main")
