@@ -109,7 +109,9 @@ def part_one(root: Path, env: dict[str, str], files: int, commits: int, rounds: 
             for i in range(n):
                 counter += 1
                 change = inline(f"f{counter % files:05d}.txt", f"v{counter}\n")
-                lines += commit_block("main", counter, f"small change {counter}", change, tip if i == 0 else None)
+                lines += commit_block(
+                    "main", counter, f"small change {counter}", change, tip if i == 0 else None
+                )
             fast_import(repo, env, lines)
             sh("git", "reset", "-q", "--hard", "main", cwd=repo, env=env)
             without = timed(repo, env, "plain", "main")
