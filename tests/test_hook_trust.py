@@ -349,3 +349,57 @@ def test_keyless_init_trust_add_server_push_and_rotation(tmp_path: Path) -> None
     git("-c", f"user.signingkey={ada}.pub", "commit", "-q", "-S", "-m", "ada, after her removal", cwd=repo)
     res = subprocess.run(["git", "push", "origin", "main"], cwd=repo, capture_output=True, text=True)
     _rejected(res, "governance-untrusted", ".kavi/policy.yaml")
+
+
+def test_skills_dir_move_then_promote_and_revoke(verified: Verified, tmp_path: Path) -> None:
+    """Finding: after a signed skills_dir move no promotion or revocation was accepted."""
+    from support.forge import WRITE_NOTE_DIR, WRITE_NOTE_SCHEMA
+
+    repo = verified.repo
+    origin = tmp_path / "origin.git"
+    git("init", "-q", "--bare", str(origin), cwd=tmp_path)
+    git("remote", "add", "origin", str(origin), cwd=repo)
+    kavi_json("hooks", "install", "--server", str(origin), cwd=repo)
+    served = Served(repo, origin, verified.key)
+    kavi_json("promote-skill", verified.proposal_id, "--yes", cwd=repo)
+    _ok(served.push(*ALL_REFS))
+    move_skills_dir(repo, "lib/skills")
+    _ok(served.push("main"))
+    kavi_json("revoke-skill", "write_note", "--reason", "replaced by write_memo", "--yes", cwd=repo)
+    _ok(served.push(*ALL_REFS))
+    # a new skill, built, verified and promoted in the new layout
+    source = tmp_path / "memo"
+    (source / "lib" / "skills").mkdir(parents=True)
+    (source / "tests").mkdir()
+    rename = {"write_note": "write_memo", "WriteNote": "WriteMemo"}
+    for src, dst in (
+        (WRITE_NOTE_DIR / "skills" / "write_note.py", source / "lib" / "skills" / "write_memo.py"),
+        (
+            WRITE_NOTE_DIR / "tests" / "test_skill_write_note.py",
+            source / "tests" / "test_skill_write_memo.py",
+        ),
+    ):
+        text = src.read_text()
+        for old, new in rename.items():
+            text = text.replace(old, new)
+        dst.write_text(text)
+    pid = kavi_json(
+        "propose-skill", "--name", "write_memo", "--desc", "Write a memo", "--side-effect", "FILE_WRITE",
+        "--io-schema-json", WRITE_NOTE_SCHEMA, cwd=repo,
+    )["proposal_id"]  # fmt: skip
+    kavi_json("build-skill", pid, "--backend", "files", "--from", str(source), cwd=repo)
+    assert kavi_json("verify-skill", pid, cwd=repo)["status"] == "PASSED"
+    promoted = kavi_json("promote-skill", pid, "--yes", cwd=repo)
+    merge = promoted["merge_commit"]
+    assert git("diff", "--name-only", f"{merge}^1", merge, cwd=repo).split() == [
+        "lib/skills/registry.yaml", "lib/skills/write_memo.py", "tests/test_skill_write_memo.py",
+    ]  # fmt: skip
+    _ok(served.push(*ALL_REFS))
+    fresh = tmp_path / "fresh"
+    git("clone", "-q", str(origin), str(fresh), cwd=tmp_path)
+    git("fetch", "-q", "origin", "refs/kavi/*:refs/kavi/*", "refs/notes/kavi:refs/notes/kavi", cwd=fresh)
+    assert [s["name"] for s in kavi_json("list-skills", cwd=fresh)["skills"]] == ["write_memo"]
+    ran = kavi_json(
+        "run-skill", "write_memo", "--json", '{"path": "m.md", "title": "T", "body": "B"}', cwd=fresh
+    )
+    assert ran["status"] == "SUCCEEDED"
