@@ -115,6 +115,19 @@ def protect_release(repo: Path) -> None:
     _commit_all(repo, "protect release", "-S")
 
 
+def move_skills_dir(repo: Path, new: str) -> str:
+    """A signed governance commit moving ``skills_dir`` to ``new``, carrying the registry
+    along (the trust rule requires it: the registry keeps naming what the ledger trusts)."""
+    cfg = repo / ".kavi" / "config.yaml"
+    text = cfg.read_text()
+    assert "skills_dir: skills\n" in text
+    cfg.write_text(text.replace("skills_dir: skills\n", f"skills_dir: {new}\n"))
+    if (repo / "skills" / "registry.yaml").exists():
+        (repo / new).mkdir(parents=True, exist_ok=True)
+        git("mv", "skills/registry.yaml", f"{new}/registry.yaml", cwd=repo)
+    return _commit_all(repo, f"governance: skills now live in {new}/", "-S")
+
+
 def server_git(served: Served, *args: str) -> str:
     return git("--git-dir", str(served.origin), *args, cwd=served.origin.parent)
 
@@ -299,7 +312,11 @@ def _forge_promotion(served: Served, *, sign_with: Path | None, tamper: str | No
     git("merge", "--abort", cwd=repo, check=False)
     git("reset", "-q", "--hard", merge, cwd=repo)
     body = message.split("\n\n", 1)[1]
-    tag_msg = f"Kavi promotion: write_note v2\n\n{body}Kavi-Merge: {merge}\nKavi-Tree: {tree}\n"
+    import json
+
+    forge = json.loads((repo / ".git/kavi/trust-root.json").read_text())["forge_id"]
+    trailers = f"Kavi-Merge: {merge}\nKavi-Tree: {tree}\nKavi-Forge: {forge}\n"
+    tag_msg = f"Kavi promotion: write_note v2\n\n{body}{trailers}"
     git(
         "-c",
         f"user.signingkey={(sign_with or served.key)}.pub",

@@ -30,6 +30,7 @@ from test_hook import (  # noqa: F401  (fixtures are looked up by name)
     Served,
     _commit_all,
     _rejected,
+    move_skills_dir,
     promoted,
     served,
     served_template,
@@ -260,11 +261,7 @@ def test_registry_rewritten_with_the_same_meaning(promoted: Served) -> None:
 
 
 def _move_skills_dir(repo: Path, new: str) -> None:
-    cfg = repo / ".kavi/config.yaml"
-    text = cfg.read_text()
-    assert "skills_dir: skills\n" in text
-    cfg.write_text(text.replace("skills_dir: skills\n", f"skills_dir: {new}\n"))
-    _commit_all(repo, f"governance: skills now live in {new}/", "-S")  # trusted and signed
+    move_skills_dir(repo, new)  # trusted and signed, the registry carried along
 
 
 def test_skills_dir_moved_and_the_new_dir_filled_in_the_same_push(promoted: Served) -> None:
@@ -277,9 +274,10 @@ def test_skills_dir_moved_and_the_new_dir_filled_in_the_same_push(promoted: Serv
     repo = promoted.repo
     before = promoted.server_refs()
     _move_skills_dir(repo, "lib/skills")
-    (repo / "lib" / "skills").mkdir(parents=True)
+    (repo / "lib" / "skills").mkdir(parents=True, exist_ok=True)
     (repo / "lib" / "skills" / "write_note.py").write_text(EVIL)
-    shutil.copy(repo / "skills" / "registry.yaml", repo / "lib" / "skills" / "registry.yaml")
+    registry = repo / "lib" / "skills" / "registry.yaml"
+    registry.write_text(registry.read_text() + "# write_note now lives here\n")
     commit = _commit_all(repo, "unreviewed skill in the new skills dir")
     _rejected(promoted.push("main"), "protected-path", "lib/skills/", commit)
     _unchanged(promoted, before)
@@ -843,7 +841,7 @@ def test_ledger_extension_signed_by_another_key_claiming_ada(promoted: Served, t
 
 
 def test_ledger_event_with_forged_content(promoted: Served) -> None:
-    """A signed, contiguous, linked event whose JSON was edited after hashing."""
+    """A signed, contiguous, linked event of this forge whose JSON was edited after hashing."""
     import json
 
     repo = promoted.repo
@@ -859,7 +857,11 @@ def test_ledger_event_with_forged_content(promoted: Served) -> None:
         "id": "00000000-0000-4000-8000-000000000000",
         "payload": {**prev["payload"], "reason": "forged"},
     }  # hash left as the previous event's
-    body = f"kavi ledger #{event['seq']}: forged\n\nKavi-Event-JSON: {json.dumps(event)}\n"
+    # the record trailers (forge, governance, signer) copied: only the hash can give it away
+    kept = "".join(
+        f"{ln}\n" for ln in message.splitlines() if ln.startswith(("Kavi-Forge", "Kavi-Gov", "Kavi-Signer"))
+    )
+    body = f"kavi ledger #{event['seq']}: forged\n\n{kept}Kavi-Event-JSON: {json.dumps(event)}\n"
     tree = git("rev-parse", f"{tip}^{{tree}}", cwd=repo)
     forged = git("commit-tree", tree, "-p", tip, "-S", "-m", body, cwd=repo)
     git("update-ref", "refs/kavi/ledger", forged, cwd=repo)

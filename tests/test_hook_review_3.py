@@ -16,6 +16,7 @@ from test_hook import (  # noqa: F401  (fixtures are looked up by name)
     Served,
     _commit_all,
     _rejected,
+    move_skills_dir,
     promoted,
     protect_release,
     served,
@@ -133,9 +134,7 @@ def test_fast_lane_judges_a_second_branch_by_the_governing_layout(promoted: Serv
     repo = promoted.repo
     protect_release(repo)
     assert promoted.push("main", "main:refs/heads/release").returncode == 0
-    cfg = repo / ".kavi" / "config.yaml"
-    cfg.write_text(cfg.read_text().replace("skills_dir: skills\n", "skills_dir: lib/skills\n"))
-    _commit_all(repo, "skills move to lib/skills", "-S")
+    move_skills_dir(repo, "lib/skills")
     assert promoted.push("main").returncode == 0
     git("checkout", "-q", "-b", "rel", "origin/release", cwd=repo)
     (repo / "lib" / "skills").mkdir(parents=True)

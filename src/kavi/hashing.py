@@ -17,6 +17,12 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def event_hash(fields: dict[str, Any]) -> str:
+    """BLAKE3 over the canonical form of a ledger event (everything but ``hash``)."""
+    body = {k: v for k, v in fields.items() if k != "hash"}
+    return blake3_hex(canonical_json(body).encode("utf-8"))
+
+
 def git_blob_id(data: bytes) -> str:
     """The id git gives ``data`` as a blob (SHA-1 object format)."""
     header = f"blob {len(data)}\0".encode()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kavi.errors import SigningError
-from kavi.sshsig import SshSigner, principals_for_key, signer_from_key
+from kavi.sshsig import SshSigner, parse_allowed_signers, principals_for_key, signer_from_key
 
 if TYPE_CHECKING:
     from kavi.gitstore.repo import GitRepo
@@ -46,9 +46,22 @@ def user_signer_or_none(repo: GitRepo) -> SshSigner | None:
         return None
 
 
+def with_principal(signer: SshSigner, principal: str) -> SshSigner:
+    """``signer`` signing under ``principal`` (the one ``allowed_signers`` gives its key)."""
+    from dataclasses import replace
+
+    return replace(signer, principal=principal)
+
+
 def trusted_principal(signer: SshSigner, allowed_signers: str, *, branch: str) -> str:
     """The principal ``allowed_signers`` gives ``signer``'s key; refuse an untrusted key."""
     principals = principals_for_key(allowed_signers, signer.public_key)
+    if not principals and not parse_allowed_signers(allowed_signers):
+        raise SigningError(
+            f"this forge has no trust root yet: .kavi/allowed_signers on {branch} lists no key",
+            why="the first key becomes the forge's trust root; it must sign its own addition",
+            remedy="make your signing key the root: git kavi trust add",
+        )
     if not principals:
         raise SigningError(
             f"your signing key {signer.fingerprint} is not in .kavi/allowed_signers on {branch}",

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,23 +218,33 @@ def signature_public_key(signature: str) -> str | None:
 
 _SIGNER_FILES: dict[str, Path] = {}
 _SIGNER_DIR: list[Path] = []
+_SIGNER_LOCK = threading.Lock()
 
 
 def _signers_file(allowed_signers: str) -> Path:
-    """One file per distinct allowed-signers text for the life of the process."""
+    """One file per distinct allowed-signers text for the life of the process.
+
+    Thread-safe: the file is written under a lock to a private name and renamed into
+    place, and never rewritten — a concurrent ``ssh-keygen`` reading it can never see
+    it truncated or half-written (which read as "no such signer").
+    """
     import atexit
     import hashlib
 
-    found = _SIGNER_FILES.get(allowed_signers)
-    if found is not None and found.exists():
-        return found
-    if not _SIGNER_DIR:
-        _SIGNER_DIR.append(Path(tempfile.mkdtemp(prefix="kavi-signers-")))
-        atexit.register(shutil.rmtree, _SIGNER_DIR[0], True)
-    path = _SIGNER_DIR[0] / hashlib.sha256(allowed_signers.encode()).hexdigest()
-    path.write_text(allowed_signers)
-    _SIGNER_FILES[allowed_signers] = path
-    return path
+    with _SIGNER_LOCK:
+        found = _SIGNER_FILES.get(allowed_signers)
+        if found is not None and found.exists():
+            return found
+        if not _SIGNER_DIR or not _SIGNER_DIR[0].is_dir():
+            _SIGNER_DIR[:] = [Path(tempfile.mkdtemp(prefix="kavi-signers-"))]
+            atexit.register(shutil.rmtree, _SIGNER_DIR[0], True)
+        path = _SIGNER_DIR[0] / hashlib.sha256(allowed_signers.encode()).hexdigest()
+        fd, tmp = tempfile.mkstemp(prefix=".part-", dir=_SIGNER_DIR[0])
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(allowed_signers)
+        os.replace(tmp, path)
+        _SIGNER_FILES[allowed_signers] = path
+        return path
 
 
 def verify(
@@ -294,5 +305,14 @@ def verify(
             if proc.returncode == 0:
                 return Verdict(True, candidate, key_fp, "good signature")
     if principal is not None:
+        listed = principals_for_key(allowed_signers, embedded) if embedded else []
+        if listed and principal not in listed:
+            return Verdict(
+                False,
+                None,
+                key_fp,
+                f"the record names signer {principal}, but allowed_signers gives this key "
+                f"{', '.join(listed)} (Kavi signs under the principal of the key's line)",
+            )
         return Verdict(False, None, key_fp, f"not a valid signature by an allowed key of {principal}")
     return Verdict(False, None, key_fp, "signature does not verify (or the key is not valid now)")

@@ -182,3 +182,18 @@ def use_advisor(repo: Path, base_url: str, **extra: Any) -> None:
         }
 
     edit_config(repo, change, "test: research advisor")
+
+
+def forge_id(repo: Path) -> str:
+    """The forge id (root commit) a clone pinned."""
+    return str(json.loads((repo / ".git/kavi/trust-root.json").read_text())["forge_id"])
+
+
+def other_forge(tmp_path: Path, name: str = "other") -> Path:
+    """Another forge of the same signer: its own history (so its own root), same key."""
+    other = new_repo(tmp_path / name)
+    (other / "README.md").write_text(f"# {name}: another project of the same person\n")
+    git("commit", "-q", "-am", "another project", cwd=other)
+    res = kavi("init", cwd=other)
+    assert res.code == 0, res.output
+    return other

@@ -53,6 +53,14 @@ def require(approval: object, plan_digest: str, action: str) -> None:
     approval.check(plan_digest)
 
 
+def approve_within(parent: Approval, plan_digest: str) -> Approval:
+    """An approval for one step of a larger plan a person approved as a whole (the
+    promotions ``--republish`` signs again, each checked against what was shown)."""
+    if not isinstance(parent, Approval):
+        raise ApprovalError("a step needs the approval of the plan it belongs to")
+    return Approval(plan_digest, parent.approver, parent.method, _MINT)
+
+
 def stdin_is_terminal() -> bool:
     try:
         return sys.stdin.isatty()

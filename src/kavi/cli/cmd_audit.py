@@ -97,6 +97,12 @@ def register_hooks(app: typer.Typer) -> None:
             Optional[list[str]],  # noqa: UP045
             typer.Option("--protect", help="Protected branch (repeatable; default from the forge config)."),
         ] = None,
+        forge_id: Annotated[
+            Optional[str],  # noqa: UP045
+            typer.Option(
+                "--forge", help="The forge id (its root commit) to pin, when not run inside the forge."
+            ),
+        ] = None,
         fmt: FormatOpt = Format.text,
     ) -> None:
         """Install the server-side pre-receive hook (--server) or this clone's pre-push check.
@@ -108,12 +114,12 @@ def register_hooks(app: typer.Typer) -> None:
         from kavi.hooks.install import install_client, install_server
 
         if server is not None:
-            result = install_server(server, trust=trust, protected=protect, cwd=Path.cwd())
+            result = install_server(server, trust=trust, protected=protect, cwd=Path.cwd(), forge_id=forge_id)
         else:
-            if trust is not None or protect:
+            if trust is not None or protect or forge_id:
                 from kavi.errors import UsageError
 
-                raise UsageError("--trust and --protect only apply with --server")
+                raise UsageError("--trust, --protect and --forge only apply with --server")
             result = install_client(Path.cwd())
         lines = [f"installed {result.hook}"]
         if result.chained:

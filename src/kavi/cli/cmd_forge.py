@@ -66,6 +66,29 @@ def _spent_text(usage: dict[str, Any]) -> str:
     )
 
 
+def _trust_lines(res: Any) -> list[str]:
+    """What `init` says about keys: always what is committed, never a guess."""
+    if res.root:
+        root = f"  trust root: forge {res.root} (pinned in this clone)"
+    else:
+        root = "  trust root: none yet — .kavi/allowed_signers lists no key"
+    if res.signer is None:
+        return [
+            root,
+            "  signing key: none configured; set one up (git config gpg.format ssh; "
+            "git config user.signingkey ~/.ssh/id_ed25519.pub)"
+            + (", then make it the root: git kavi trust add" if not res.root else ""),
+        ]
+    if res.signer_listed:
+        return [root, f"  signing key: {res.signer} ({res.signer_key}) — listed in .kavi/allowed_signers"]
+    hint = (
+        "make it the root: git kavi trust add"
+        if not res.root
+        else "ask a trusted signer to trust it: git kavi trust add KEY.pub --principal " + res.signer
+    )
+    return [root, f"  signing key: {res.signer} ({res.signer_key}) — NOT in .kavi/allowed_signers; {hint}"]
+
+
 def register(app: typer.Typer) -> None:
     @app.command("init")
     def init_cmd(
@@ -91,12 +114,7 @@ def register(app: typer.Typer) -> None:
         else:
             lines.append("  governance files already committed — nothing to change")
         lines.append(f"  ledger: {res.ledger_path}" + (" (created)" if res.ledger_created else ""))
-        lines.append(
-            f"  signing key: {res.signer} (listed in .kavi/allowed_signers)"
-            if res.signer
-            else "  signing key: none configured — promotion will need one "
-            "(git config gpg.format ssh; git config user.signingkey ~/.ssh/id_ed25519.pub)"
-        )
+        lines += _trust_lines(res)
         for item in res.configured:
             lines.append(f"  git config: {item}")
         from kavi.cli.hints import kavi as hint
@@ -112,6 +130,9 @@ def register(app: typer.Typer) -> None:
                 "ledger": str(res.ledger_path),
                 "ledger_created": res.ledger_created,
                 "signer": res.signer,
+                "signer_key": res.signer_key,
+                "signer_listed": res.signer_listed,
+                "trust_root": res.root,
                 "configured": res.configured,
             },
             "\n".join(lines),

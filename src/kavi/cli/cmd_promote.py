@@ -1,6 +1,6 @@
 """Commands: promote-skill, list-skills, run-skill, ledger sync/import, audit, provenance, doctor."""
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -12,8 +12,20 @@ from kavi.cli.output import Format
 def register(app: typer.Typer) -> None:
     @app.command("promote-skill")
     def promote_cmd(
-        proposal: Annotated[str, typer.Argument(help="Proposal id, unique prefix, or skill name.")],
+        proposal: Annotated[
+            Optional[str],  # noqa: UP045
+            typer.Argument(help="Proposal id, unique prefix, or skill name."),
+        ] = None,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve without the prompt.")] = False,
+        republish: Annotated[
+            bool,
+            typer.Option(
+                "--republish",
+                help="Publish again after another push won the race: your promotions and ledger "
+                "events, re-signed onto the remote's new tips.",
+            ),
+        ] = False,
+        remote: Annotated[str, typer.Option("--remote", help="The remote to republish onto.")] = "origin",
         fmt: FormatOpt = Format.text,
     ) -> None:
         """Merge a verified build into the target branch, signed by you (user command).
@@ -21,9 +33,12 @@ def register(app: typer.Typer) -> None:
         Shows what will be merged and asks for confirmation (--yes skips the prompt;
         without a terminal and without --yes it refuses). Creates the signed merge
         commit (with registry.yaml), the signed tag kavi/<name>/v<N>, signed notes and
-        signed ledger-mirror commits.
+        signed ledger-mirror commits. With --republish (after a push was refused because
+        someone else pushed first) it shows what changed on the remote and signs your
+        promotions and ledger events again on top of it.
 
         Example: git kavi promote-skill write_note
+                 git kavi promote-skill --republish
         """
         output.use(fmt)
         import json
@@ -35,6 +50,17 @@ def register(app: typer.Typer) -> None:
         from kavi.forge.promote import describe_plan, diff_command, plan_promotion, promote
         from kavi.signing import user_signer
 
+        if republish:
+            if proposal is not None:
+                from kavi.errors import UsageError
+
+                raise UsageError("--republish takes no proposal: it republishes what lost the race")
+            _republish(remote, yes)
+            return
+        if proposal is None:
+            from kavi.errors import UsageError
+
+            raise UsageError("name the proposal to promote", remedy="git kavi promote-skill <proposal>")
         forge = open_forge()
         signer = user_signer(forge.repo)
         plan = plan_promotion(forge, proposal, signer)
@@ -74,6 +100,67 @@ def register(app: typer.Typer) -> None:
             + kavi_hint(
                 "Run", "run-skill", p.skill_name, "--json", json.dumps(example_input(plan.proposal.io_schema))
             ),
+        )
+
+    def _republish(remote: str, yes: bool) -> None:
+        import sys
+
+        from kavi.cli.approval import approve_within, obtain_approval
+        from kavi.forge import republish as rp
+        from kavi.forge.promote import promote
+        from kavi.signing import trusted_principal, user_signer
+
+        forge = open_forge()
+        signer = user_signer(forge.repo)
+        plan = rp.prepare(forge, remote, signer)
+        principal = trusted_principal(signer, forge.allowed_signers(), branch=plan.branch)
+        if not output.is_json():
+            sys.stderr.write(rp.describe(plan) + "\n")
+        approval = obtain_approval(
+            plan_digest=plan.digest,
+            approver=principal,
+            yes=yes,
+            question=f"Republish onto {remote}/{plan.branch}?",
+            action="republishing",
+        )
+        rp.reset_to_upstream(forge, plan, approval)
+        promoted = []
+        for lost in plan.lost:
+            again = rp.replan(forge, plan, lost, signer)
+            promoted.append(promote(forge, again, approve_within(approval, again.digest)).promotion)
+        mirrored = rp.finish(forge, plan, signer)
+        push = (
+            f"git push {remote} {plan.branch} 'refs/tags/kavi/*:refs/tags/kavi/*' "
+            "refs/notes/kavi refs/kavi/ledger"
+        )
+        lines = [f"Republished onto {remote}/{plan.branch} ({plan.upstream_tip[:12]}):"]
+        lines += [
+            f"  {p.skill_name} v{p.version}: merge {p.merge_commit[:12]}, tag {p.tag_name}" for p in promoted
+        ]
+        lines.append(
+            f"  ledger: {len(plan.kept)} event(s) of yours re-sequenced; "
+            f"{mirrored} signed onto refs/kavi/ledger"
+        )
+        lines.append(f"Next: {push}")
+        output.emit(
+            {
+                "remote": remote,
+                "branch": plan.branch,
+                "upstream_tip": plan.upstream_tip,
+                "promotions": [
+                    {
+                        "skill": p.skill_name,
+                        "version": p.version,
+                        "merge_commit": p.merge_commit,
+                        "tag": p.tag_name,
+                    }
+                    for p in promoted
+                ],
+                "resequenced_events": len(plan.kept),
+                "mirrored_events": mirrored,
+                "next": push,
+            },
+            "\n".join(lines),
         )
 
     @app.command("revoke-skill")

@@ -1,6 +1,9 @@
 """``git kavi audit [<skill>]``: the chain of custody, every signature checked, every hash re-computed.
 
-For each skill (or the one named): the proposal and its SKILL_SPEC, the promoted build
+First the trust: the clone's pinned root (forge id, key fingerprints) and whether every
+commit of the target branch is sanctioned from it (the rule the server hook applies,
+:mod:`kavi.forge.trust`). Then, for each skill (or the one named): the proposal and its
+SKILL_SPEC, the promoted build
 (packet, log, build note), the verification bound to the build commit (report, note),
 every promotion (merge commit signature, tag signature and what it binds, the skill
 blob in the merge tree, the file on disk, the registry entry, the promotion note), any
@@ -39,16 +42,19 @@ class Section:
 class Auditor:
     def __init__(self, forge: Forge) -> None:
         from kavi.forge.init import NOTES_REF
+        from kavi.forge.trust import record_judge, trust_state
         from kavi.gitstore.mirror import LEDGER_REF
         from kavi.gitstore.trust import SignersAt
 
+        self.state = trust_state(forge)
+        self.records = record_judge(forge)
         self.forge = forge
         self.repo = forge.repo
         self.ledger = forge.ledger
         self.signers_at = SignersAt(self.repo)
         self.notes_tip = self.repo.ref_target(NOTES_REF)
         self.mirror_tip = self.repo.ref_target(LEDGER_REF)
-        self.target_tip = self.repo.branch_tip(forge.committed_config.target_branch)
+        self.target_tip = self.state.governing
         self._mirror_sig: dict[str, str | None] = {}
 
     # -- helpers -------------------------------------------------------------------
@@ -85,8 +91,45 @@ class Auditor:
 
     # -- sections --------------------------------------------------------------------
 
+    def trust(self) -> Section:
+        from kavi.forge.trust import fingerprints
+
+        state = self.state
+        s = Section(f"trust: {state.branch} from the pinned root")
+        if state.root is None or state.forge_id is None:
+            has_promotions = bool(self.ledger.promotions())
+            s.add("trust root", not has_promotions, "this forge has no key yet: nothing can be trusted")
+            return s
+        keys = ", ".join(f"{fp} {who}" for fp, who in fingerprints(state.root.signers))
+        s.add(f"root pinned: forge {state.forge_id[:12]}", True, keys)
+        if state.problem is None:
+            s.add(f"every commit of {state.branch} sanctioned ({(state.tip or '-')[:12]})", True)
+        else:
+            p = state.problem
+            s.add(
+                f"commit {(p.commit or '-')[:12]} of {state.branch} is not sanctioned",
+                False,
+                f"{p.rule}: {p.why}",
+            )
+        self.notes_records(s)
+        return s
+
+    def notes_records(self, s: Section) -> None:
+        """Every commit of refs/notes/kavi is a record of this forge (the hook's rule)."""
+        if self.notes_tip is None:
+            return
+        commits = self.repo.walk_new_commits(self.notes_tip, [])
+        self.records.last_position = None
+        self.records.prefetch({c: self.repo.commit(c).message for c in commits})
+        for commit in commits:
+            found = self.records.problem(commit, self.repo.commit(commit).message)
+            if found is not None:
+                s.add(f"notes commit {commit[:12]} is a record of this forge", False, found[1])
+                return
+        s.add(f"refs/notes/kavi: {len(commits)} signed record(s) of this forge", True)
+
     def promotion(self, p: Promotion) -> Section:
-        from kavi.gitstore.objects import read_tag
+        from kavi.gitstore.objects import read_tag, trailers
         from kavi.gitstore.trust import tag_verdict
 
         s = Section(f"promotion v{p.version} ({p.tag_name}) by {p.approved_by} at {p.created_at[:19]}")
@@ -100,7 +143,7 @@ class Auditor:
             s, p.merge_commit, parent, f"merge {p.merge_commit[:12]} signed by a key trusted before it"
         )
         on_target = self.target_tip is not None and repo.is_ancestor(p.merge_commit, self.target_tip)
-        s.add(f"merge is on {p.target_branch}", on_target)
+        s.add(f"merge is in the sanctioned history of {p.target_branch}", on_target)
         entry = repo.entry(p.merge_commit, p.skill_path)
         s.add(
             f"merge tree holds {p.skill_path} blob {p.skill_blob[:12]}",
@@ -114,6 +157,10 @@ class Auditor:
             s.add(f"tag {p.tag_name} signed", verdict.ok, verdict.principal or verdict.detail)
             tag = read_tag(repo, tag_oid)
             s.add("tag binds the merge", bool(tag and tag.target == p.merge_commit))
+            forge = trailers(tag.message).get("Kavi-Forge") if tag else None
+            s.add(
+                "tag belongs to this forge", forge is not None and forge == self.state.forge_id, forge or ""
+            )
         self.note(s, p.merge_commit, f"Kavi-Promotion: {p.id}", "promotion note on the merge")
         self.artifact(s, p.record_artifact_id, "PROMOTION_RECORD")
         return s
@@ -205,9 +252,6 @@ class Auditor:
         return sections
 
     def mirrored(self, section: Section, subject: str, label: str) -> None:
-        from kavi.gitstore.objects import trailers
-        from kavi.gitstore.trust import commit_verdict
-
         events = [e for e in self.ledger.events() if e.subject_id == subject]
         mirrors = self.ledger.mirror_commits()
         missing = [e.seq for e in events if e.seq not in mirrors]
@@ -224,10 +268,11 @@ class Auditor:
                 if not self.repo.has_object(commit):
                     self._mirror_sig[commit] = "mirror commit missing"
                 else:
-                    info = self.repo.commit(commit)
-                    gov = trailers(info.message).get("Kavi-Governance", "")
-                    verdict = commit_verdict(self.repo, commit, self.signers_at(gov) if gov else "")
-                    self._mirror_sig[commit] = None if verdict.ok else verdict.detail
+                    # the record rule of the hook and of `ledger import` (forge, governance,
+                    # signer); the order of records is checked on import, not here
+                    self.records.last_position = None
+                    found = self.records.problem(commit, self.repo.commit(commit).message)
+                    self._mirror_sig[commit] = None if found is None else found[1]
             problem = self._mirror_sig[commit]
             section.add(
                 f"ledger event #{e.seq} {e.kind} mirrored in {commit[:12]}", problem is None, problem or ""
@@ -244,7 +289,9 @@ def audit(forge: Forge, skill: str | None) -> dict[str, Any]:
         "ledger_chain_ok": not chain_problems,
         "ledger_problems": chain_problems,
     }
-    ok = not chain_problems
+    trust = auditor.trust()
+    report["trust"] = {"title": trust.title, "checks": [c.__dict__ for c in trust.checks]}
+    ok = not chain_problems and all(c.ok for c in trust.checks)
     for name in names:
         sections = auditor.skill(name)
         report["skills"][name] = [
@@ -260,6 +307,10 @@ def render(report: dict[str, Any]) -> str:
         "✓ hash chain intact" if report["ledger_chain_ok"] else "✗ " + "; ".join(report["ledger_problems"])
     )
     lines = [f"ledger journal: {chain}"]
+    trust = report.get("trust")
+    if trust:
+        lines.append(f"\n{trust['title']}")
+        lines += ["    " + Check(**c).line() for c in trust["checks"]]
     for name, sections in report["skills"].items():
         lines.append(f"\n== {name} ==")
         for s in sections:

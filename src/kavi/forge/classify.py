@@ -151,7 +151,7 @@ def forbidden_reason(path: str, rule: str, reason: str, config: ForgeConfig) -> 
     """Why a gate violation at ``path`` is security-class, or None when it is only out of scope.
 
     Names are compared as the most forgiving filesystem reads them (the hook's folding)."""
-    from kavi.gitstore.hookcheck import HookConfig, is_protected_path
+    from kavi.gitstore.protected import Layout, PathRule
 
     if rule in ALWAYS_SECURITY:
         return ALWAYS_SECURITY[rule]
@@ -169,8 +169,7 @@ def forbidden_reason(path: str, rule: str, reason: str, config: ForgeConfig) -> 
         return "git configuration inside the tree"
     if any(same_component(name, n) for n in _AUTORUN) or name.endswith(".pth"):
         return "a file Python or pytest runs by itself"
-    layout = HookConfig(skills_dir=config.skills_dir, tests_dir=config.tests_dir)
-    if is_protected_path(path, [layout]):
+    if PathRule([Layout.from_config(config)])(path):
         if same_component(name, "registry.yaml"):
             return "the skill registry"
         if rule == "deleted" or reason.startswith(("modifies", "renamed")):

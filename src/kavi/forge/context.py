@@ -71,17 +71,32 @@ class Forge:
         cache.put(self.kavi_dir, "config", key, config.model_dump_json())
         return config
 
+    @cached_property
+    def governing_commit(self) -> str | None:
+        """The commit governance is read from: the newest commit of the target branch whose
+        whole history is sanctioned from the pinned trust root (see :mod:`kavi.forge.trust`)."""
+        from kavi.forge.trust import governing_commit
+
+        return governing_commit(self)
+
     def governance_text(self, path: str) -> str | None:
-        """A governance file as committed on the target branch tip (None if absent)."""
-        tip = self.repo.branch_tip(self.config.target_branch)
-        if tip is None:
+        """A governance file as committed at the governing commit (None if absent)."""
+        commit = self.governing_commit
+        if commit is None:
             return None
-        data = self.repo.file_bytes(tip, path)
+        data = self.repo.file_bytes(commit, path)
         return None if data is None else data.decode("utf-8", "replace")
 
     @cached_property
     def committed_config(self) -> ForgeConfig:
         text = self.governance_text(CONFIG_FILE)
+        if text is None and self.repo.branch_tip(self.config.target_branch) is None:
+            branch = self.config.target_branch
+            raise ConfigError(
+                f"the target branch {branch} does not exist in this clone",
+                why=f"{CONFIG_FILE} names {branch} as the branch governance is read from",
+                remedy=f"create it from the remote: git branch {branch} origin/{branch}",
+            )
         if text is None:
             raise ConfigError(
                 f"{CONFIG_FILE} is not committed on branch {self.config.target_branch}",
@@ -91,29 +106,31 @@ class Forge:
 
     @cached_property
     def policy(self) -> Policy:
-        """The policy committed on the target branch (local edits do not count).
+        """The policy committed at the governing commit (local edits do not count).
 
-        Cached per target-branch commit, so ``run-skill`` needs neither pygit2 nor YAML
-        when the branch has not moved since the policy was last read.
+        Cached per governing commit, so ``run-skill`` needs neither pygit2 nor YAML when the
+        target branch has not moved since its history was last verified.
         """
         from kavi import cache
+        from kavi.forge.trust import cached_governing
         from kavi.policy.model import Policy, parse_policy
 
-        tip = cache.read_ref(self.location.common_dir, f"refs/heads/{self.config.target_branch}")
-        if tip is not None:
-            cached = cache.get(self.kavi_dir, "policy", tip)
-            if cached is not None:
+        key = cached_governing(self)
+        if key is not None:
+            found = cache.get(self.kavi_dir, "policy", key)
+            if found is not None:
                 try:
-                    return Policy.model_validate_json(cached)
+                    return Policy.model_validate_json(found)
                 except ValueError:
                     pass
         text = self.governance_text(POLICY_FILE)
         policy = Policy() if text is None else parse_policy(text)
-        if tip is not None and tip == self.repo.branch_tip(self.config.target_branch):
-            cache.put(self.kavi_dir, "policy", tip, policy.model_dump_json())
+        if self.governing_commit is not None:
+            cache.put(self.kavi_dir, "policy", self.governing_commit, policy.model_dump_json())
         return policy
 
     def allowed_signers(self, commit: str | None = None) -> str:
+        """``.kavi/allowed_signers`` at ``commit`` (default: the governing commit)."""
         if commit is None:
             return self.governance_text(SIGNERS_FILE) or ""
         data = self.repo.file_bytes(commit, SIGNERS_FILE)

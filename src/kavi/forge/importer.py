@@ -1,10 +1,12 @@
 """``git kavi ledger import``: rebuild or extend the local ledger from ``refs/kavi/ledger``.
 
-Every mirror commit is checked before anything is written: its SSH signature against
-the ``.kavi/allowed_signers`` in force at that point of history (the target-branch
-commit named by its ``Kavi-Governance`` trailer, which must be part of the local
-target branch), the event's hash and its link to the previous event, contiguous
-sequence numbers, a linear chain, and every artifact's BLAKE3. A chain with a bad
+Every mirror commit is checked before anything is written, by the same record rule as
+the server hook (:mod:`kavi.gitstore.record_rules`): it belongs to this forge
+(``Kavi-Forge``), its ``Kavi-Governance`` commit lies on the target branch's sanctioned
+first-parent line since the pinned root (:mod:`kavi.forge.trust`), and its SSH signature
+is by a key that commit's ``.kavi/allowed_signers`` trusts, under the principal it gives
+the key. Then the event's hash and its link to the previous event, contiguous sequence
+numbers, a linear chain, and every artifact's BLAKE3. A chain with a bad
 signature, a gap or a rewrite is refused with the exact commit named. A fresh ledger
 is built in a temporary file and moved into place; an existing ledger is only ever
 extended, and only if its events are a prefix of the mirror.
@@ -12,9 +14,6 @@ extended, and only if its events are a prefix of the mirror.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from kavi.errors import NotFoundError, TrustError
@@ -25,6 +24,7 @@ from kavi.ledger.reducer import EventKind, apply_event
 
 def import_ledger(forge: Forge) -> dict[str, Any]:
     from kavi.artifacts.vault import atomic_write
+    from kavi.forge.trust import record_judge
     from kavi.gitstore.mirror import (
         LEDGER_REF,
         ChainProblem,
@@ -33,10 +33,8 @@ def import_ledger(forge: Forge) -> dict[str, Any]:
         read_artifact,
         walk_chain,
     )
-    from kavi.gitstore.trust import SignersAt, commit_verdict
     from kavi.hashing import blake3_hex
-    from kavi.ledger.schema import migrate
-    from kavi.ledger.store import Ledger, connect, event_hash, insert_event
+    from kavi.ledger.store import Ledger, insert_event
 
     repo = forge.repo
     tip = repo.ref_target(LEDGER_REF)
@@ -45,28 +43,15 @@ def import_ledger(forge: Forge) -> dict[str, Any]:
             f"this clone has no {LEDGER_REF}",
             remedy="fetch it: git fetch origin 'refs/kavi/*:refs/kavi/*' 'refs/notes/kavi:refs/notes/kavi'",
         )
-    target = forge.committed_config.target_branch
-    target_tip = repo.branch_tip(target)
     entries = walk_chain(repo, tip)
-    signers_at = SignersAt(repo)
-    ancestry: dict[str, bool] = {}
+    judge = record_judge(forge)
+    judge.prefetch({e.commit: e.message for e in entries})
 
     def signature_problem(entry: MirrorEntry) -> str | None:
-        governance = entry.fields.get("Kavi-Governance", "")
-        if not governance or not repo.has_object(governance):
-            return f"names governance commit {governance or '(none)'} which this clone does not have"
-        if governance not in ancestry:
-            ancestry[governance] = target_tip is not None and repo.is_ancestor(governance, target_tip)
-        if not ancestry[governance]:
-            return f"governance commit {governance[:12]} is not part of {target}"
-        verdict = commit_verdict(
-            repo, entry.commit, signers_at(governance), principal=entry.fields.get("Kavi-Signer")
-        )
-        return None if verdict.ok else f"bad signature: {verdict.detail}"
+        found = judge.problem(entry.commit, entry.message)
+        return None if found is None else found[1]
 
-    problems: list[ChainProblem] = list(
-        check_chain(repo, entries, verify_signature=signature_problem, event_hash=event_hash)
-    )
+    problems: list[ChainProblem] = list(check_chain(repo, entries, verify_signature=signature_problem))
     artifacts: dict[str, tuple[Artifact, bytes]] = {}
     for entry in entries:
         ev = entry.event
@@ -113,8 +98,8 @@ def import_ledger(forge: Forge) -> dict[str, Any]:
                             f"the ledger diverged at event #{ev.seq}: this clone recorded an event the "
                             f"mirror does not have, and the mirror's commit {commit} holds another",
                             why="two clones recorded ledger events concurrently",
-                            remedy="keep one history: publish from one clone at a time "
-                            "(sync, push, then fetch and import in the others)",
+                            remedy="publish this clone's events after the others': "
+                            "git kavi promote-skill --republish",
                             details={"commit": commit},
                         )
                     raise TrustError(
@@ -135,26 +120,10 @@ def import_ledger(forge: Forge) -> dict[str, Any]:
                     imported += 1
             total = len(ledger.events())
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".ledger-import-", suffix=".db", dir=path.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            conn = connect(tmp)
-            migrate(conn)
-            conn.execute("BEGIN IMMEDIATE")
-            for ev, commit in events:
-                insert_event(conn, ev)
-                apply_event(conn, ev)
-                conn.execute("UPDATE events SET mirror_commit = ? WHERE seq = ?", (commit, ev.seq))
-                imported += 1
-            conn.execute("COMMIT")
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            conn.close()
-            os.replace(tmp, path)
-        finally:
-            for suffix in ("", "-wal", "-shm"):
-                Path(str(tmp) + suffix).unlink(missing_ok=True)
+        from kavi.ledger.rebuild import write_ledger
+
+        write_ledger(path, events)
+        imported = len(events)
         total = imported
     restored = 0
     for artifact, data in artifacts.values():

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 from kavi.config import ForgeConfig
 from kavi.errors import ConfigError, GitError, NotAForgeError
 from kavi.layout import CONFIG_FILE, KAVI_DIR, POLICY_FILE, SIGNERS_FILE
-from kavi.locate import locate
+from kavi.locate import RepoLocation, locate
 
 ZERO = "0" * 40
 
 if TYPE_CHECKING:
     from kavi.gitstore.repo import GitRepo
+    from kavi.sshsig import SshSigner
 
 NOTES_REF = "refs/notes/kavi"
 NOTES_DISPLAY = "refs/notes/kavi*"  # a glob: no warning while the notes ref does not exist yet
@@ -66,6 +67,9 @@ class InitResult:
     ledger_path: Path | None = None
     ledger_created: bool = False
     signer: str | None = None
+    signer_key: str | None = None
+    signer_listed: bool = False  # is the signing key in the committed .kavi/allowed_signers?
+    root: str | None = None  # the forge's trust root (its id), once it has one
     configured: list[str] = field(default_factory=list)
 
 
@@ -116,6 +120,7 @@ def init_forge(start: Path | None = None, *, target_branch: str | None = None) -
     if signer is not None:
         signer_line = f'{signer.principal} namespaces="git" {signer.public_key}'
         result.signer = signer.principal
+        result.signer_key = signer.fingerprint
 
     # Everything is prepared in memory first; the working tree is touched only after
     # the commit exists and the branch moved, so a failure leaves no files behind.
@@ -174,12 +179,20 @@ def init_forge(start: Path | None = None, *, target_branch: str | None = None) -
                 path.write_bytes(data)
         repo.stage_paths(commit, list(changes))
         result.commit = commit
+    _trust_facts(location, repo, branch, signer, result)
 
     result.configured = _configure_git(repo)
 
     ledger_path = location.ledger_path
     result.ledger_created = not ledger_path.exists()
     result.ledger_path = ledger_path
+    if result.ledger_created and repo.ref_target(LEDGER_REF) is not None:
+        # a clone of an existing forge: its ledger comes from the mirror, every signature checked
+        from kavi.forge.context import Forge
+        from kavi.ledger.autoimport import ensure_ledger
+
+        ensure_ledger(Forge(location))
+        return result
     with Ledger.open(ledger_path, create=True) as ledger:
         if ledger.meta("forge.target_branch") is None:
             with ledger.transaction(actor=_actor(repo)) as txn:
@@ -192,6 +205,32 @@ def init_forge(start: Path | None = None, *, target_branch: str | None = None) -
                     },
                 )
     return result
+
+
+def _trust_facts(
+    location: RepoLocation, repo: GitRepo, branch: str, signer: SshSigner | None, result: InitResult
+) -> None:
+    """Report the truth about the committed keys; pin the root this commit made (if any)."""
+    from kavi.forge.context import Forge
+    from kavi.gitstore.protected import signer_lines
+    from kavi.sshsig import principals_for_key
+
+    tip = repo.branch_tip(branch)
+    committed = (repo.file_bytes(tip, SIGNERS_FILE) or b"").decode("utf-8", "replace") if tip else ""
+    if signer is not None:
+        result.signer_listed = bool(principals_for_key(committed, signer.public_key))
+    if not signer_lines(committed):
+        return  # keyless: no root is recorded; `git kavi trust add` makes the first key the root
+    from kavi.forge.trust import load_pin, pin_root, trust_state
+    from kavi.gitstore.trustchain import TrustRoot
+
+    forge = Forge(location)
+    if result.commit is not None and load_pin(forge) is None:
+        parents = repo.commit_meta(result.commit)[1]
+        had = parents and signer_lines((repo.file_bytes(parents[0], SIGNERS_FILE) or b"").decode())
+        if not had:
+            pin_root(forge, TrustRoot(committed, result.commit), "init")
+    result.root = trust_state(forge).forge_id
 
 
 def _actor(repo: GitRepo) -> str:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict
 
 from kavi.clock import now_iso
-from kavi.errors import ConflictError, GitError, StateError, TrustError
+from kavi.errors import ConflictError, StateError, TrustError
 from kavi.forge.context import Forge
 from kavi.forge.spec import skill_paths
 from kavi.hashing import blake3_hex, canonical_json, sha256_hex
@@ -155,12 +155,14 @@ def plan_promotion(forge: Forge, proposal_ref: str, signer: SshSigner) -> Promot
             why=f"verified {verification.commit_id[:12]}, branch is now at {(tip or 'deleted')[:12]}",
             remedy=f"verify again: `git kavi verify-skill {proposal.id[:8]}` (or rebuild)",
         )
+    from kavi.forge.trust import require_sanctioned_tip
+    from kavi.signing import with_principal
+
     config = forge.committed_config
     target = config.target_branch
-    target_tip = repo.branch_tip(target)
-    if target_tip is None:
-        raise GitError(f"target branch {target} does not exist")
+    target_tip = require_sanctioned_tip(forge)
     principal = trusted_principal(signer, forge.allowed_signers(target_tip), branch=target)
+    signer = with_principal(signer, principal)
     version = 1 + max((p.version for p in ledger.promotions(proposal.name)), default=0)
     tag_name = f"kavi/{proposal.name}/v{version}"
     while repo.ref_target(f"refs/tags/{tag_name}") is not None:
@@ -332,16 +334,17 @@ def finish(forge: Forge, pending: PendingPromotion, signer: SshSigner) -> Promot
     return PromotionOutcome(promotion=forge.ledger.promotions(p.skill_name)[-1], mirrored=mirrored)
 
 
-def tag_message(p: Promotion, tree: str) -> str:
+def tag_message(p: Promotion, tree: str, forge_id: str) -> str:
     from kavi.forge.records import promotion_trailers
     from kavi.gitstore.objects import format_trailers
 
     return f"Kavi promotion: {p.skill_name} v{p.version}\n\n" + format_trailers(
-        {**promotion_trailers(p), "Kavi-Merge": p.merge_commit, "Kavi-Tree": tree}
+        {**promotion_trailers(p), "Kavi-Merge": p.merge_commit, "Kavi-Tree": tree, "Kavi-Forge": forge_id}
     )
 
 
 def _tag(forge: Forge, p: Promotion, signer: SshSigner) -> None:
+    from kavi.forge.trust import forge_identity
     from kavi.gitstore.objects import read_tag, write_signed_tag
 
     repo = forge.repo
@@ -356,7 +359,7 @@ def _tag(forge: Forge, p: Promotion, signer: SshSigner) -> None:
         repo,
         name=p.tag_name,
         target=p.merge_commit,
-        message=tag_message(p, repo.commit_tree(p.merge_commit)),
+        message=tag_message(p, repo.commit_tree(p.merge_commit), forge_identity(forge)),
         tagger=repo.committer(),
         signer=signer,
     )
@@ -434,6 +437,7 @@ def _attempt(build: Build, kind: ArtifactKind) -> int | None:
 
 
 def _notes(forge: Forge, p: Promotion, signer: SshSigner) -> None:
+    from kavi.forge.identity import record_block
     from kavi.forge.init import NOTES_REF
     from kavi.forge.records import build_note, promotion_note, verification_note
     from kavi.gitstore.objects import add_notes, read_note
@@ -453,7 +457,7 @@ def _notes(forge: Forge, p: Promotion, signer: SshSigner) -> None:
         repo,
         ref=NOTES_REF,
         notes={build.commit_id or "": build_text, p.merge_commit: promotion_note(p)},
-        message=f"kavi: notes for {p.tag_name}\n\nKavi-Promotion: {p.id}\n",
+        message=f"kavi: notes for {p.tag_name}\n\nKavi-Promotion: {p.id}\n" + record_block(forge, signer),
         signer=signer,
     )
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kavi.clock import now_iso
-from kavi.errors import ConflictError, GitError, StateError
+from kavi.errors import ConflictError, StateError
 from kavi.forge.context import Forge
 from kavi.hashing import canonical_json, sha256_hex
 from kavi.ledger.models import ArtifactKind, Promotion, Revocation
@@ -64,12 +64,14 @@ def plan_revocation(forge: Forge, name: str, reason: str, signer: SshSigner) -> 
             f"skill {name!r} is not TRUSTED, so there is nothing to revoke",
             remedy="see `git kavi list-skills`",
         )
+    from kavi.forge.trust import require_sanctioned_tip
+    from kavi.signing import with_principal
+
     repo = forge.repo
     config = forge.committed_config
-    tip = repo.branch_tip(config.target_branch)
-    if tip is None:
-        raise GitError(f"target branch {config.target_branch} does not exist")
+    tip = require_sanctioned_tip(forge)
     principal = trusted_principal(signer, forge.allowed_signers(tip), branch=config.target_branch)
+    signer = with_principal(signer, principal)
     if repo.ref_target(f"refs/tags/{promotion.tag_name}-revoked") is not None:
         raise StateError(f"tag {promotion.tag_name}-revoked already exists")
     registry = f"{config.skills_dir}/registry.yaml"
@@ -96,10 +98,12 @@ def plan_revocation(forge: Forge, name: str, reason: str, signer: SshSigner) -> 
 
 def revoke(forge: Forge, plan: RevocationPlan, approval: Approval) -> Revocation:
     from kavi.cli.approval import require
+    from kavi.forge.identity import record_block
     from kavi.forge.init import NOTES_REF
     from kavi.forge.records import revocation_trailers
     from kavi.forge.registry import derive, render_registry
     from kavi.forge.sync import mirror_pending
+    from kavi.forge.trust import forge_identity
     from kavi.gitstore.objects import add_notes, format_trailers, write_signed_tag
 
     require(approval, plan.digest, "revocation")
@@ -151,7 +155,14 @@ def revoke(forge: Forge, plan: RevocationPlan, approval: Approval) -> Revocation
         name=plan.tag_name,
         target=commit,
         message=f"Kavi revocation: {p.skill_name} v{p.version}\n\n"
-        + format_trailers({**revocation_trailers(revocation), "Kavi-Commit": commit, "Kavi-Tree": tree}),
+        + format_trailers(
+            {
+                **revocation_trailers(revocation),
+                "Kavi-Commit": commit,
+                "Kavi-Tree": tree,
+                "Kavi-Forge": forge_identity(forge),
+            }
+        ),
         tagger=repo.committer(),
         signer=plan.signer,
     )
@@ -178,7 +189,8 @@ def revoke(forge: Forge, plan: RevocationPlan, approval: Approval) -> Revocation
         repo,
         ref=NOTES_REF,
         notes={commit: "Kavi revocation record\n\n" + format_trailers(revocation_trailers(revocation))},
-        message=f"kavi: notes for revocation of {p.skill_name}\n\nKavi-Revocation: {revocation.id}\n",
+        message=f"kavi: notes for revocation of {p.skill_name}\n\nKavi-Revocation: {revocation.id}\n"
+        + record_block(forge, plan.signer),
         signer=plan.signer,
     )
     mirror_pending(forge, plan.signer)

@@ -37,7 +37,9 @@ def mirror_pending(forge: Forge, signer: SshSigner) -> int:
             f"{LEDGER_REF} already holds {len(entries)} event(s) this ledger never mirrored",
             remedy="import it first: `git kavi ledger import`",
         )
-    governance = repo.branch_tip(forge.committed_config.target_branch) or ""
+    from kavi.forge.identity import record_signer
+
+    forge_id, governance, signer = record_signer(forge, signer)
 
     def artifact_bytes(event: Event) -> tuple[str, bytes] | None:
         if event.kind != EventKind.ARTIFACT_RECORDED:
@@ -61,6 +63,7 @@ def mirror_pending(forge: Forge, signer: SshSigner) -> int:
         pending,
         artifact_bytes=artifact_bytes,
         signer=signer,
+        forge_id=forge_id,
         governance=governance,
         on_commit=on_commit,
     )

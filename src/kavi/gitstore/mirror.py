@@ -3,9 +3,11 @@
 Each commit's parent is the previous event's commit. Its message is a subject line,
 ``Key: value`` trailers and the event as canonical JSON; ``Kavi-Governance`` names the
 target-branch commit whose ``.kavi/allowed_signers`` the signature is checked against,
-``Kavi-Signer`` the principal that signed. Its tree carries every artifact recorded so
-far, addressed by BLAKE3 with 2-character fan-out (``artifacts/ab/cdef….md``), so each
-new event rewrites only two small trees whatever the ledger's length.
+``Kavi-Signer`` the principal ``allowed_signers`` gives the signing key there, and
+``Kavi-Forge`` the forge the event belongs to (see :mod:`kavi.gitstore.record_rules`).
+Its tree carries every artifact recorded so far, addressed by BLAKE3 with 2-character
+fan-out (``artifacts/ab/cdef….md``), so each new event rewrites only two small trees
+whatever the ledger's length.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from kavi.gitstore.objects import format_trailers, trailers
 from kavi.gitstore.repo import MODE_BLOB, GitRepo, Signer
-from kavi.hashing import canonical_json
-from kavi.ledger.models import Event
+from kavi.hashing import canonical_json, event_hash
+
+if TYPE_CHECKING:
+    from kavi.ledger.models import Event
 
 LEDGER_REF = "refs/kavi/ledger"
 JSON_MARKER = "Kavi-Event-JSON:"
@@ -28,7 +33,7 @@ def artifact_path(blake3: str) -> str:
     return f"artifacts/{blake3[:2]}/{blake3[2:]}.md"
 
 
-def event_message(event: Event, *, governance: str, signer: str) -> str:
+def event_message(event: Event, *, forge_id: str, governance: str, signer: str) -> str:
     subject = f"kavi ledger #{event.seq}: {event.kind} {event.subject_id[:8]}"
     fields = {
         "Kavi-Event-Seq": event.seq,
@@ -39,6 +44,7 @@ def event_message(event: Event, *, governance: str, signer: str) -> str:
         "Kavi-Event-Prev-Hash": event.prev_hash or "-",
         "Kavi-Actor": event.actor,
         "Kavi-Created": event.created_at,
+        "Kavi-Forge": forge_id,
         "Kavi-Governance": governance,
         "Kavi-Signer": signer,
     }
@@ -46,14 +52,47 @@ def event_message(event: Event, *, governance: str, signer: str) -> str:
     return f"{subject}\n\n{format_trailers(fields)}{JSON_MARKER} {body}\n"
 
 
-def parse_event(message: str) -> Event | None:
+_EVENT_KEYS = {
+    "seq": int,
+    "id": str,
+    "kind": str,
+    "subject_id": str,
+    "payload": dict,
+    "actor": str,
+    "created_at": str,
+    "prev_hash": str,
+    "hash": str,
+}
+
+
+def parse_event_fields(message: str) -> dict[str, Any] | None:
+    """The event a mirror commit carries, as its JSON (exactly the event's keys and types;
+    standard library only, so the server hook needs no pydantic to check a chain)."""
     for line in message.splitlines():
         if line.startswith(JSON_MARKER):
             try:
-                return Event.model_validate(json.loads(line[len(JSON_MARKER) :].strip()))
-            except (ValueError, TypeError):
+                data = json.loads(line[len(JSON_MARKER) :].strip())
+            except ValueError:
                 return None
+            if not isinstance(data, dict) or set(data) != set(_EVENT_KEYS):
+                return None
+            for key, kind in _EVENT_KEYS.items():
+                if not isinstance(data[key], kind) or (kind is int and isinstance(data[key], bool)):
+                    return None
+            return data
     return None
+
+
+def parse_event(message: str) -> Event | None:
+    from kavi.ledger.models import Event
+
+    fields = parse_event_fields(message)
+    if fields is None:
+        return None
+    try:
+        return Event.model_validate(fields)
+    except (ValueError, TypeError):
+        return None
 
 
 def mirror_events(
@@ -62,6 +101,7 @@ def mirror_events(
     *,
     artifact_bytes: Callable[[Event], tuple[str, bytes] | None],
     signer: Signer,
+    forge_id: str,
     governance: str,
     on_commit: Callable[[Event, str], None],
 ) -> str | None:
@@ -84,7 +124,7 @@ def mirror_events(
         commit = repo.write_commit(
             tree=tree,
             parents=[tip] if tip else [],
-            message=event_message(event, governance=governance, signer=signer.principal),
+            message=event_message(event, forge_id=forge_id, governance=governance, signer=signer.principal),
             signer=signer,
         )
         repo.set_ref(LEDGER_REF, commit, message=f"kavi: ledger event {event.seq}", old=tip or "0" * 40)
@@ -96,25 +136,40 @@ def mirror_events(
 @dataclass(frozen=True)
 class MirrorEntry:
     commit: str
-    event: Event | None
-    fields: dict[str, str]
+    event_fields: dict[str, Any] | None  # the event as the commit carries it
+    fields: dict[str, str]  # the commit's trailers
     parents: tuple[str, ...]
     tree: str
+    message: str = ""
+
+    @cached_property
+    def event(self) -> Event | None:
+        """The event as a validated model (imports pydantic: not on the hook's path)."""
+        from kavi.ledger.models import Event
+
+        if self.event_fields is None:
+            return None
+        try:
+            return Event.model_validate(self.event_fields)
+        except (ValueError, TypeError):
+            return None
 
 
-def walk_chain(repo: GitRepo, tip: str) -> list[MirrorEntry]:
-    """The mirror from root to ``tip`` (following first parents; merges are reported, not followed)."""
+def walk_chain(repo: GitRepo, tip: str, stop: str | None = None) -> list[MirrorEntry]:
+    """The mirror from root (or from after ``stop``) to ``tip``, following first parents
+    (merges are reported, not followed)."""
     entries: list[MirrorEntry] = []
     current: str | None = tip
-    while current is not None:
+    while current is not None and current != stop:
         info = repo.commit(current)
         entries.append(
             MirrorEntry(
                 commit=current,
-                event=parse_event(info.message),
+                event_fields=parse_event_fields(info.message),
                 fields=trailers(info.message),
                 parents=info.parents,
                 tree=info.tree,
+                message=info.message,
             )
         )
         current = info.parents[0] if info.parents else None
@@ -138,32 +193,33 @@ def check_chain(
     entries: Sequence[MirrorEntry],
     *,
     verify_signature: Callable[[MirrorEntry], str | None],
-    event_hash: Callable[[dict[str, Any]], str],
+    after: dict[str, Any] | None = None,
 ) -> Iterator[ChainProblem]:
-    """Yield every problem: bad signature, unparsable event, gap, broken hash chain, merge."""
-    expected_seq = 1
-    prev_hash = ""
+    """Yield every problem: bad signature, unparsable event, gap, broken hash chain, merge.
+    ``after``: the event (fields) the entries continue (None: they start the ledger)."""
+    expected_seq = int(after["seq"]) + 1 if after is not None else 1
+    prev_hash = str(after["hash"]) if after is not None else ""
     for entry in entries:
-        ev = entry.event
-        seq = ev.seq if ev else None
+        ev = entry.event_fields
+        seq: int | None = ev["seq"] if ev else None
         if len(entry.parents) > 1:
-            yield ChainProblem(entry.commit, seq, "is a merge; the ledger mirror must be linear")
+            yield ChainProblem(entry.commit, seq, "is a merge commit; the ledger mirror must be linear")
         bad_sig = verify_signature(entry)
         if bad_sig:
             yield ChainProblem(entry.commit, seq, bad_sig)
         if ev is None:
             yield ChainProblem(entry.commit, None, "does not carry a parsable ledger event")
             return
-        if ev.seq != expected_seq:
-            yield ChainProblem(entry.commit, ev.seq, f"gap: expected event #{expected_seq}, found #{ev.seq}")
-        if ev.prev_hash != prev_hash:
-            yield ChainProblem(entry.commit, ev.seq, "prev_hash does not match the previous event (rewrite)")
-        if event_hash(ev.model_dump(mode="json")) != ev.hash:
-            yield ChainProblem(entry.commit, ev.seq, "event content does not match its hash (rewrite)")
-        if entry.fields.get("Kavi-Event-Hash") != ev.hash:
-            yield ChainProblem(entry.commit, ev.seq, "trailer Kavi-Event-Hash disagrees with the event")
-        expected_seq = ev.seq + 1
-        prev_hash = ev.hash
+        if seq != expected_seq:
+            yield ChainProblem(entry.commit, seq, f"gap: expected event #{expected_seq}, found #{seq}")
+        if ev["prev_hash"] != prev_hash:
+            yield ChainProblem(entry.commit, seq, "prev_hash does not match the previous event (rewrite)")
+        if event_hash(ev) != ev["hash"]:
+            yield ChainProblem(entry.commit, seq, "event content does not match its hash (rewrite)")
+        if entry.fields.get("Kavi-Event-Hash") != ev["hash"]:
+            yield ChainProblem(entry.commit, seq, "trailer Kavi-Event-Hash disagrees with the event")
+        expected_seq = int(ev["seq"]) + 1
+        prev_hash = str(ev["hash"])
 
 
 def read_artifact(repo: GitRepo, commit: str, blake3: str) -> bytes | None:

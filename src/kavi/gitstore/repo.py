@@ -26,6 +26,12 @@ MODE_COMMIT = 0o160000
 
 ZERO_OID = "0" * 40
 
+# libgit2 keeps only objects under 4 kB in its cache: a root tree of 20,000 entries was
+# re-read and re-parsed (~15 ms) at every lookup of a path in it. Trees and commits up to
+# 16 MB stay cached (the cache as a whole stays bounded by libgit2's total limit).
+pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.TREE, 16 * 1024 * 1024)
+pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.COMMIT, 1024 * 1024)
+
 
 class Signer(Protocol):
     """Something that can produce an armored signature over bytes (see kavi.sshsig)."""
@@ -304,6 +310,12 @@ class GitRepo:
 
     def commit_tree(self, commit_id: str) -> str:
         return self.commit_meta(commit_id)[0]
+
+    def subject(self, oid: str) -> str | None:
+        """A commit's first message line (None for anything that is not a commit here)."""
+        if not self.has_object(oid) or self.object_type(oid) != "commit":
+            return None
+        return (self.commit(oid).message.splitlines() or [""])[0]
 
     def commit_meta(self, commit_id: str) -> tuple[str, tuple[str, ...]]:
         """(tree, parents) of a commit — cheaper than :meth:`commit` on hot paths."""

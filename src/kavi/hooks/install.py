@@ -12,10 +12,16 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kavi.clock import now_iso
 from kavi.errors import ConfigError, NotAForgeError, ValidationError
 from kavi.hooks.pinned import HOOK_JSON, TRUST_FILE, state_dir
+from kavi.sshsig import parse_allowed_signers
+
+if TYPE_CHECKING:
+    from kavi.forge.context import Forge
+    from kavi.gitstore.trustchain import TrustRoot
 
 MARKER = "# kavi-managed-hook"
 
@@ -94,23 +100,25 @@ def _point_unborn_head(git_dir: Path, branch: str | None) -> str | None:
     return f"HEAD pointed at the unborn {current}; it now points at refs/heads/{branch} (protected)"
 
 
-def install_server(target: Path, *, trust: Path | None, protected: list[str] | None, cwd: Path) -> Installed:
-    from kavi.gitstore.hookcheck import HookConfig
-    from kavi.sshsig import parse_allowed_signers
+def install_server(
+    target: Path, *, trust: Path | None, protected: list[str] | None, cwd: Path, forge_id: str | None = None
+) -> Installed:
+    from kavi.gitstore.protected import Layout, signer_lines
 
     if not target.exists():
         raise ValidationError(f"no repository at {target}", remedy="point --server at the bare repository")
     git_dir = _git_dir_of(target)
-    config = HookConfig()
+    config = Layout()
     source = "defaults"
     forge = None
+    root = None
     try:
         from kavi.forge.context import Forge
 
         forge = Forge.open(cwd)
-        full = forge.committed_config
-        config = HookConfig(tuple(full.protected), full.skills_dir, full.tests_dir)
+        config = Layout.from_config(forge.committed_config)
         source = f"the forge at {forge.workdir}"
+        root = _forge_root(forge)
     except (NotAForgeError, ConfigError):
         forge = None
     if protected:
@@ -119,19 +127,46 @@ def install_server(target: Path, *, trust: Path | None, protected: list[str] | N
         if first is not None and first in order:  # trust and layout come from the first: the target
             order.remove(first)
             order.insert(0, first)
-        config = HookConfig(tuple(order), config.skills_dir, config.tests_dir)
+        config = Layout(tuple(order), config.skills_dir, config.tests_dir, order[0])
     if trust is not None:
         try:
             signers = trust.read_text(encoding="utf-8")
         except OSError as exc:
             raise ValidationError(f"cannot read --trust {trust}: {exc.strerror}") from None
+        if root is not None and signer_lines(signers) != root.lines:
+            raise ValidationError(
+                f"--trust {trust} is not this forge's trust root",
+                why=f"the forge's root {root.forge_id} lists other keys; the hook would refuse its history",
+                remedy="pass the allowed_signers of the forge's root commit "
+                f"(`git show {(root.forge_id or '')[:12]}:.kavi/allowed_signers > root_signers`), "
+                "or leave --trust out inside the forge",
+            )
+    elif root is not None:
+        signers = root.signers
     elif forge is not None:
-        signers = forge.allowed_signers()
+        raise ValidationError(
+            "this forge has no trust root yet: .kavi/allowed_signers lists no key",
+            why="the server hook checks even the first push against a trust root pinned now",
+            remedy="make your git signing key the root with `git kavi trust add`, "
+            "or pass --trust FILE (an allowed_signers file)",
+        )
     else:
         raise ValidationError(
             "no trust root: pass --trust FILE (an allowed_signers file), or run this inside a forge",
             why="the server hook checks even the first push against a trust root pinned now",
         )
+    pinned_id = root.forge_id if root is not None else None
+    if forge_id is not None:
+        if len(forge_id) != 40 or any(c not in "0123456789abcdef" for c in forge_id):
+            raise ValidationError(
+                f"--forge {forge_id!r} is not a full commit id", remedy="pass all 40 hex digits"
+            )
+        if pinned_id is not None and forge_id != pinned_id:
+            raise ValidationError(
+                f"--forge {forge_id[:12]} is not this forge's root ({pinned_id[:12]})",
+                remedy="leave --forge out inside the forge",
+            )
+        pinned_id = forge_id
     if not parse_allowed_signers(signers):
         raise ValidationError(
             "the trust root lists no keys",
@@ -145,6 +180,7 @@ def install_server(target: Path, *, trust: Path | None, protected: list[str] | N
         json.dumps(
             {
                 "config": config.to_dict(),
+                "forge_id": pinned_id,
                 "installed_at": now_iso(),
                 "source": source,
                 "python": sys.executable,
@@ -152,7 +188,9 @@ def install_server(target: Path, *, trust: Path | None, protected: list[str] | N
             indent=2,
         )
     )
-    shutil.rmtree(state / "config-cache", ignore_errors=True)
+    for stale in ("config-cache", "config-cache-2"):
+        shutil.rmtree(state / stale, ignore_errors=True)
+    (state / "forge-id").unlink(missing_ok=True)
     from kavi.gitstore.repo import GitRepo
 
     server = GitRepo.open(target)
@@ -166,7 +204,25 @@ def install_server(target: Path, *, trust: Path | None, protected: list[str] | N
     if head_note:
         result.notes.append(head_note)
     result.notes.append(f"protected branches: {', '.join(config.protected)} (from {source})")
+    if pinned_id:
+        result.notes.append(f"forge {pinned_id} pinned (its root commit); other forges' records are refused")
+    else:
+        result.notes.append(
+            "forge id not pinned: the first trust root pushed here defines it (pin it with --forge ID)"
+        )
     return result
+
+
+def _forge_root(forge: Forge) -> TrustRoot | None:
+    """The forge's trust root (its root commit and keys), or None while it is keyless."""
+    from kavi.forge.trust import trust_state
+
+    state = trust_state(forge)
+    if state.problem is not None and state.governing is None:
+        from kavi.forge.trust import refusal
+
+        raise refusal(state, state.problem)
+    return state.root if state.forge_id else None
 
 
 def install_client(cwd: Path) -> Installed:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kavi.gitstore.hookcheck import HookConfig, Pinned
+from kavi.gitstore.hookcheck import Pinned
+from kavi.gitstore.protected import Layout
 
 HOOK_STATE = "kavi"
 HOOK_JSON = "hook.json"
@@ -23,4 +24,10 @@ def load_pinned(git_dir: Path) -> Pinned | None:
         signers = (state / TRUST_FILE).read_text()
     except (OSError, ValueError):
         return None
-    return Pinned(signers=signers, config=HookConfig.from_dict(data.get("config", {})), cache_dir=str(state))
+    forge_id = data.get("forge_id")
+    return Pinned(
+        signers=signers,
+        layout=Layout.from_dict(data.get("config", {})),
+        forge_id=forge_id if isinstance(forge_id, str) and len(forge_id) == 40 else None,
+        cache_dir=str(state),
+    )

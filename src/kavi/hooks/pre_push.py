@@ -12,12 +12,14 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    from kavi.gitstore.hookcheck import HookChecker, HookConfig, Pinned, Update
-    from kavi.gitstore.repo import GitRepo
-    from kavi.layout import SIGNERS_FILE
+    from kavi.forge.context import Forge
+    from kavi.forge.trust import trust_state
+    from kavi.gitstore.hookcheck import HookChecker, Pinned, Update
+    from kavi.gitstore.protected import Layout
 
     remote = argv[0] if argv else "origin"
-    repo = GitRepo.open(".")
+    forge = Forge.open()
+    repo = forge.repo
     updates = []
     for line in sys.stdin.read().splitlines():
         parts = line.split()
@@ -30,19 +32,24 @@ def main(argv: list[str]) -> int:
         before["refs/heads/" + name[len(f"refs/remotes/{remote}/") :]] = target
     for u in updates:
         before[u.ref] = u.old
-    from kavi.forge.context import Forge
-
-    forge = Forge.open()
-    config = forge.committed_config
-    head = repo.branch_tip(config.target_branch)
-    signers = repo.file_bytes(head, SIGNERS_FILE) if head else None
+    state = trust_state(forge)
+    layout = Layout.from_config(forge.committed_config)
+    root = state.root
     pinned = Pinned(
-        signers=signers.decode("utf-8", "replace") if signers else "",
-        config=HookConfig(tuple(config.protected), config.skills_dir, config.tests_dir),
+        signers=root.signers if root is not None else "",
+        layout=Layout(
+            tuple(dict.fromkeys((forge.config.target_branch, *layout.protected))),
+            layout.skills_dir,
+            layout.tests_dir,
+            layout.target_branch,
+        ),
+        forge_id=state.forge_id,
     )
     rejections = HookChecker(repo, pinned, updates, before=before).check()
     for r in rejections:
-        sys.stderr.write(r.render(repo).replace("kavi: REJECTED", "kavi: the server will reject") + "\n")
+        sys.stderr.write(
+            r.render(repo.subject).replace("kavi: REJECTED", "kavi: the server will reject") + "\n"
+        )
     if rejections:
         sys.stderr.write(
             "kavi: push stopped before it reached the server (skip with `git push --no-verify`)\n"

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kavi.gitstore.rejection import Rejection
 
 
 def parse_updates(text: str) -> list[tuple[str, str, str]]:
@@ -25,8 +30,11 @@ def parse_updates(text: str) -> list[tuple[str, str, str]]:
 def main() -> int:
     raw = parse_updates(sys.stdin.read())
     git_dir = Path(os.environ.get("GIT_DIR", ".")).resolve()
-    if _quick(raw, git_dir):
+    quick = _quick(raw, git_dir)
+    if quick is True:
         return 0
+    if quick:
+        return _refuse(quick, None)
     from kavi.gitstore.hookcheck import HookChecker, Update
     from kavi.gitstore.repo import GitRepo
     from kavi.hooks.pinned import load_pinned
@@ -51,19 +59,22 @@ def main() -> int:
             "ask the server's admin to look at the hook if this persists\n"
         )
         return 1
+    return _refuse(rejections, repo.subject) if rejections else 0
+
+
+def _refuse(rejections: Sequence[Rejection], subject: Callable[[str], str | None] | None) -> int:
     for r in rejections:
-        sys.stderr.write(r.render(repo) + "\n")
-    if rejections:
-        sys.stderr.write(f"kavi: push rejected ({len(rejections)} problem(s)); nothing was changed\n")
-        return 1
-    return 0
+        sys.stderr.write(r.render(subject) + "\n")
+    sys.stderr.write(f"kavi: push rejected ({len(rejections)} problem(s)); nothing was changed\n")
+    return 1
 
 
-def _quick(raw: list[tuple[str, str, str]], git_dir: Path) -> bool:
-    """The fast lane (no pygit2) for pushes that touch nothing Kavi protects."""
+def _quick(raw: list[tuple[str, str, str]], git_dir: Path) -> bool | list[Rejection]:
+    """The fast lane (no pygit2): True to accept a push that touches nothing Kavi protects,
+    rejections for a rewind or deletion of a pinned protected branch, False to decide in full."""
     import json
 
-    from kavi.hooks.quick import accepts
+    from kavi.hooks.quick import accepts, refusals
 
     state = git_dir / "kavi"
     try:
@@ -71,7 +82,7 @@ def _quick(raw: list[tuple[str, str, str]], git_dir: Path) -> bool:
         (state / "trusted_signers").stat()
     except (OSError, ValueError):
         return False
-    return accepts(raw, state, pinned)
+    return refusals(raw, pinned) or accepts(raw, state, pinned)
 
 
 if __name__ == "__main__":

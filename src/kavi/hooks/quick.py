@@ -5,17 +5,23 @@ commands (which see the push's quarantined objects through the environment git g
 the hook; replace refs are ignored) decide as the full rules would:
 
 * only branches are updated, none of them deleted, none an alias of a protected one;
-* on a protected branch the push adds commits and the old tip stays on the new
-  first-parent line (``git log --first-parent old..new``);
-* no commit on that line changes a protected path against its first parent: the
-  top-level names each commit changes (``git diff-tree --stdin``, not recursive) must
-  not be ``.kavi``, the skills dir, a non-ASCII name or a case variant of a protected
-  directory; if the tests dir (or a nested skills dir's parent) changed, the changed
-  paths below it are listed with literal pathspecs and matched here (folded prefix,
-  ``test_skill_*.py`` glob).
+* the governing branch is found as the full check finds it (``target_branch`` followed
+  through the cached configs); the layout of every tip involved must be cached;
+* on a protected branch the push adds commits: the old tip is an ancestor of the new one
+  (asked first: a rewind is declined at once, however long the history) and stays on
+  the new first-parent line;
+* no new commit — on the line or reached through a merge — changes a protected path
+  against its first parent: the top-level names each commit changes (``git diff-tree
+  --stdin``, not recursive) must not be ``.kavi``, the skills dir, a non-ASCII name or a
+  case variant of a protected directory; if the tests dir (or a nested skills dir's
+  parent) changed, the changed paths below it are listed with literal pathspecs and
+  matched here (folded prefix, ``test_skill_*.py`` glob).
 
 Anything else goes to the full check in :mod:`kavi.gitstore.hookcheck`. The fast lane
-can only say "accept" when the full check would; when in doubt it declines.
+can only say "accept" when the full check would; when in doubt it declines. It refuses
+on its own only what needs no judgement and the full check refuses in the same words:
+deleting, or rewinding, a branch pinned as protected (asked with ``git merge-base
+--is-ancestor`` before anything else, so a rewind costs the same on any history).
 """
 
 from __future__ import annotations
@@ -27,11 +33,14 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from kavi.gitstore.rejection import Rejection, non_fast_forward, protected_delete
 from kavi.gitstore.symref import alias_target
 from kavi.textsafe import fold
 
 ZERO = "0" * 40
 _ENV = {**os.environ, "GIT_NO_REPLACE_OBJECTS": "1"}
+CONFIG_CACHE = "config-cache-2"  # written by kavi.gitstore.govstate
+REGISTRY_CACHE = "registry-cache"  # likewise: registry blob -> the files it names
 
 
 def _git(*args: str, stdin: bytes | None = None) -> bytes | None:
@@ -49,58 +58,82 @@ def _git(*args: str, stdin: bytes | None = None) -> bytes | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
-def _layout(old: str, cache_dir: Path, pinned: dict[str, object]) -> dict[str, object] | None:
-    """Protected branches and dirs as of ``old``, from the config-blob cache (None: unknown)."""
-    blob = _git("rev-parse", "--verify", "-q", f"{old}:.kavi/config.yaml")
+def _layout(tip: str, cache_dir: Path, pinned: dict[str, object]) -> dict[str, object] | None:
+    """Protected branches, dirs and target as of ``tip``, from the config-blob cache (None: unknown)."""
+    blob = _git("rev-parse", "--verify", "-q", f"{tip}:.kavi/config.yaml")
     if blob is None:
-        # no committed config at the old tip: the pinned layout applies only if .kavi is absent too
-        return pinned if _git("rev-parse", "--verify", "-q", f"{old}:.kavi") is None else None
+        # no committed config at the tip: the pinned layout applies only if .kavi is absent too
+        return pinned if _git("rev-parse", "--verify", "-q", f"{tip}:.kavi") is None else None
     try:
-        path = cache_dir / "config-cache" / f"{blob.decode().strip()}.json"
+        path = cache_dir / CONFIG_CACHE / f"{blob.decode().strip()}.json"
         data: dict[str, object] = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return data
+    return data if "target_branch" in data else None
+
+
+def _is_ancestor(old: str, new: str) -> bool | None:
+    """``git merge-base --is-ancestor``: True, False, or None when git cannot tell."""
+    try:
+        proc = subprocess.run(
+            ["git", "merge-base", "--is-ancestor", old, new],
+            capture_output=True,
+            timeout=120,
+            check=False,
+            env=_ENV,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return {0: True, 1: False}.get(proc.returncode)
+
+
+def refusals(updates: Sequence[tuple[str, str, str]], pinned: dict[str, object]) -> list[Rejection]:
+    """Deletions and rewinds of branches pinned as protected (always protected, whatever
+    the configuration says): refused without loading the full check."""
+    protected = {f"refs/heads/{b}" for b in _names(pinned.get("protected", ["main"]))}
+    out = []
+    for old, new, ref in updates:
+        if ref not in protected or set(old) == {"0"} or alias_target(os.environ.get("GIT_DIR", "."), ref):
+            continue
+        if set(new) == {"0"}:
+            out.append(protected_delete(ref))
+        elif _is_ancestor(old, new) is False:
+            out.append(non_fast_forward(ref, old, new))
+    return out
+
+
+def _trusted_tops(tip: str, layout: dict[str, object], cache_dir: Path) -> set[str] | None:
+    """Folded top-level names of files the registry at ``tip`` still names outside the
+    layout's directories (left behind by a ``skills_dir`` move); None: unknown."""
+    skills, tests = str(layout.get("skills_dir", "skills")), str(layout.get("tests_dir", "tests"))
+    blob = _git("rev-parse", "--verify", "-q", f"{tip}:{skills}/registry.yaml")
+    if blob is None:
+        return set()
+    try:
+        files = json.loads((cache_dir / REGISTRY_CACHE / f"{blob.decode().strip()}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    inside = (fold(skills) + "/", fold(tests) + "/")
+    return {fold(str(f).split("/", 1)[0]) for f in files if not fold(str(f)).startswith(inside)}
 
 
 def _names(value: object) -> set[str]:
     return {str(v) for v in value} if isinstance(value, list) else set()
 
 
-def _first_parent_line(old: str, new: str, limit: int = 1_000_000) -> list[str] | None:
-    """Commits from ``new`` back along first parents until ``old`` (exclusive), newest first.
-
-    Streams ``git log --first-parent new`` and stops at ``old``: the cost grows with what
-    was pushed, not with the branch's history (``old..new`` would walk all of it without a
-    commit-graph). None if ``old`` is not on the line.
-    """
-    try:
-        proc = subprocess.Popen(
-            ["git", "log", "--first-parent", "--format=%H", new],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=_ENV,
-        )
-    except OSError:
+def _new_commits(old: str, new: str) -> list[str] | None:
+    """Every commit ``new`` adds to ``old`` (line and merged-in), if ``old`` stays on the
+    first-parent line of ``new``; None otherwise (a rewind, a merge the wrong way round)."""
+    if old == new or not _is_ancestor(old, new):
+        return None  # nothing new, or not a fast-forward: asked before any history is streamed
+    line = _git("rev-list", "--first-parent", "--parents", new, f"^{old}")
+    if not line:
         return None
-    line: list[str] = []
-    found = False
-    try:
-        stream = proc.stdout
-        if stream is None:
-            return None
-        for raw in stream:
-            commit = raw.decode().strip()
-            if commit == old:
-                found = True
-                break
-            line.append(commit)
-            if len(line) > limit:
-                break
-    finally:
-        proc.kill()
-        proc.wait()
-    return line if found else None
+    last = line.decode().split("\n")[-2].split() if line.endswith(b"\n") else line.decode().split()
+    if len(last) < 2 or last[1] != old:
+        return None  # the old tip is not on the new first-parent line
+    every = _git("rev-list", new, f"^{old}")
+    return None if every is None else every.decode().split()
 
 
 def _odd(name: str) -> bool:
@@ -109,10 +142,13 @@ def _odd(name: str) -> bool:
     return not name.isascii() or "~" in name or ":" in name or name.endswith((".", " "))
 
 
-def _line_is_ordinary(old: str, new: str, layout: dict[str, object]) -> bool:
-    commits = _first_parent_line(old, new)
-    if not commits:
-        return False  # nothing new (a rewind) or the old tip is not on the new first-parent line
+def _ordinary(
+    old: str,
+    new: str,
+    commits: list[str],
+    layout: dict[str, object],
+    trusted: frozenset[str] | set[str] = frozenset(),
+) -> bool:
     skills, tests = str(layout.get("skills_dir", "skills")), str(layout.get("tests_dir", "tests"))
     kavi_top, skills_top, tests_top = (fold(p.split("/", 1)[0]) for p in (".kavi", skills, tests))
     # top-level names each commit changes against its first parent (no recursion: cheap)
@@ -126,8 +162,8 @@ def _line_is_ordinary(old: str, new: str, layout: dict[str, object]) -> bool:
     for raw in {t for t in tops.split(b"\0") if t}:
         name = raw.decode("utf-8", "replace")
         folded = fold(name)
-        if _odd(name) or folded in (kavi_top, ".gitattributes"):
-            return False  # an alias, .kavi itself or .gitattributes: the full check decides
+        if _odd(name) or folded in (kavi_top, ".gitattributes") or folded in trusted:
+            return False  # an alias, .kavi itself, .gitattributes, a trusted file's dir: full check
         if folded == skills_top and "/" not in skills:
             return False  # the skills dir changed
         if folded in (skills_top, tests_top):
@@ -141,7 +177,7 @@ def _line_is_ordinary(old: str, new: str, layout: dict[str, object]) -> bool:
     # whole top-level directories: a variant of a nested name (``lib/Skills``) is below them
     tops_of = sorted({skills.split("/", 1)[0], tests.split("/", 1)[0]})
     changed = _git(
-        "log", "--first-parent", "--diff-merges=first-parent", "--no-renames", "--format=",
+        "log", "--diff-merges=first-parent", "--no-renames", "--format=",
         "--name-only", "-z", f"{old}..{new}", "--", *(f":(literal){t}" for t in tops_of),
     )  # fmt: skip
     if changed is None:
@@ -163,21 +199,35 @@ def _same_dirs(a: dict[str, object], b: dict[str, object]) -> bool:
     return all(a.get(k, d) == b.get(k, d) for k, d in (("skills_dir", "skills"), ("tests_dir", "tests")))
 
 
-def _governing_layout(cache_dir: Path, pinned: dict[str, object]) -> dict[str, object] | None:
-    """The layout the full check governs by: the first pinned branch that exists (else pinned)."""
+def _governing_layout(
+    cache_dir: Path, pinned: dict[str, object]
+) -> tuple[dict[str, object], set[str]] | None:
+    """The layout the full check governs by — ``target_branch`` followed from the first
+    pinned branch (else the pinned layout) — and every branch a config on the way protects."""
     order = pinned.get("protected", ["main"])
-    for branch in [str(b) for b in order] if isinstance(order, list) else []:
+    branch = str(order[0]) if isinstance(order, list) and order else "main"
+    found: dict[str, object] = pinned
+    protected = _names(order)
+    seen: set[str] = set()
+    while branch not in seen:
+        seen.add(branch)
         tip = _git("rev-parse", "--verify", "-q", f"refs/heads/{branch}")
-        if tip is not None:
-            return _layout(tip.decode().strip(), cache_dir, pinned)
-    return pinned
+        if tip is None:
+            break
+        layout = _layout(tip.decode().strip(), cache_dir, pinned)
+        if layout is None:
+            return None
+        found = layout
+        protected |= _names(layout.get("protected"))
+        branch = str(layout.get("target_branch", branch))
+    return found, protected
 
 
 def accepts(updates: Sequence[tuple[str, str, str]], cache_dir: Path, pinned: dict[str, object]) -> bool:
-    governing = _governing_layout(cache_dir, pinned)
-    if governing is None:
+    resolved = _governing_layout(cache_dir, pinned)
+    if resolved is None:
         return False
-    protected = _names(pinned.get("protected", ["main"])) | _names(governing.get("protected"))
+    governing, protected = resolved
     protected_refs = {f"refs/heads/{b}" for b in protected}
     folded = {fold(r) for r in protected_refs}
     for old, new, ref in updates:
@@ -194,8 +244,12 @@ def accepts(updates: Sequence[tuple[str, str, str]], cache_dir: Path, pinned: di
         layout = _layout(old, cache_dir, pinned)
         if layout is None or not _names(layout.get("protected")) <= protected:
             return False  # the old tip protects more branches than the governing config: full check
+        commits = _new_commits(old, new)
+        trusted = _trusted_tops(old, layout, cache_dir)
+        if commits is None or trusted is None:
+            return False
         # judged by the branch's own layout and by the governing one, as the full check does
         layouts = [layout] if _same_dirs(layout, governing) else [layout, governing]
-        if not all(_line_is_ordinary(old, new, lay) for lay in layouts):
+        if not all(_ordinary(old, new, commits, lay, trusted) for lay in layouts):
             return False
     return True

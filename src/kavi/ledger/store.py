@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from kavi.clock import now_iso
 from kavi.errors import AmbiguousIdError, LedgerError, NotFoundError, UsageError
-from kavi.hashing import blake3_hex, canonical_json
+from kavi.hashing import canonical_json, event_hash
 from kavi.ledger import rows
 from kavi.ledger.models import (
     Artifact,
@@ -40,12 +40,6 @@ from kavi.ledger.schema import migrate
 R = TypeVar("R", bound=Record)
 
 BUSY_TIMEOUT_MS = 30_000
-
-
-def event_hash(fields: dict[str, Any]) -> str:
-    """BLAKE3 over the canonical form of an event (everything but ``hash``)."""
-    body = {k: v for k, v in fields.items() if k != "hash"}
-    return blake3_hex(canonical_json(body).encode("utf-8"))
 
 
 def connect(path: Path) -> sqlite3.Connection:
