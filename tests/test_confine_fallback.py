@@ -60,7 +60,7 @@ def test_read_only_and_file_write_run_under_the_guard(
     notes.mkdir(parents=True)
     (notes / "hello.md").write_text("hello\n")
     code, out = _run(hostile, "read_file", {"path": "notes/hello.md"})
-    assert code == 0 and out["output"]["text"] == "hello\n", out
+    assert code == 0 and out["output"]["text"] == "hello\n", json.dumps(out)
     assert GUARD_ONLY in _last_record(hostile)
     assert "the runtime guard confines reads, writes and network in-process" in _last_record(hostile)
     for path in (str(isolated_env / ".ssh" / "id_ed25519"), "../.git/config", "/proc/self/environ"):
@@ -128,7 +128,7 @@ def test_verify_without_namespaces_says_so_and_confines_reads(
     tmp_path: Path, isolated_env: Path, no_namespaces: None
 ) -> None:
     from support.forge import make_forge, ssh_key, use_signing_key
-    from support.skills import hexed, write_files
+    from support.skills import write_files
 
     use_signing_key(ssh_key(tmp_path / "keys"))
     repo = make_forge(tmp_path)
@@ -138,7 +138,16 @@ def test_verify_without_namespaces_says_so_and_confines_reads(
     key = isolated_env / ".ssh" / "id_ed25519"
     key.parent.mkdir()
     key.write_text("-----BEGIN OPENSSH PRIVATE KEY----- fallbackkeybytes\n")
-    probe = f"\n\ndef test_reads_the_key() -> None:\n    assert Path({hexed(key)}).read_text() == ''\n"
+    # the path arrives as data read at run time (the scanner's documented blind spot): the
+    # guard is what answers
+    probe = (
+        f"\n\n# given: {key}\n\n\ndef _given() -> str:\n"
+        "    for line in Path(__file__).read_text().splitlines():\n"
+        '        if line.startswith("# given: "):\n'
+        '            return line[len("# given: ") :]\n'
+        '    return ""\n\n\n'
+        "def test_reads_the_key() -> None:\n    assert Path(_given()).read_text() == ''\n"
+    )
     src = write_files(tmp_path / "reader", "write_note", skill, tests + probe)
     kavi_json("build-skill", pid, "--backend", "files", "--from", str(src), cwd=repo)
     v = kavi_json("verify-skill", pid, cwd=repo, expect=1)

@@ -181,7 +181,7 @@ def test_a_fresh_clone_rebuilds_researches_and_forge_runs_from_the_mirror(
     signers.write_text(
         signers.read_text() + f'{principal} namespaces="git" {(tmp_path / "keys/id_ed25519.pub").read_text()}'
     )
-    git("commit", "-q", "-am", "trust the test key", cwd=repo)
+    git("commit", "-q", "-S", "-am", "trust the test key", cwd=repo)  # the root: signed by its key
     kavi_json("research-skill", pid, "--hint", "travels", cwd=repo)
     kavi("forge", pid, "--max-attempts", "1", cwd=repo)  # one more failed build: EXHAUSTED
     kavi_json("ledger", "sync", cwd=repo)
