@@ -36,7 +36,7 @@ def build_app() -> typer.Typer:
     ) -> None:
         """Kavi — a git-native governed skill forge."""
 
-    from kavi.cli import cmd_audit, cmd_forge, cmd_promote, cmd_research, cmd_run, cmd_verify
+    from kavi.cli import cmd_audit, cmd_forge, cmd_promote, cmd_research, cmd_run, cmd_serve, cmd_verify
 
     cmd_forge.register(app)
     cmd_verify.register(app)
@@ -45,6 +45,7 @@ def build_app() -> typer.Typer:
     cmd_run.register(app)
     cmd_audit.register(app)
     cmd_audit.register_hooks(app)
+    cmd_serve.register(app)
     _report_interrupts(app)
     return app
 
