@@ -8,6 +8,7 @@ notifications and elicitation included.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -16,21 +17,37 @@ import anyio
 import pytest
 
 from support.forge import git, kavi, kavi_json
-from support.mcp_forge import CLASSES, build_template, connect, copy_template, set_rule
+from support.mcp_forge import CLASSES, LATER, build_template, connect, copy_template, set_rule
+from test_hints import at_terminal
 
 pytestmark = pytest.mark.slow
 
 EXPECTED_HINTS = {
-    "READ_ONLY": {"readOnlyHint": True, "destructiveHint": False, "idempotentHint": True, "openWorldHint": False},
+    "READ_ONLY": {
+        "readOnlyHint": True,
+        "destructiveHint": False,
+        "idempotentHint": True,
+        "openWorldHint": False,
+    },
     "FILE_WRITE": {
         "readOnlyHint": False,
         "destructiveHint": True,
         "idempotentHint": False,
         "openWorldHint": False,
     },
-    "NETWORK": {"readOnlyHint": False, "destructiveHint": False, "idempotentHint": False, "openWorldHint": True},
+    "NETWORK": {
+        "readOnlyHint": False,
+        "destructiveHint": False,
+        "idempotentHint": False,
+        "openWorldHint": True,
+    },
     "MONEY": {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False, "openWorldHint": True},
-    "MESSAGING": {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False, "openWorldHint": True},
+    "MESSAGING": {
+        "readOnlyHint": False,
+        "destructiveHint": True,
+        "idempotentHint": False,
+        "openWorldHint": True,
+    },
 }
 NOTE = {"path": "Inbox/AI/from-mcp.md", "title": "From MCP", "body": "written through MCP"}
 
@@ -65,15 +82,21 @@ def hints(tool: Any) -> dict[str, Any]:
 
 
 def test_lists_one_tool_per_trusted_skill_with_schemas_and_annotations_of_its_class(forge: Path) -> None:
-    async def main() -> dict[str, Any]:
+    async def main() -> tuple[dict[str, Any], dict[str, Any], list[str]]:
         async with connect(forge) as c:
-            return await c.tools()
+            before = await c.tools()
+            kavi_json("promote-skill", LATER, "--yes", cwd=forge)  # while the client is connected
+            await c.wait_for_list_changed()
+            return before, await c.tools(), c.notifications
 
-    tools = run(main)
+    before, tools, notes = run(main)
+    assert set(before) == set(CLASSES) - {LATER}
     assert set(tools) == set(CLASSES)
+    assert notes.count("notifications/tools/list_changed") == 1
     for name, effect in CLASSES.items():
         tool = tools[name]
         assert hints(tool) == EXPECTED_HINTS[effect], name
+        assert tool.title == f"{name} v1 ({effect})"
         assert f"side-effect class {effect}" in tool.description
         assert "promoted by ada@example.com (key SHA256:" in tool.description
         assert tool.meta["dev.kavi/sideEffect"] == effect
@@ -107,3 +130,180 @@ def test_a_call_runs_the_skill_confined_and_is_recorded_with_the_clients_name(fo
     record = (forge / result.meta["dev.kavi/record"]).read_text()
     assert "caller: mcp (stdio) client acme-agent 7.0" in record
     assert row["confinement"].startswith(("namespaces", "none: "))
+
+
+def test_concurrent_calls_are_served_one_at_a_time_and_all_recorded(forge: Path) -> None:
+    async def main() -> list[Any]:
+        results: list[Any] = []
+        async with connect(forge) as c:
+
+            async def one(i: int) -> None:
+                results.append(await c.call("shout", {"text": f"n{i}", "times": 2}))
+
+            async with anyio.create_task_group() as tg:
+                for i in range(3):
+                    tg.start_soon(one, i)
+        return results
+
+    results = run(main)
+    assert sorted(r.structured_content["loud"] for r in results) == ["N0N0", "N1N1", "N2N2"]
+    rows = runs(forge)
+    assert [r["status"] for r in rows] == ["SUCCEEDED"] * 3
+    spans = sorted((r["started_at"], r["finished_at"]) for r in rows)
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # never overlapping
+
+
+def test_a_tampered_skill_is_refused_at_call_time_then_withdrawn_from_the_list(forge: Path) -> None:
+    path = forge / "skills/shout.py"
+
+    async def main() -> tuple[Any, dict[str, Any], dict[str, Any], Any, int]:
+        async with connect(forge) as c:
+            await c.tools()
+            path.write_text(path.read_text().replace(".upper()", ".lower()"))
+            refused = await c.call("shout", {"text": "hi"})
+            await c.wait_for_list_changed()
+            after = await c.tools()
+            # the remedy it printed, exactly as printed
+            remedy = refused.content[0].text.split("fix: restore the approved bytes: `", 1)[1].split("`")[0]
+            assert remedy == "git checkout kavi/shout/v1 -- skills/shout.py"
+            git(*remedy.split()[1:], cwd=forge)
+            await c.wait_for_list_changed(2)
+            return (
+                refused,
+                after,
+                await c.tools(),
+                await c.call("shout", {"text": "hi"}),
+                len(c.notifications),
+            )
+
+    refused, after, restored, again, _ = run(main)
+    assert refused.is_error is True
+    text = refused.content[0].text
+    assert text.startswith("error[KAVI-TRUST]: skills/shout.py does not match what was promoted (v1")
+    assert "\n  why: sha256 is " in text
+    assert refused.meta["dev.kavi/error"]["code"] == "KAVI-TRUST"
+    assert "shout" not in after and set(after) == set(CLASSES) - {LATER, "shout"}
+    assert "shout" in restored and again.structured_content == {"loud": "HI"}
+    first = runs(forge)[0]
+    assert first["status"] == "REFUSED" and first["caller"] == "mcp (stdio) client kavi-tests 1.2.3"
+    check = kavi_json("serve", "mcp", "--check", cwd=forge)
+    assert [w["name"] for w in check["withheld"]] == []
+
+
+def test_revocation_and_policy_changes_change_the_list(forge: Path) -> None:
+    async def main() -> tuple[dict[str, Any], Any, dict[str, Any], list[str]]:
+        async with connect(forge) as c:
+            await c.tools()
+            assert kavi("revoke-skill", "shout", "--reason", "replaced", "--yes", cwd=forge).code == 0
+            await c.wait_for_list_changed()
+            revoked = await c.tools()
+            call = await c.call("shout", {"text": "hi"})
+            set_rule(forge, "NETWORK", "DENY", "policy: no more network")
+            await c.wait_for_list_changed(2)
+            return revoked, call, await c.tools(), c.notifications
+
+    revoked, call, denied, _ = run(main)
+    assert "shout" not in revoked and "lookup_rate" in revoked
+    assert call.is_error and call.content[0].text.startswith(
+        "error[KAVI-TRUST]: skill 'shout' was revoked (replaced)"
+    )
+    assert "lookup_rate" not in denied and "write_note" in denied
+    check = kavi_json("serve", "mcp", "--check", cwd=forge)
+    assert {w["name"]: w["reason"] for w in check["withheld"]} == {
+        "lookup_rate": "the runtime policy denies it: network access is off in this policy"
+    }
+    text = kavi("serve", "mcp", "--check", cwd=forge).stdout
+    assert "lookup_rate: the runtime policy denies it" in text
+    assert "shout  v" not in text and "write_note  v1  FILE_WRITE  readOnlyHint=false" in text
+
+
+def test_invalid_arguments_and_unknown_tools_are_tool_errors_naming_the_fields(forge: Path) -> None:
+    async def main() -> list[Any]:
+        async with connect(forge) as c:
+            return [
+                await c.call("shout", {"txt": "x"}),
+                await c.call("shout", {"text": ["not", "a", "string"]}),
+                await c.call("no_such_skill", {}),
+                await c.call("write_note", {**NOTE, "path": "../../outside.md"}),
+                await c.call("shout", {"text": "still serving"}),
+            ]
+
+    missing, wrong, unknown, outside, fine = run(main)
+    text = missing.content[0].text
+    assert missing.is_error and text.startswith("error[KAVI-INVALID]: invalid input for shout")
+    assert "text: Field required" in text and "txt: Extra inputs are not permitted" in text
+    assert 'fix: the input fields are: {"text": "str", "times": "int | None"}' in text
+    assert wrong.is_error and "text: Input should be a valid string" in wrong.content[0].text
+    assert unknown.is_error and unknown.content[0].text.startswith("error[KAVI-NOT-FOUND]: no skill named")
+    assert outside.is_error and not (forge.parent / "outside.md").exists()
+    assert fine.structured_content == {"loud": "STILL SERVING"}
+
+
+def _accept(code: str | None = None) -> Any:
+    import mcp_types as types
+
+    async def answer(request: Any) -> Any:
+        shown = request.requested_schema["properties"]["code"]["default"]
+        return types.ElicitResult(action="accept", content={"approve": True, "code": code or shown})
+
+    return answer
+
+
+def test_require_approval_asks_the_clients_user_with_the_exact_arguments(forge: Path) -> None:
+    import mcp_types as types
+
+    async def decline(request: Any) -> Any:
+        return types.ElicitResult(action="decline")
+
+    async def main(answer: Any) -> tuple[Any, list[Any]]:
+        async with connect(forge, answer=answer) as c:
+            return await c.call("pay", {"amount": 5, "to": "bob"}), c.elicitations
+
+    paid, asked = run(lambda: main(_accept()))
+    assert paid.is_error is False, paid.content[0].text
+    assert paid.structured_content == {"receipt": "paid 5 to bob"}
+    [request] = asked
+    assert "approve ONE run of pay v1 (MONEY)" in request.message
+    assert '"amount": 5' in request.message and '"to": "bob"' in request.message
+    code = request.requested_schema["properties"]["code"]["default"]
+    assert f"Approval code: {code}" in request.message
+    [row] = runs(forge)
+    assert row["status"] == "SUCCEEDED" and row["caller"] == "mcp (stdio) client kavi-tests 1.2.3"
+
+    declined, _ = run(lambda: main(decline))
+    assert declined.is_error and declined.content[0].text.startswith(
+        "error[KAVI-APPROVAL]: the client's user declined this run of pay"
+    )
+    forged, _ = run(lambda: main(_accept(code="0" * 12)))
+    assert forged.is_error and "the approval does not match this call of pay" in forged.content[0].text
+    assert len(runs(forge)) == 1  # declined and mismatched approvals ran nothing
+
+    async def bad_call() -> tuple[Any, list[Any]]:
+        async with connect(forge, answer=_accept()) as c:
+            return await c.call("pay", {"amount": "five", "to": "bob"}), c.elicitations
+
+    bad, nobody_asked = run(bad_call)
+    assert bad.is_error and "amount: Input should be a valid integer" in bad.content[0].text
+    assert nobody_asked == []
+
+
+def test_require_approval_without_elicitation_is_refused_and_says_how_to_approve(forge: Path) -> None:
+    async def main() -> Any:
+        async with connect(forge) as c:  # this client declares no elicitation capability
+            return await c.call("pay", {"amount": 5, "to": "bob"})
+
+    refused = run(main)
+    text = refused.content[0].text
+    assert refused.is_error and text.startswith(
+        "error[KAVI-POLICY]: runtime policy requires approval for MONEY skills"
+    )
+    assert "why: this MCP client cannot ask its user" in text
+    command = text.split("or run it at a terminal: ", 1)[1].strip()
+    assert command == 'git kavi run-skill pay --approve --json \'{"amount":5,"to":"bob"}\''
+    [row] = runs(forge)
+    assert row["status"] == "REFUSED" and row["caller"] == "mcp (stdio) client kavi-tests 1.2.3"
+    import shlex
+
+    code, out = at_terminal(shlex.split(command), forge)
+    assert code == 0, out
+    assert '"receipt": "paid 5 to bob"' in out

@@ -1,10 +1,11 @@
 """A forge serving one skill per side-effect class, and the official MCP Python client on it.
 
 :func:`build_template` promotes (propose → build with the ``files`` backend → verify →
-promote, all real) ``write_note`` (FILE_WRITE, the shipped example) and four small skills
-— ``shout`` (READ_ONLY), ``lookup_rate`` (NETWORK), ``pay`` (MONEY), ``send_message``
-(MESSAGING) — on a forge whose committed, signed policy allows NETWORK and MESSAGING and
-wants the user's approval for MONEY. Built once per session; each test gets a copy.
+promote, all real) ``write_note`` (FILE_WRITE, the shipped example) and small skills
+— ``shout`` (READ_ONLY), ``lookup_rate`` (NETWORK), ``pay`` (MONEY) — and leaves
+``send_message`` (MESSAGING) VERIFIED for a test to promote while a client is connected,
+on a forge whose committed, signed policy allows NETWORK and MESSAGING and wants the
+user's approval for MONEY. Built once per session; each test gets a copy.
 
 :func:`connect` starts ``git kavi serve mcp`` (the real console entry point, as a
 client would: ``python -m kavi serve mcp``) in the forge over stdio and opens an
@@ -59,6 +60,7 @@ SKILLS: dict[str, tuple[str, dict[str, dict[str, str]], str]] = {
         "        return SendMessageOutput(sent=True, length=len(input.text))\n",
     ),
 }
+LATER = "send_message"  # left VERIFIED: a test promotes it while a client is connected
 CLASSES = {"write_note": "FILE_WRITE", **{name: spec[0] for name, spec in SKILLS.items()}}
 
 
@@ -86,7 +88,8 @@ def build_template(root: Path) -> Path:
         kavi_json("promote-skill", pid, "--yes", cwd=repo)
         for name, (effect, schema, body) in SKILLS.items():
             source = skill_source(name, effect, schema["input"], schema["output"], body)
-            promote(repo, root, name, effect, schema, source, skill_tests_source(name))
+            test = skill_tests_source(name)
+            promote(repo, root, name, effect, schema, source, test, promote_it=name != LATER)
     return root
 
 
