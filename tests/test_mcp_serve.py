@@ -307,3 +307,118 @@ def test_require_approval_without_elicitation_is_refused_and_says_how_to_approve
     code, out = at_terminal(shlex.split(command), forge)
     assert code == 0, out
     assert '"receipt": "paid 5 to bob"' in out
+
+
+def _rpc(proc: Any, message: dict[str, Any] | str) -> None:
+    line = message if isinstance(message, str) else json.dumps(message)
+    proc.stdin.write(line + "\n")
+    proc.stdin.flush()
+
+
+def _reply(proc: Any, request_id: int) -> dict[str, Any]:
+    while True:
+        line = proc.stdout.readline()
+        assert line, "the server closed stdout"
+        message = json.loads(line)  # every line on stdout is protocol
+        if message.get("id") == request_id:
+            return dict(message)
+
+
+def test_bad_requests_never_end_the_server_and_stdout_is_only_protocol(forge: Path) -> None:
+    """A raw JSON-RPC peer (the one place a test writes the protocol by hand: to send what
+    no SDK would)."""
+    import subprocess
+
+    from support.mcp_forge import server_command
+
+    proc = subprocess.Popen(
+        server_command(),
+        cwd=forge,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _rpc(proc, "this is not json")
+        _rpc(proc, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"})  # before initialize
+        early = _reply(proc, 1)
+        assert "error" in early
+        init = {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "raw\x1b[31m-peer", "version": "0"},
+        }
+        _rpc(proc, {"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": init})
+        assert _reply(proc, 2)["result"]["capabilities"]["tools"]["listChanged"] is True
+        _rpc(proc, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+        bad = {"name": "shout", "arguments": "not an object"}
+        _rpc(proc, {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": bad})
+        assert "error" in _reply(proc, 3)
+        _rpc(proc, {"jsonrpc": "2.0", "id": 4, "method": "no/such/method"})
+        assert _reply(proc, 4)["error"]["code"] == -32601
+        call = {"name": "shout", "arguments": {"text": "ok"}}
+        _rpc(proc, {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": call})
+        assert _reply(proc, 5)["result"]["structuredContent"] == {"loud": "OK"}
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        code = proc.wait(timeout=60)
+        rest = proc.stdout.read() if proc.stdout else ""
+        err = proc.stderr.read() if proc.stderr else ""
+    assert code == 0, err
+    for line in rest.splitlines():
+        json.loads(line)
+    assert "Traceback" not in err
+    [row] = runs(forge)
+    assert row["caller"] == "mcp (stdio) client raw\\x1b[31m-peer 0"  # the client's name, made harmless
+
+
+def test_streamable_http_on_loopback(forge: Path) -> None:
+    import subprocess
+
+    from support.mcp_forge import server_command
+
+    proc = subprocess.Popen(
+        server_command("--http", "--port", "0"), cwd=forge, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        assert first.startswith("kavi serve mcp: listening on http://127.0.0.1:"), first
+        url = first.split("listening on ", 1)[1].split(" ", 1)[0]
+
+        async def main() -> tuple[set[str], Any]:
+            import mcp_types as types
+            from mcp.client.session import ClientSession
+            from mcp.client.streamable_http import streamable_http_client
+
+            async with (
+                streamable_http_client(url) as (read, write),
+                ClientSession(read, write, client_info=types.Implementation(name="web", version="9")) as s,
+            ):
+                await s.initialize()
+                listed = {t.name for t in (await s.list_tools()).tools}
+                return listed, await s.call_tool("shout", {"text": "web"})
+
+        listed, result = run(main)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "shout" in listed and result.structured_content == {"loud": "WEB"}
+    [row] = runs(forge)
+    assert row["caller"] == "mcp (streamable-http) client web 9"
+
+
+def test_serve_mcp_refuses_bad_usage_before_speaking_the_protocol(tmp_path: Path, forge: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    git("init", "-q", cwd=plain)
+    res = kavi("serve", "mcp", "--check", "--format", "json", cwd=plain)
+    assert res.code == 2 and res.json["code"] == "KAVI-NOT-A-FORGE"
+    res = kavi("serve", "mcp", "--format", "json", cwd=forge)
+    assert res.code == 2 and "--format json applies to --check only" in res.json["message"]
+    assert res.json["remedy"] == "git kavi serve mcp --check --format json"
+    assert kavi(*res.json["remedy"].split()[2:], cwd=forge).code == 0
+    res = kavi("serve", "mcp", "--poll", "0", cwd=forge)
+    assert res.code == 2 and "--poll must be between" in res.stderr
