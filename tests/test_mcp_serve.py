@@ -17,7 +17,7 @@ import anyio
 import pytest
 
 from support.forge import git, kavi, kavi_json
-from support.mcp_forge import CLASSES, LATER, build_template, connect, copy_template, set_rule
+from support.mcp_forge import CLASSES, LATER, connect, set_rule
 from test_hints import at_terminal
 
 pytestmark = pytest.mark.slow
@@ -52,14 +52,9 @@ EXPECTED_HINTS = {
 NOTE = {"path": "Inbox/AI/from-mcp.md", "title": "From MCP", "body": "written through MCP"}
 
 
-@pytest.fixture(scope="session")
-def mcp_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_template(tmp_path_factory.mktemp("mcp-forge"))
-
-
 @pytest.fixture
-def forge(mcp_template: Path, tmp_path: Path) -> Path:
-    return copy_template(mcp_template, tmp_path)
+def forge(mcp_forge: Path) -> Path:
+    return mcp_forge
 
 
 def run(fn: Any) -> Any:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -26,6 +27,12 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--http", help="Streamable HTTP on 127.0.0.1 instead of stdio.")
         ] = False,
         port: Annotated[int, typer.Option("--port", help="Port for --http (0: any free port).")] = 8765,
+        forge_dir: Annotated[
+            Optional[Path],  # noqa: UP045
+            typer.Option(
+                "--forge", help="The forge to serve (default: the one around the current directory)."
+            ),
+        ] = None,
         poll: Annotated[
             float, typer.Option("--poll", help="Seconds between checks whether the skill set changed.")
         ] = 1.0,
@@ -37,11 +44,10 @@ def register(app: typer.Typer) -> None:
         with the client's name. Examples:
           claude mcp add kavi -- git kavi serve mcp
           git kavi serve mcp --check
+          git kavi serve mcp --forge ~/src/my-forge     (for clients that cannot set a directory)
           git kavi serve mcp --http --port 8765
         """
         output.use(fmt)
-        from pathlib import Path
-
         from kavi.errors import UsageError
         from kavi.forge.context import Forge
 
@@ -49,7 +55,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--port must be between 0 and 65535, not {port}")
         if not 0.05 <= poll <= 3600:
             raise UsageError(f"--poll must be between 0.05 and 3600 seconds, not {poll:g}")
-        forge = Forge.open()
+        forge = Forge.open(forge_dir.expanduser().resolve() if forge_dir is not None else None)
         if check:
             _check(forge)
             return
