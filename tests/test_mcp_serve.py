@@ -417,3 +417,53 @@ def test_serve_mcp_refuses_bad_usage_before_speaking_the_protocol(tmp_path: Path
     assert kavi(*res.json["remedy"].split()[2:], cwd=forge).code == 0
     res = kavi("serve", "mcp", "--poll", "0", cwd=forge)
     assert res.code == 2 and "--poll must be between" in res.stderr
+
+
+def test_the_2026_protocol_era_lists_calls_listens_and_asks_through_input_required(forge: Path) -> None:
+    """The SDK's high-level ``Client`` discovers 2026-07-28 (no handshake: client info and
+    capabilities ride each request; no server-initiated requests): list changes arrive on
+    ``subscriptions/listen``, and an approval rides an ``InputRequiredResult``."""
+    import os
+    import sys
+
+    import mcp_types as types
+    from mcp.client.client import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    server = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "kavi", "serve", "mcp", "--poll", "0.2"],
+        cwd=str(forge),
+        env=dict(os.environ),
+    )
+    asked: list[Any] = []
+
+    async def answer(context: Any, request: Any) -> Any:
+        asked.append(request)
+        code = request.requested_schema["properties"]["code"]["default"]
+        return types.ElicitResult(action="accept", content={"approve": True, "code": code})
+
+    async def main() -> tuple[str, set[str], Any, Any, set[str]]:
+        async with Client(
+            server, elicitation_callback=answer, client_info=types.Implementation(name="modern", version="2")
+        ) as client:
+            version = client.session.protocol_version
+            listed = {t.name for t in (await client.list_tools()).tools}
+            paid = await client.call_tool("pay", {"amount": 3, "to": "eve"})
+            async with client.listen(tools_list_changed=True) as sub:
+                assert kavi("revoke-skill", "shout", "--reason", "gone", "--yes", cwd=forge).code == 0
+                with anyio.fail_after(15):
+                    event = await sub.__anext__()
+            after = {t.name for t in (await client.list_tools()).tools}
+            return version, listed, paid, event, after
+
+    version, listed, paid, event, after = run(main)
+    assert version == "2026-07-28"
+    assert "pay" in listed and "shout" in listed
+    assert paid.is_error is False, paid.content[0].text
+    assert paid.structured_content == {"receipt": "paid 3 to eve"}
+    assert len(asked) == 1 and '"to": "eve"' in asked[0].message
+    assert type(event).__name__ == "ToolsListChanged"
+    assert "shout" not in after
+    [row] = runs(forge)
+    assert row["caller"] == "mcp (stdio) client modern 2"

@@ -23,7 +23,9 @@ to stderr (the SDK points fd 1 at stderr while it serves stdio).
 from __future__ import annotations
 
 import logging
+import secrets
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -37,9 +39,10 @@ from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 
 from kavi import __version__
-from kavi.errors import InternalError, KaviError
+from kavi.errors import ApprovalError, InternalError, KaviError
 from kavi.serve.calls import (
     APPROVAL_TIMEOUT_S,
+    ApprovalAsk,
     Caller,
     CallResult,
     approval_request,
@@ -51,6 +54,8 @@ from kavi.serve.calls import (
 from kavi.serve.catalogue import Catalogue, build_catalogue, fingerprint
 
 log = logging.getLogger("kavi.serve")
+APPROVAL_KEY = "kavi-approval"  # the input request's key on 2026-07-28 connections
+MAX_PENDING = 256  # approvals asked and not yet answered (2026-07-28 connections)
 
 INSTRUCTIONS = (
     "Kavi serves the TRUSTED skills of one git forge. Each tool is a skill a person promoted "
@@ -75,6 +80,7 @@ class KaviMCP:
         self._bus = InMemorySubscriptionBus()
         self._listen = ListenHandler(self._bus)
         self._warm: Any = None
+        self._pending: dict[str, tuple[ApprovalAsk, float]] = {}
         self.server: Server[Any] = Server(
             "kavi",
             version=__version__,
@@ -167,11 +173,10 @@ class KaviMCP:
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | types.InputRequiredResult:
         caller = _caller(ctx, self.transport)
-        arguments = dict(params.arguments or {})
         try:
-            result = await self._call(ctx, params.name, arguments, caller)
+            result = await self._call(ctx, params, caller)
         except Exception as exc:  # a bug in Kavi must not end the server
             log.exception("tool call %s failed", params.name)
             result = CallResult(
@@ -181,27 +186,35 @@ class KaviMCP:
                     remedy="see the server's log (stderr) and report it",
                 )
             )
+        if isinstance(result, types.InputRequiredResult):
+            return result
         await self._refresh_quietly()  # a tampered file found by the call changes the list
         return _wire_result(result)
 
     async def _call(
-        self, ctx: ServerRequestContext[Any, Any], name: str, arguments: dict[str, Any], caller: Caller
-    ) -> CallResult:
+        self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams, caller: Caller
+    ) -> CallResult | types.InputRequiredResult:
+        name, arguments = params.name, dict(params.arguments or {})
         approved_for: str | None = None
         found = await anyio.to_thread.run_sync(lookup, self.workdir, name)
-        if found is not None:
+        mode = _elicitation(ctx.session)
+        if found is not None and mode is not None:
+            from kavi.forge.run import validate_input
             from kavi.policy.model import Decision
 
             skill, (decision, reason) = found
-            if decision is Decision.REQUIRE_APPROVAL and _can_elicit(ctx.session):
-                from kavi.forge.run import validate_input
-
+            if decision is Decision.REQUIRE_APPROVAL:
                 try:
                     validate_input(skill, arguments)  # nobody is asked to approve a bad call
-                except KaviError as exc:
-                    return CallResult(error=exc)
-                try:
-                    arguments, approved_for = await self._ask(ctx, skill, reason, arguments)
+                    ask = _approval(skill, reason, arguments)
+                    if mode == "input-required":
+                        if params.request_state is None:
+                            return self._input_required(ask)
+                        arguments = self._answered(ask, params)
+                    else:
+                        answer = await _elicit(ctx, ask)
+                        arguments = check_approval(ask, answer.action, dict(answer.content or {}))
+                    approved_for = ask.promotion_id
                 except KaviError as exc:
                     return CallResult(error=exc)
         async with self._run_lock:
@@ -216,22 +229,48 @@ class KaviMCP:
             result.error = no_elicitation(result.error, name, arguments)
         return result
 
-    async def _ask(
-        self, ctx: ServerRequestContext[Any, Any], skill: Any, reason: str, arguments: dict[str, Any]
-    ) -> tuple[dict[str, Any], str]:
-        p = skill.promotion
-        ask = approval_request(
-            skill=p.skill_name,
-            title=f"{p.skill_name} v{p.version} ({skill.proposal.side_effect_class.value})",
-            tag=p.tag_name,
-            sha256=p.skill_sha256,
-            promotion_id=p.id,
-            reason=reason,
-            arguments=arguments,
+    # -- approvals on 2026-07-28 connections (no server-initiated requests) --------------
+
+    def _input_required(self, ask: ApprovalAsk) -> types.InputRequiredResult:
+        """Ask through the client's retry: the elicitation rides the result, and the
+        retry must carry the answer and this one-use token (the ask stays here)."""
+        now = time.monotonic()
+        for token, (_, deadline) in list(self._pending.items()):
+            if deadline < now:
+                del self._pending[token]
+        while len(self._pending) >= MAX_PENDING:
+            self._pending.pop(next(iter(self._pending)))
+        token = secrets.token_urlsafe(24)
+        self._pending[token] = (ask, now + APPROVAL_TIMEOUT_S)
+        elicit = types.ElicitRequest(
+            params=types.ElicitRequestFormParams(message=ask.message, requested_schema=ask.schema)
         )
-        with anyio.fail_after(APPROVAL_TIMEOUT_S):
-            answer = await ctx.session.elicit_form(ask.message, ask.schema, related_request_id=ctx.request_id)
-        return check_approval(ask, answer.action, dict(answer.content or {})), ask.promotion_id
+        return types.InputRequiredResult(input_requests={APPROVAL_KEY: elicit}, request_state=token)
+
+    def _answered(self, ask: ApprovalAsk, params: types.CallToolRequestParams) -> dict[str, Any]:
+        found = self._pending.pop(params.request_state or "", None)
+        if found is None:
+            raise ApprovalError(
+                f"this approval of {ask.skill} is unknown or expired",
+                why="an approval is asked once per call and holds for one retry, "
+                f"within {APPROVAL_TIMEOUT_S:g} seconds",
+                remedy="call it again and approve what is shown then",
+            )
+        pending = found[0]
+        if pending.code != ask.code:
+            raise ApprovalError(
+                f"the approval does not match this call of {ask.skill}",
+                why="the retry's tool, arguments or version differ from what was shown",
+                remedy="call it again and approve what is shown then",
+            )
+        answer = (params.input_responses or {}).get(APPROVAL_KEY)
+        if not isinstance(answer, types.ElicitResult):
+            raise ApprovalError(
+                f"the retry of {ask.skill} carries no answer to the approval",
+                why=f"expected an elicitation result under {APPROVAL_KEY!r}",
+                remedy="call it again and approve what is shown then",
+            )
+        return check_approval(pending, answer.action, dict(answer.content or {}))
 
     # -- the warm worker -----------------------------------------------------------------
 
@@ -304,14 +343,46 @@ def _caller(ctx: ServerRequestContext[Any, Any], transport: str) -> Caller:
     return Caller(transport, info.name if info else None, info.version if info else None)
 
 
-def _can_elicit(session: ServerSession) -> bool:
-    """The client declared elicitation (form mode) and this connection can ask it."""
-    if not session.can_send_request:
-        return False  # 2026-07-28: no server-initiated requests
+def _elicitation(session: ServerSession) -> str | None:
+    """How this client's user can be asked: ``request`` (an ``elicitation/create``
+    request, 2025 protocol versions), ``input-required`` (2026-07-28: the elicitation
+    rides an ``InputRequiredResult`` and the client retries), or None (the client
+    declared no form elicitation)."""
     caps = session.client_capabilities
     if caps is None or caps.elicitation is None:
-        return False
-    return caps.elicitation.form is not None or caps.elicitation.url is None
+        return None
+    if caps.elicitation.form is None and caps.elicitation.url is not None:
+        return None  # URL mode only: nothing to show the arguments in
+    return "request" if session.can_send_request else "input-required"
+
+
+async def _elicit(ctx: ServerRequestContext[Any, Any], ask: ApprovalAsk) -> types.ElicitResult:
+    """Ask the client's user (an ``elicitation/create`` request); a client that fails to
+    answer, or answers too late, approves nothing."""
+    try:
+        with anyio.fail_after(APPROVAL_TIMEOUT_S):
+            return await ctx.session.elicit_form(ask.message, ask.schema, related_request_id=ctx.request_id)
+    except Exception as exc:
+        raise ApprovalError(
+            f"the client could not ask its user to approve this run of {ask.skill}",
+            why=f"{type(exc).__name__}: {str(exc)[:300]}"
+            if str(exc)
+            else f"no answer within {APPROVAL_TIMEOUT_S:g} seconds",
+            remedy="call it again, or run it at a terminal with `git kavi run-skill … --approve`",
+        ) from None
+
+
+def _approval(skill: Any, reason: str, arguments: dict[str, Any]) -> ApprovalAsk:
+    p = skill.promotion
+    return approval_request(
+        skill=p.skill_name,
+        title=f"{p.skill_name} v{p.version} ({skill.proposal.side_effect_class.value})",
+        tag=p.tag_name,
+        sha256=p.skill_sha256,
+        promotion_id=p.id,
+        reason=reason,
+        arguments=arguments,
+    )
 
 
 def _wire_result(result: CallResult) -> types.CallToolResult:
