@@ -397,6 +397,12 @@ def test_streamable_http_on_loopback(forge: Path) -> None:
                 return listed, await s.call_tool("shout", {"text": "web"})
 
         listed, result = run(main)
+        import httpx
+
+        rebound = httpx.post(
+            url, headers={"Host": "evil.example", "Content-Type": "application/json"}, json={}
+        )
+        assert rebound.status_code in (403, 421), rebound.status_code  # DNS rebinding refused
     finally:
         proc.terminate()
         proc.wait(timeout=30)

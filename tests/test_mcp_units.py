@@ -131,3 +131,16 @@ def test_the_cli_does_not_import_the_mcp_sdk_unless_serving() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_readme_shows_the_annotations_tool_hints_gives() -> None:
+    from pathlib import Path
+
+    from kavi.confine.capabilities import tool_hints
+    from kavi.policy.model import SideEffect
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for effect in SideEffect:
+        hints = tool_hints(effect).as_annotations()
+        cells = " | ".join(str(v).lower() for v in hints.values())
+        assert f"| {effect.value} | {cells} |" in readme, effect
