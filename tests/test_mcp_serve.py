@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -319,6 +321,27 @@ def _reply(proc: Any, request_id: int) -> dict[str, Any]:
             return dict(message)
 
 
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _wait_dead(pids: list[int]) -> None:
+    import time
+
+    deadline = time.monotonic() + 10
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            except OSError:
+                break
+            time.sleep(0.01)
+
+
 def test_bad_requests_never_end_the_server_and_stdout_is_only_protocol(forge: Path) -> None:
     """A raw JSON-RPC peer (the one place a test writes the protocol by hand: to send what
     no SDK would)."""
@@ -355,6 +378,13 @@ def test_bad_requests_never_end_the_server_and_stdout_is_only_protocol(forge: Pa
         call = {"name": "shout", "arguments": {"text": "ok"}}
         _rpc(proc, {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": call})
         assert _reply(proc, 5)["result"]["structuredContent"] == {"loud": "OK"}
+        # the worker kept warm for the next call dies while it waits: the call still runs
+        children = _children(proc.pid)
+        for child in children:
+            os.kill(child, signal.SIGKILL)
+        _wait_dead(children)
+        _rpc(proc, {"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": call})
+        assert _reply(proc, 6)["result"]["structuredContent"] == {"loud": "OK"}
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
@@ -365,8 +395,9 @@ def test_bad_requests_never_end_the_server_and_stdout_is_only_protocol(forge: Pa
     for line in rest.splitlines():
         json.loads(line)
     assert "Traceback" not in err
-    [row] = runs(forge)
-    assert row["caller"] == "mcp (stdio) client raw\\x1b[31m-peer 0"  # the client's name, made harmless
+    first, second = runs(forge)
+    assert first["caller"] == "mcp (stdio) client raw\\x1b[31m-peer 0"  # the client's name, made harmless
+    assert second["status"] == "SUCCEEDED" and second["confinement"] == first["confinement"]
 
 
 def test_streamable_http_on_loopback(forge: Path) -> None:

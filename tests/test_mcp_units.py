@@ -144,3 +144,24 @@ def test_the_readme_shows_the_annotations_tool_hints_gives() -> None:
         hints = tool_hints(effect).as_annotations()
         cells = " | ".join(str(v).lower() for v in hints.values())
         assert f"| {effect.value} | {cells} |" in readme, effect
+
+
+def test_a_worker_killed_from_outside_is_not_a_jail_that_failed_to_start() -> None:
+    """A long-lived server must not run every later skill unconfined because one waiting
+    worker was killed (it used to read as 'the namespaces could not be created')."""
+    import os
+    import signal
+
+    from kavi.confine import jail
+    from kavi.confine.session import Worker, namespaces_usable
+
+    if not jail.available():
+        pytest.skip("the namespace jail is unavailable on this machine")
+    worker = Worker.start()
+    assert worker.confined
+    os.kill(worker.proc.pid, signal.SIGKILL)
+    worker.proc.wait()
+    worker.send(view={}, request={}, limits={}, timeout=5)
+    result = worker.collect()
+    assert result.reply is None and result.cannot_confine is None
+    assert namespaces_usable()

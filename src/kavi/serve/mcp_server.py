@@ -106,21 +106,17 @@ class KaviMCP:
     def _refresh_sync(self) -> tuple[bool, Catalogue]:
         from kavi.forge.context import Forge
 
+        first = self._fingerprint is None
         forge = Forge.open(self.workdir)
         try:
-            current = fingerprint(forge, self.catalogue.skill_paths)
-            if current == self._fingerprint:
+            if fingerprint(forge, self.catalogue.skill_paths) == self._fingerprint:
                 return False, self.catalogue
             catalogue = build_catalogue(forge)
             # the paths it read may be new: fingerprint them for the next comparison
             self._fingerprint = fingerprint(forge, catalogue.skill_paths)
         finally:
             forge.close()
-        before = self.catalogue.digest() if self._fingerprint_seen else None
-        self._fingerprint_seen = True
-        return before is not None and before != catalogue.digest(), catalogue
-
-    _fingerprint_seen = False
+        return not first and catalogue.digest() != self.catalogue.digest(), catalogue
 
     async def _announce(self) -> None:
         names = ", ".join(t.name for t in self.catalogue.tools) or "none"
@@ -219,6 +215,9 @@ class KaviMCP:
                     return CallResult(error=exc)
         async with self._run_lock:
             worker, self._warm = self._warm, None
+            if worker is not None and worker.proc.poll() is not None:
+                worker.abort()  # it died while it waited: run_skill starts a fresh one
+                worker = None
             result = await anyio.to_thread.run_sync(
                 lambda: run_call(
                     self.workdir, name, arguments, caller, worker=worker, approved_for=approved_for
@@ -277,8 +276,9 @@ class KaviMCP:
     def _prestart(self) -> None:
         """Start the next call's confined worker now (in this thread: its parent-death
         signal follows the thread that started it, and this one lives as long as we do)."""
-        from kavi.confine.session import Worker
+        from kavi.confine.session import Worker, retry_namespaces
 
+        retry_namespaces()  # one failure to start the jail must not unconfine every later call
         if self._warm is None:
             try:
                 self._warm = Worker.start()
