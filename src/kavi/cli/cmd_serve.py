@@ -41,7 +41,10 @@ def register(app: typer.Typer) -> None:
         """Serve the forge's TRUSTED skills as MCP tools (stdio by default).
 
         Each call is a `run-skill`: hash re-verified, runtime policy, confined, recorded
-        with the client's name. Examples:
+        with the client's name.
+
+        \b
+        Examples:
           claude mcp add kavi -- git kavi serve mcp
           git kavi serve mcp --check
           git kavi serve mcp --forge ~/src/my-forge     (for clients that cannot set a directory)
