@@ -61,54 +61,52 @@ def medians(commands: list[tuple[list[str], dict[str, str]]], cwd: Path, runs: i
     return [statistics.median(t) for t in times]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=21)
-    args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="kavi-bench-run-"))
+def bench_env(root: Path) -> dict[str, str]:
+    """An environment with its own HOME under ``root`` — a user's normal setup: bytecode
+    caching on (this sandbox sets PYTHONDONTWRITEBYTECODE)."""
     home = root / "home"
     home.mkdir()
     (home / ".gitconfig").write_text("[user]\n\tname = Bench\n\temail = bench@example.com\n")
-    # a user's normal setup: bytecode caching on (this sandbox sets PYTHONDONTWRITEBYTECODE)
-    env = {
+    return {
         **{
             k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k != "PYTHONDONTWRITEBYTECODE"
         },
         "HOME": str(home),
     }
+
+
+def promoted_forge(root: Path, env: dict[str, str]) -> Path:
+    """A forge under ``root`` with the example ``write_note`` promoted (files backend)."""
+    kavi = [sys.executable, "-m", "kavi"]
+    repo = root / "forge"
+    repo.mkdir()
+    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / "key"), cwd=root, env=env)
+    sh("git", "init", "-q", "-b", "main", ".", cwd=repo, env=env)
+    sh("git", "config", "gpg.format", "ssh", cwd=repo, env=env)
+    sh("git", "config", "user.signingkey", str(root / "key.pub"), cwd=repo, env=env)
+    (repo / "README.md").write_text("bench\n")
+    sh("git", "add", "-A", cwd=repo, env=env)
+    sh("git", "commit", "-q", "-m", "init", cwd=repo, env=env)
+    sh(*kavi, "init", cwd=repo, env=env)
+    propose = ["propose-skill", "--name", "write_note", "--desc", "bench", "--side-effect", "FILE_WRITE"]
+    pid = json.loads(
+        sh(*kavi, *propose, "--io-schema-json", json.dumps(SCHEMA), "--format", "json", cwd=repo, env=env)
+    )["proposal_id"]
+    sh(*kavi, "build-skill", pid, "--backend", "files", "--from", str(EXAMPLE), cwd=repo, env=env)
+    sh(*kavi, "verify-skill", pid, cwd=repo, env=env)
+    sh(*kavi, "promote-skill", pid, "--yes", cwd=repo, env=env)
+    return repo
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=21)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="kavi-bench-run-"))
+    env = bench_env(root)
     kavi = [sys.executable, "-m", "kavi"]
     try:
-        repo = root / "forge"
-        repo.mkdir()
-        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / "key"), cwd=root, env=env)
-        sh("git", "init", "-q", "-b", "main", ".", cwd=repo, env=env)
-        sh("git", "config", "gpg.format", "ssh", cwd=repo, env=env)
-        sh("git", "config", "user.signingkey", str(root / "key.pub"), cwd=repo, env=env)
-        (repo / "README.md").write_text("bench\n")
-        sh("git", "add", "-A", cwd=repo, env=env)
-        sh("git", "commit", "-q", "-m", "init", cwd=repo, env=env)
-        sh(*kavi, "init", cwd=repo, env=env)
-        pid = json.loads(
-            sh(
-                *kavi,
-                "propose-skill",
-                "--name",
-                "write_note",
-                "--desc",
-                "bench",
-                "--side-effect",
-                "FILE_WRITE",
-                "--io-schema-json",
-                json.dumps(SCHEMA),
-                "--format",
-                "json",
-                cwd=repo,
-                env=env,
-            )
-        )["proposal_id"]
-        sh(*kavi, "build-skill", pid, "--backend", "files", "--from", str(EXAMPLE), cwd=repo, env=env)
-        sh(*kavi, "verify-skill", pid, cwd=repo, env=env)
-        sh(*kavi, "promote-skill", pid, "--yes", cwd=repo, env=env)
+        repo = promoted_forge(root, env)
         script = root / "baseline.py"
         script.write_text(BASELINE.format(root=str(repo), vault=str(repo / "vault_out")))
         plain_env = {**env, "KAVI_TEST_NO_NAMESPACES": "1"}

@@ -140,3 +140,18 @@ def listener() -> Iterator[tuple[int, list[str]]]:
 
     with loopback_listener() as found:
         yield found
+
+
+@pytest.fixture(scope="session")
+def mcp_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A forge with one promoted skill per side-effect class (``support/mcp_forge.py``)."""
+    from support.mcp_forge import build_template
+
+    return build_template(tmp_path_factory.mktemp("mcp-forge"))
+
+
+@pytest.fixture
+def mcp_forge(mcp_template: Path, tmp_path: Path) -> Path:
+    from support.mcp_forge import copy_template
+
+    return copy_template(mcp_template, tmp_path)

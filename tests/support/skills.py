@@ -70,8 +70,10 @@ def promote(
     test: str,
     *,
     secrets: tuple[str, ...] = (),
+    promote_it: bool = True,
 ) -> str:
-    """Propose, build, verify (must pass) and promote one skill; its proposal id."""
+    """Propose, build, verify (must pass) and promote one skill (``promote_it=False``:
+    leave it VERIFIED); its proposal id."""
     args = ["propose-skill", "--name", name, "--desc", f"{name} for the boundary tests"]
     args += ["--side-effect", side_effect, "--io-schema-json", json.dumps(schema)]
     for secret in secrets:
@@ -82,7 +84,8 @@ def promote(
     assert built["status"] == "SUCCEEDED", built
     verified = kavi_json("verify-skill", pid, cwd=repo)
     assert verified["status"] == "PASSED", verified["gates"]
-    kavi_json("promote-skill", pid, "--yes", cwd=repo)
+    if promote_it:
+        kavi_json("promote-skill", pid, "--yes", cwd=repo)
     return pid
 
 

@@ -36,7 +36,16 @@ def build_app() -> typer.Typer:
     ) -> None:
         """Kavi — a git-native governed skill forge."""
 
-    from kavi.cli import cmd_audit, cmd_forge, cmd_promote, cmd_research, cmd_run, cmd_trust, cmd_verify
+    from kavi.cli import (
+        cmd_audit,
+        cmd_forge,
+        cmd_promote,
+        cmd_research,
+        cmd_run,
+        cmd_serve,
+        cmd_trust,
+        cmd_verify,
+    )
 
     cmd_forge.register(app)
     cmd_verify.register(app)
@@ -46,6 +55,7 @@ def build_app() -> typer.Typer:
     cmd_audit.register(app)
     cmd_audit.register_hooks(app)
     cmd_trust.register(app)
+    cmd_serve.register(app)
     _report_interrupts(app)
     return app
 

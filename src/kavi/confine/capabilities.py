@@ -2,8 +2,9 @@
 
 One table, read by everything that enforces or explains it: ``run-skill`` builds each
 skill's confined view from :func:`for_class`, ``verify-skill`` runs generated tests
-under :data:`GENERATED_TEST`, and the build packet and the README show
-:func:`table_markdown` (a test keeps the README's copy identical).
+under :data:`GENERATED_TEST`, the build packet and the README show
+:func:`table_markdown` (a test keeps the README's copy identical), and ``serve mcp``
+derives each tool's annotations from :func:`tool_hints`.
 """
 
 from __future__ import annotations
@@ -45,6 +46,56 @@ def for_class(effect: SideEffect) -> Capabilities:
 
 def needs_network(effect: SideEffect) -> bool:
     return for_class(effect).network
+
+
+@dataclass(frozen=True)
+class ToolHints:
+    """The MCP tool annotations a side-effect class implies (``serve mcp``).
+
+    ``read_only`` and ``open_world`` follow from what the operating system gives the class
+    (no write roots; no network), so for READ_ONLY and FILE_WRITE they are enforced, not
+    merely declared. ``destructive`` and ``idempotent`` are what the signed class declares
+    about effects the boundary cannot see (a request to a payment API).
+    """
+
+    read_only: bool
+    destructive: bool
+    idempotent: bool
+    open_world: bool
+
+    def as_annotations(self) -> dict[str, bool]:
+        """The hints under their MCP names (``ToolAnnotations``)."""
+        return {
+            "readOnlyHint": self.read_only,
+            "destructiveHint": self.destructive,
+            "idempotentHint": self.idempotent,
+            "openWorldHint": self.open_world,
+        }
+
+
+# MONEY and MESSAGING act on the world in ways nobody can take back (a payment, a sent
+# message); a NETWORK skill is declared to fetch or look up, and a repeat of either may
+# act twice — no networked class is idempotent.
+_IRREVERSIBLE = frozenset({SideEffect.MONEY, SideEffect.MESSAGING})
+
+
+def tool_hints(effect: SideEffect) -> ToolHints:
+    """The one mapping from a verified side-effect class to MCP tool annotations.
+
+    READ_ONLY: read-only, closed world (and so neither destructive nor effectful when
+    repeated). FILE_WRITE: not read-only (it may overwrite a file below its write roots,
+    so destructive), closed world, not idempotent (nothing makes a skill's writes
+    repeatable). NETWORK / MONEY / MESSAGING: open world, never idempotent; MONEY and
+    MESSAGING destructive.
+    """
+    caps = for_class(effect)
+    read_only = not caps.writes and not caps.network
+    return ToolHints(
+        read_only=read_only,
+        destructive=caps.writes or effect in _IRREVERSIBLE,
+        idempotent=read_only,
+        open_world=caps.network,
+    )
 
 
 def _read(c: Capabilities) -> str:

@@ -62,6 +62,9 @@ class WorkerResult:
         if self.status.get("exit") == 97:
             return str(self.status.get("error") or "cannot confine")
         if self.status.get("unreported") and self.reply is None and not self.timed_out:
+            code = self.status.get("exit")
+            if isinstance(code, int) and code < 0:
+                return None  # killed by a signal from outside: it ran, it did not fail to start
             detail = self.stderr.strip().splitlines()[-1:] or ["no report"]
             return f"the namespaces could not be created ({detail[0][:200]})"
         return None
@@ -116,6 +119,12 @@ def namespaces_usable() -> bool:
         and jail.tools() is not None
         and not _NAMESPACES_FAILED
     )
+
+
+def retry_namespaces() -> None:
+    """Forget that the jail failed to start in this process: a long-lived process (``serve
+    mcp``) tries it again rather than running every later skill without it."""
+    _NAMESPACES_FAILED.clear()
 
 
 def unavailable_reason() -> str:

@@ -34,6 +34,7 @@ from typing import Any
 from kavi.clock import now_iso
 from kavi.confine.session import Worker, WorkerResult, skill_request
 from kavi.errors import (
+    ApprovalError,
     GovernanceError,
     GuardViolation,
     KaviError,
@@ -150,12 +151,15 @@ def run_skill(
     approved: bool = False,
     caller: str = "cli",
     worker: Worker | None = None,
+    approved_for: str | None = None,
 ) -> RunOutcome:
     """Run TRUSTED skill ``name`` on ``payload`` confined, record it, return its output.
 
-    ``approved``: a person approved this run (for REQUIRE_APPROVAL rules); ``caller``:
-    who asked (``cli``, ``mcp``…), kept in the record; ``worker``: one started earlier
-    with :meth:`Worker.start` (this call owns it from now on). Raises a
+    ``approved``: a person approved this run (for REQUIRE_APPROVAL rules); ``approved_for``:
+    the promotion id that person was shown (the run is refused if another version is in
+    force by now); ``caller``: who asked (``cli``, ``mcp (stdio) client …``), kept in the
+    record; ``worker``: one started earlier with :meth:`Worker.start` (this call owns it
+    from now on). Raises a
     :class:`KaviError` for every refusal or failure (recorded first when the skill was
     found). Safe to call once per request from a long-lived process.
     """
@@ -170,7 +174,7 @@ def run_skill(
     started, clock = now_iso(), time.monotonic()
     plan = _Plan(forge, skill, caller, worker)
     try:
-        output = plan.execute(payload, approved=approved)
+        output = plan.execute(payload, approved=approved, approved_for=approved_for)
     except KaviError as exc:
         status = RunStatus.REFUSED if isinstance(exc, GovernanceError) else RunStatus.FAILED
         if plan.limit is not None or exc.code == "KAVI-RUN-FAILED":
@@ -192,22 +196,29 @@ class _Plan:
         self.limit: str | None = None
         self.secrets: list[str] = []
 
-    def execute(self, payload: dict[str, Any], *, approved: bool) -> dict[str, Any]:
+    def execute(
+        self, payload: dict[str, Any], *, approved: bool, approved_for: str | None = None
+    ) -> dict[str, Any]:
         from kavi.confine import capabilities
         from kavi.confine.session import namespaces_usable, unavailable_reason
         from kavi.secrets import environment_secrets
         from kavi.skills.loader import check_registry, read_verified_source
-        from kavi.skills.schema_models import io_models
 
         forge, skill = self.forge, self.skill
         check_registry(forge, skill)
         self.skill = skill = read_verified_source(skill)
+        if approved_for is not None and skill.promotion.id != approved_for:
+            raise ApprovalError(
+                f"{skill.promotion.skill_name} changed after this run was approved "
+                f"(v{skill.promotion.version} is in force now)",
+                why="an approval holds for the version that was shown, and only for it",
+                remedy="call it again and approve what is shown then",
+            )
         self._authorise(approved)
         rule = matching_rule(forge, skill)
         confine = rule.confine if rule is not None else "auto"
         caps = capabilities.for_class(skill.proposal.side_effect_class)
-        inp, _out = io_models(skill.proposal.io_schema)
-        validated = _validate(inp, payload, skill, what="input")
+        validated = validate_input(skill, payload)
         secrets = _secrets(skill, rule)
         self.secrets = environment_secrets(
             os.environ, [f"KAVI_SECRET_{s}" for s in skill.proposal.required_secrets]
@@ -365,6 +376,15 @@ class _Plan:
         output = _validate(out_model, data, skill, what="output")
         redacted = _redact_json(output, self.secrets)
         return redacted if isinstance(redacted, dict) else output
+
+
+def validate_input(skill: TrustedSkill, payload: Any) -> dict[str, Any]:
+    """``payload`` validated against the proposal's declared input schema (a
+    :class:`ValidationError` listing every bad field, else the validated input)."""
+    from kavi.skills.schema_models import io_models
+
+    inp, _out = io_models(skill.proposal.io_schema)
+    return _validate(inp, payload, skill, what="input")
 
 
 def _validate(model: Any, data: Any, skill: TrustedSkill, *, what: str) -> dict[str, Any]:
