@@ -27,14 +27,17 @@ user namespaces (no mounts of the program's own) and joins a fresh session keyri
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import platform
+import time
 from typing import Any
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
 MS_NOEXEC = 0x8
+MS_NOATIME = 0x400
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MNT_DETACH = 0x2
@@ -47,6 +50,8 @@ SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "
 KEYCTL_JOIN_SESSION_KEYRING = 1
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 STAGE = "/tmp"  # where the fresh root is assembled (in this private mount namespace)
+BUSY_RETRIES = 200  # a mount made read-only while a write to it is in flight: EBUSY
+BUSY_PAUSE = 0.002
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -78,17 +83,26 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
 
 
 def _read_only(path: str, read_only: bool, *, recursive: bool = False) -> None:
+    """Make the mount at ``path`` read-only (or writable). The kernel refuses with EBUSY
+    while any write to that mount is in flight — an access-time update counts, e.g. a
+    process of the namespace following a symlink such as ``/lib64`` for the first time —
+    so a busy mount is asked again, briefly."""
     attr = _MountAttr(MOUNT_ATTR_RDONLY if read_only else 0, 0 if read_only else MOUNT_ATTR_RDONLY, 0, 0)
-    rc = _libc.syscall(
-        SYS_MOUNT_SETATTR,
-        AT_FDCWD,
-        path.encode(),
-        ctypes.c_uint(AT_RECURSIVE if recursive else 0),
-        ctypes.byref(attr),
-        ctypes.c_size_t(ctypes.sizeof(attr)),
-    )
-    if rc != 0:
-        raise _fail(f"mount_setattr {path}")
+    for _attempt in range(BUSY_RETRIES):
+        rc = _libc.syscall(
+            SYS_MOUNT_SETATTR,
+            AT_FDCWD,
+            path.encode(),
+            ctypes.c_uint(AT_RECURSIVE if recursive else 0),
+            ctypes.byref(attr),
+            ctypes.c_size_t(ctypes.sizeof(attr)),
+        )
+        if rc == 0:
+            return
+        if ctypes.get_errno() != errno.EBUSY:
+            break
+        time.sleep(BUSY_PAUSE)
+    raise _fail(f"mount_setattr {path}")
 
 
 def _under(path: str, base: str) -> bool:
@@ -110,7 +124,7 @@ def _bind(fd: int, path: str, *, writable: bool) -> None:
 def _minimal_dev(base: str, devices: dict[str, int], *, terminals: bool, shm_mb: int) -> None:
     dev = base + "/dev"
     os.makedirs(dev, exist_ok=True)
-    _mount("kavi-dev", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k")
+    _mount("kavi-dev", dev, "tmpfs", MS_NOSUID | MS_NOEXEC | MS_NOATIME, "mode=0755,size=64k")
     for name, fd in devices.items():
         _bind(fd, f"{dev}/{name}", writable=True)
         os.close(fd)
@@ -181,7 +195,8 @@ def build_allowlist(spec: dict[str, Any]) -> None:
     with open(empty, "wb"):
         pass
     os.chmod(empty, 0o444)
-    _mount("kavi-root", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
+    # no access times: nothing on the fresh root is ever written, not even by a lookup
+    _mount("kavi-root", root, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOATIME, "mode=0755,size=1m")
     hidden: list[str] = []
     for op in ops:
         path, kind = op["path"], op["kind"]
@@ -199,7 +214,7 @@ def build_allowlist(spec: dict[str, Any]) -> None:
             if not os.path.lexists(target):  # a skeleton on the way to a deeper root
                 os.makedirs(target)
             if os.path.isdir(target):  # read-only once the roots below it are bound
-                _mount("kavi-hidden", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0555,size=4k")
+                _mount("kavi-hidden", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOATIME, "mode=0555,size=4k")
                 hidden.append(target)
             elif os.path.lexists(target):
                 _mount(empty, target, None, MS_BIND, None)
@@ -217,8 +232,8 @@ def build_allowlist(spec: dict[str, Any]) -> None:
     # (their files check only the uid) or /proc/sysrq-trigger
     _mount("proc", root + "/proc", "proc", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
     _minimal_dev(root, devices, terminals=False, shm_mb=16)
+    _read_only(root, True)  # before the pivot: a prestarted program cannot be using it yet
     _pivot(root)
-    _read_only("/", True)
 
 
 def _pivot(root: str) -> None:
