@@ -42,6 +42,9 @@ def open_forge() -> "Forge":
 
     forge = Forge.open()
     ensure_ledger(forge)
+    from kavi.forge.remotes import keep_configured
+
+    keep_configured(forge.workdir, forge.location.common_dir, forge.kavi_dir)  # a remote added later
     return forge
 
 
@@ -348,6 +351,12 @@ def register(app: typer.Typer) -> None:
             "proposals:      "
             + (", ".join(f"{k} {v}" for k, v in data["proposals_by_status"].items()) or "none"),
             f"escalations:    {len(data['escalations']) or 'none'}",
+            *(
+                f"remote {r['name']}:{' ' * max(1, 7 - len(r['name']))}"
+                + ("fetches Kavi's refs" if r["fetches_kavi"] else "does NOT fetch Kavi's refs")
+                + f"; push them with: {r['push']}"
+                for r in data["remotes"]
+            ),
         ]
         for e in data["escalations"]:
             lines.append(f"  {e['name']} ({e['proposal_id'][:8]}): {e['escalation']} — {e['reason']}")

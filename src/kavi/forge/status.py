@@ -57,7 +57,23 @@ def forge_status(forge: Forge) -> dict[str, Any]:
             {"proposal_id": r.proposal_id, "name": names.get(r.proposal_id, "?"), **_run_view(r)}
             for r in open_escalations(ledger)
         ],
+        "remotes": _remotes(forge),
     }
+
+
+def _remotes(forge: Forge) -> list[dict[str, Any]]:
+    """Each remote: whether it fetches Kavi's refs, and the command that pushes them."""
+    from kavi.forge.remotes import FETCH_SPECS, push_command, remote_specs
+
+    branch = forge.config.target_branch
+    return [
+        {
+            "name": name,
+            "fetches_kavi": all(spec in specs["fetch"] for spec in FETCH_SPECS),
+            "push": push_command(name, branch),
+        }
+        for name, specs in sorted(remote_specs(forge.workdir).items())
+    ]
 
 
 def open_escalations(ledger: Ledger) -> list[ForgeRun]:
