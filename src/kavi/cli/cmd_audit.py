@@ -65,11 +65,13 @@ def register(app: typer.Typer) -> None:
         report = doctor(open_forge(), repair=repair)
         lines = []
         for f in report.findings:
-            mark = "✓ repaired" if f.repaired else "✗"
+            mark = "✓ repaired" if f.repaired else "!" if f.warning else "✗"
             lines.append(f"{mark} [{f.check}] {f.problem}")
-            if f.repair and not f.repaired:
+            if f.warning:
+                lines.append(f"    run: {f.repair}")
+            elif f.repair and not f.repaired:
                 lines.append(f"    fix: {f.repair}" + ("" if repair else " (run `git kavi doctor --repair`)"))
-        if not report.findings:
+        if all(f.warning for f in report.findings):
             lines.append("no problems found (" + ", ".join(report.checked) + ")")
         output.emit(
             {"ok": report.ok, "findings": [f.as_dict() for f in report.findings], "checked": report.checked},

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 
 from kavi.config import ForgeConfig
 from kavi.errors import ConfigError, GitError, NotAForgeError
-from kavi.forge.remotes import FETCH_SPECS, LEDGER_REF, NOTES_REF  # noqa: F401  (re-exported)
+from kavi.forge.remotes import FETCH_SPECS as FETCH_SPECS
+from kavi.forge.remotes import LEDGER_REF as LEDGER_REF
+from kavi.forge.remotes import NOTES_REF as NOTES_REF
 from kavi.layout import CONFIG_FILE, KAVI_DIR, POLICY_FILE, SIGNERS_FILE
 from kavi.locate import RepoLocation, locate
 
@@ -35,6 +37,7 @@ _POLICY_HEADER = """\
 # scanner:  what the static scan forbids in generated skills and their tests
 # runtime:  first-match rules (ALLOW | DENY | REQUIRE_APPROVAL) per side-effect class
 # sandbox:  files withheld from build sandboxes (secrets), file size limit
+# mirror:   what refs/kavi/ledger carries beyond digests (artifact kinds, run data)
 """
 
 _CONFIG_HEADER = """\
