@@ -11,7 +11,11 @@ import pytest
 from conftest import Verified
 from support.forge import git, kavi, kavi_json, make_forge, new_repo
 
-KAVI_FETCH = ["refs/kavi/*:refs/kavi/*", "refs/notes/kavi:refs/notes/kavi", "refs/tags/kavi/*:refs/tags/kavi/*"]
+KAVI_FETCH = [
+    "refs/kavi/*:refs/kavi/*",
+    "refs/notes/kavi:refs/notes/kavi",
+    "refs/tags/kavi/*:refs/tags/kavi/*",
+]
 
 
 def _config_all(repo: Path, key: str) -> list[str]:

@@ -387,18 +387,28 @@ def register(app: typer.Typer) -> None:
 
     @app.command("show")
     def show_cmd(
-        ref: Annotated[str, typer.Argument(help="Proposal id, unique prefix, or skill name.")],
+        ref: Annotated[str, typer.Argument(help="Proposal id, unique prefix, or skill name; or a run id.")],
         fmt: FormatOpt = Format.text,
     ) -> None:
-        """Show a proposal with its builds, verifications, promotions and artifacts.
+        """Show a proposal with its builds, verifications, promotions and artifacts (or one run).
 
-        Example: git kavi show 1a2b3c4d
+        Examples: git kavi show 1a2b3c4d
+                  git kavi show write_note
         """
         output.use(fmt)
-        from kavi.forge.status import proposal_details, render_details
+        from kavi.errors import NotFoundError
+        from kavi.forge.status import proposal_details, render_details, render_run, run_details
 
         forge = open_forge()
-        details = proposal_details(forge, ref)
+        try:
+            details = proposal_details(forge, ref)
+        except NotFoundError as exc:
+            try:
+                run = run_details(forge, ref)
+            except NotFoundError:
+                raise exc from None
+            output.emit(run, render_run(run))
+            return
         output.emit(details, render_details(details))
 
     @app.command("demo")
