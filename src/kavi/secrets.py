@@ -130,3 +130,39 @@ def redact_bytes(data: bytes, secrets: Sequence[str]) -> tuple[bytes, bool]:
             found = True
             data = data.replace(form, REDACTED.encode())
     return data, found
+
+
+# Credentials recognisable by their shape alone, whoever holds them: they never reach an
+# artifact or a run record, even when no variable named them (a skill read a key file, a
+# user pasted a token into an input). Narrow on purpose: each shape is a vendor's fixed
+# prefix or a PEM armour line, so ordinary text, hashes and ids do not match.
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY((?: BLOCK)?)-----"
+    r"(?:.{0,65536}?-----END \1PRIVATE KEY\2-----|(?:[A-Za-z0-9+/=\r\n]|\\[rn])*)",
+    re.DOTALL,
+)
+_TOKEN_SHAPES = re.compile(
+    r"\bsk-ant-[A-Za-z0-9_-]{20,}"  # Anthropic
+    r"|\bsk-(?:proj-|svcacct-)?[A-Za-z0-9_-]{32,}"  # OpenAI
+    r"|\bgh[pousr]_[A-Za-z0-9]{36,}|\bgithub_pat_[A-Za-z0-9_]{22,}"  # GitHub
+    r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"  # AWS access key id
+    r"|\bxox[abposr]-[A-Za-z0-9-]{10,}"  # Slack
+    r"|\bAIza[0-9A-Za-z_-]{35}"  # Google API key
+    r"|\bglpat-[A-Za-z0-9_-]{20,}"  # GitLab
+    r"|\bnpm_[A-Za-z0-9]{36}"  # npm
+)
+PRIVATE_KEY_REDACTED = "[REDACTED PRIVATE KEY]"
+
+
+def redact_shapes(text: str) -> str:
+    """``text`` without private-key blocks (``-----BEGIN … PRIVATE KEY-----`` … ``END``,
+    also as a JSON string spells it) and well-known credential shapes."""
+    if "PRIVATE KEY" in text:
+        text = _PRIVATE_KEY.sub(PRIVATE_KEY_REDACTED, text)
+    return _TOKEN_SHAPES.sub(REDACTED, text)
+
+
+def redact_record(text: str, secrets: Sequence[str]) -> str:
+    """What every artifact and record passes before it is written: the known secret values
+    (and their encodings) and the credential shapes (:func:`redact_shapes`)."""
+    return redact_shapes(redact(text, secrets))

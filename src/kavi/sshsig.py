@@ -261,8 +261,33 @@ def verify(
     ``ssh-keygen -Y verify`` call decides; a false claim simply fails. Otherwise the
     candidates are the principals listed for the key embedded in the signature, and
     only if that finds none is ``-Y find-principals`` asked (certificates, patterns).
-    The verdict is always ``ssh-keygen -Y verify``'s exit code. Thread-safe.
+    The verdict is ``ssh-keygen -Y verify``'s exit code — except that a signature whose
+    meaning is plain (:mod:`kavi.sshsig_fast`: plain allowed-signers entries, common key
+    types) is found good in-process first; anything else, and every refusal, is
+    ``ssh-keygen``'s. Thread-safe.
     """
+    if "BEGIN SSH SIGNATURE" in signature and allowed_signers.strip():
+        try:
+            from kavi.sshsig_fast import good_principal
+        except ImportError:  # pragma: no cover - cryptography is a dependency
+            good_principal = None  # type: ignore[assignment]
+        if good_principal is not None:
+            who = good_principal(payload, signature, allowed_signers, namespace, principal)
+            if who is not None:
+                embedded = signature_public_key(signature)
+                return Verdict(True, who, fingerprint(embedded) if embedded else None, "good signature")
+    return verify_reference(payload, signature, allowed_signers, namespace, principal=principal)
+
+
+def verify_reference(
+    payload: bytes,
+    signature: str,
+    allowed_signers: str,
+    namespace: str = NAMESPACE,
+    *,
+    principal: str | None = None,
+) -> Verdict:
+    """:func:`verify` by ``ssh-keygen -Y verify`` alone (the reference)."""
     if "BEGIN SSH SIGNATURE" not in signature:
         return Verdict(False, None, None, "not an SSH signature")
     embedded = signature_public_key(signature)

@@ -23,7 +23,7 @@ from typing import Any
 from kavi.clock import now_iso
 from kavi.hashing import blake3_hex, sha256_hex
 from kavi.ledger.models import Artifact, ArtifactKind
-from kavi.secrets import redact
+from kavi.secrets import redact_record
 
 VAULT_SUBDIR = "kavi"
 
@@ -110,7 +110,8 @@ class Vault:
         text = f"# {title}\n\n{body.rstrip()}\n"
         if links:
             text += "\n## Related\n\n" + "".join(f"- {wikilink(s)}\n" for s in links)
-        data = redact(render(front, text).decode("utf-8"), self.secrets).encode("utf-8")
+        # one place: no artifact is written with a secret value or a credential in it
+        data = redact_record(render(front, text).decode("utf-8"), self.secrets).encode("utf-8")
         rel = Path(self.vault_dir) / VAULT_SUBDIR / kind.value.lower() / f"{stem}.md"
         path = self.workdir / rel
         atomic_write(path, data)

@@ -36,19 +36,63 @@ def register(app: typer.Typer) -> None:
     @app.command("provenance")
     def provenance_cmd(
         ref: Annotated[str, typer.Argument(help="<skill> or <skill>@v<N>.")],
-        fmt: FormatOpt = Format.json,
+        out: Annotated[
+            Optional[Path],  # noqa: UP045
+            typer.Option(
+                "--output",
+                "-o",
+                help="Write PREFIX.intoto.json (DSSE envelope), PREFIX.pae and PREFIX.sig "
+                "(verify with ssh-keygen alone).",
+            ),
+        ] = None,
+        unsigned: Annotated[
+            bool, typer.Option("--unsigned", help="Print the bare in-toto statement, unsigned.")
+        ] = False,
+        fmt: FormatOpt = Format.text,
     ) -> None:
-        """Print an in-toto Statement v1 with an SLSA Provenance v1 predicate (JSON).
+        """An in-toto Statement v1 (SLSA Provenance v1 predicate) in a DSSE envelope signed
+        with your SSH key (the bare statement with --unsigned).
 
-        Example: git kavi provenance write_note@v1 > write_note.intoto.json
+        Examples: git kavi provenance write_note@v1 > write_note-v1.intoto.json
+                  git kavi provenance write_note@v1 --output write_note-v1
         """
-        output.use(Format.json)
         import json
 
-        from kavi.forge.provenance import statement
+        from kavi.forge.provenance import sign, statement, verify_commands, write_files
 
-        data = statement(open_forge(), ref)
-        output.emit(data, json.dumps(data, indent=2))
+        forge = open_forge()
+        data = statement(forge, ref)
+        if unsigned:
+            if out is not None:
+                from kavi.errors import UsageError
+
+                raise UsageError("--output writes a signed envelope; drop --unsigned or --output")
+            output.use(Format.json)
+            output.emit(data, json.dumps(data, indent=2))
+            return
+        from kavi.signing import user_signer
+
+        signed = sign(forge, data, user_signer(forge.repo))
+        if out is None:
+            output.use(Format.json)
+            output.emit(signed.envelope, json.dumps(signed.envelope, indent=2))
+            return
+        output.use(fmt)
+        files = write_files(signed, out)
+        commands = verify_commands(signed, files, Path.cwd())
+        lines = [f"wrote {path}" for path in files.values()]
+        lines += [f"signed by {signed.principal} ({signed.fingerprint}) under {signed.governance[:12]}"]
+        lines += [f"Verify: {commands[0]}", f"Then: {commands[1]}"]
+        output.emit(
+            {
+                "files": {k: str(v) for k, v in files.items()},
+                "principal": signed.principal,
+                "key": signed.fingerprint,
+                "governance": signed.governance,
+                "verify": commands,
+            },
+            "\n".join(lines),
+        )
 
     @app.command("doctor")
     def doctor_cmd(
@@ -65,11 +109,13 @@ def register(app: typer.Typer) -> None:
         report = doctor(open_forge(), repair=repair)
         lines = []
         for f in report.findings:
-            mark = "✓ repaired" if f.repaired else "✗"
+            mark = "✓ repaired" if f.repaired else "!" if f.warning else "✗"
             lines.append(f"{mark} [{f.check}] {f.problem}")
-            if f.repair and not f.repaired:
+            if f.warning:
+                lines.append(f"    run: {f.repair}")
+            elif f.repair and not f.repaired:
                 lines.append(f"    fix: {f.repair}" + ("" if repair else " (run `git kavi doctor --repair`)"))
-        if not report.findings:
+        if all(f.warning for f in report.findings):
             lines.append("no problems found (" + ", ".join(report.checked) + ")")
         output.emit(
             {"ok": report.ok, "findings": [f.as_dict() for f in report.findings], "checked": report.checked},

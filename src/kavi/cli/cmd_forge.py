@@ -42,6 +42,9 @@ def open_forge() -> "Forge":
 
     forge = Forge.open()
     ensure_ledger(forge)
+    from kavi.forge.remotes import keep_configured
+
+    keep_configured(forge.workdir, forge.location.common_dir, forge.kavi_dir)  # a remote added later
     return forge
 
 
@@ -348,6 +351,12 @@ def register(app: typer.Typer) -> None:
             "proposals:      "
             + (", ".join(f"{k} {v}" for k, v in data["proposals_by_status"].items()) or "none"),
             f"escalations:    {len(data['escalations']) or 'none'}",
+            *(
+                f"remote {r['name']}:{' ' * max(1, 7 - len(r['name']))}"
+                + ("fetches Kavi's refs" if r["fetches_kavi"] else "does NOT fetch Kavi's refs")
+                + f"; push them with: {r['push']}"
+                for r in data["remotes"]
+            ),
         ]
         for e in data["escalations"]:
             lines.append(f"  {e['name']} ({e['proposal_id'][:8]}): {e['escalation']} — {e['reason']}")
@@ -378,18 +387,28 @@ def register(app: typer.Typer) -> None:
 
     @app.command("show")
     def show_cmd(
-        ref: Annotated[str, typer.Argument(help="Proposal id, unique prefix, or skill name.")],
+        ref: Annotated[str, typer.Argument(help="Proposal id, unique prefix, or skill name; or a run id.")],
         fmt: FormatOpt = Format.text,
     ) -> None:
-        """Show a proposal with its builds, verifications, promotions and artifacts.
+        """Show a proposal with its builds, verifications, promotions and artifacts (or one run).
 
-        Example: git kavi show 1a2b3c4d
+        Examples: git kavi show 1a2b3c4d
+                  git kavi show write_note
         """
         output.use(fmt)
-        from kavi.forge.status import proposal_details, render_details
+        from kavi.errors import NotFoundError
+        from kavi.forge.status import proposal_details, render_details, render_run, run_details
 
         forge = open_forge()
-        details = proposal_details(forge, ref)
+        try:
+            details = proposal_details(forge, ref)
+        except NotFoundError as exc:
+            try:
+                run = run_details(forge, ref)
+            except NotFoundError:
+                raise exc from None
+            output.emit(run, render_run(run))
+            return
         output.emit(details, render_details(details))
 
     @app.command("demo")

@@ -230,6 +230,62 @@ def register(app: typer.Typer) -> None:
         count = mirror_pending(forge, signer)
         output.emit({"mirrored": count}, f"mirrored {count} event(s) onto refs/kavi/ledger")
 
+    @app.command("push")
+    def push_cmd(
+        remote: Annotated[str, typer.Argument(help="The remote to push to.")] = "origin",
+        no_sync: Annotated[
+            bool, typer.Option("--no-sync", help="Do not mirror unmirrored ledger events first.")
+        ] = False,
+        fmt: FormatOpt = Format.text,
+    ) -> None:
+        """Mirror the ledger, then push the target branch and Kavi's refs (tags, notes, ledger).
+
+        Runs: git push REMOTE <target> 'refs/tags/kavi/*' refs/notes/kavi refs/kavi/ledger
+
+        Example: git kavi push origin
+        """
+        output.use(fmt)
+        import subprocess
+        import sys
+
+        from kavi.errors import GitError
+        from kavi.forge.remotes import push_refs, remote_specs
+
+        forge = open_forge()
+        if remote not in remote_specs(forge.workdir):
+            from kavi.errors import UsageError
+
+            raise UsageError(f"no remote named {remote!r}", remedy="list them with `git remote -v`")
+        mirrored = 0
+        unmirrored = len(forge.ledger.unmirrored_events())
+        if unmirrored and not no_sync:
+            from kavi.forge.sync import mirror_pending
+            from kavi.signing import trusted_principal, user_signer
+
+            signer = user_signer(forge.repo)
+            trusted_principal(signer, forge.allowed_signers(), branch=forge.committed_config.target_branch)
+            mirrored = mirror_pending(forge, signer)
+            unmirrored -= mirrored
+        refs = push_refs(forge.workdir, remote, forge.config.target_branch)
+        done = subprocess.run(
+            ["git", "push", remote, *refs], cwd=forge.workdir, capture_output=True, text=True, check=False
+        )
+        if not output.is_json():
+            sys.stderr.write(done.stderr)
+        if done.returncode != 0:
+            raise GitError(
+                f"git push {remote} failed (exit {done.returncode})",
+                why=(done.stderr.strip().splitlines() or ["-"])[-1],
+                remedy="see git's message above; if the server refused a Kavi ref, "
+                "`git kavi promote-skill --republish` publishes after the others",
+            )
+        output.emit(
+            {"remote": remote, "pushed": refs, "mirrored": mirrored, "unmirrored": unmirrored},
+            f"pushed {' '.join(refs)} to {remote}"
+            + (f" (mirrored {mirrored} ledger event(s) first)" if mirrored else "")
+            + (f"; {unmirrored} event(s) not mirrored: git kavi ledger sync" if unmirrored else ""),
+        )
+
     @ledger_app.command("import")
     def import_cmd(fmt: FormatOpt = Format.text) -> None:
         """Rebuild (or extend) the local ledger from refs/kavi/ledger, checking every signature.

@@ -22,6 +22,7 @@ LABELS = (
     "Run",
     "Full diff",
     "Continue",
+    "Verify",
 )
 
 

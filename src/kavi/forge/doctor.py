@@ -32,6 +32,7 @@ class Finding:
     problem: str
     repair: str = ""
     repaired: bool = False
+    warning: bool = False  # not a problem: something to do (e.g. `git kavi ledger sync`)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -44,7 +45,7 @@ class DoctorReport:
 
     @property
     def ok(self) -> bool:
-        return all(f.repaired for f in self.findings)
+        return all(f.repaired or f.warning for f in self.findings)
 
 
 def _signer(forge: Forge) -> SshSigner | None:
@@ -229,9 +230,9 @@ def _added_config_lines(before: Snapshot, after: Snapshot) -> list[str]:
 
 
 def check_promotions(forge: Forge, report: DoctorReport, repair: bool) -> None:
+    from kavi.forge.checks import note_problem, tag_problem
     from kavi.forge.init import NOTES_REF
     from kavi.forge.promote import _notes, _tag
-    from kavi.gitstore.objects import read_note, read_tag
 
     report.checked.append("promotion tags and notes")
     repo = forge.repo
@@ -246,7 +247,7 @@ def check_promotions(forge: Forge, report: DoctorReport, repair: bool) -> None:
             )
             continue
         tag = repo.ref_target(f"refs/tags/{p.tag_name}")
-        if tag is None or (info := read_tag(repo, tag)) is None or info.target != p.merge_commit:
+        if tag_problem(repo, p) is not None:
             finding = Finding(
                 "promotion tag",
                 f"tag {p.tag_name} is missing or does not point at {p.merge_commit[:12]}",
@@ -256,8 +257,7 @@ def check_promotions(forge: Forge, report: DoctorReport, repair: bool) -> None:
             if repair and tag is None and (signer := _signer(forge)) is not None:
                 _tag(forge, p, signer)
                 finding.repaired = True
-        note = read_note(repo, repo.ref_target(NOTES_REF), p.merge_commit)
-        if not note or f"Kavi-Promotion: {p.id}" not in note:
+        if note_problem(repo, repo.ref_target(NOTES_REF), p.merge_commit, f"Kavi-Promotion: {p.id}"):
             finding = Finding(
                 "promotion notes",
                 f"no promotion note on {p.merge_commit[:12]} ({p.tag_name})",
@@ -270,7 +270,8 @@ def check_promotions(forge: Forge, report: DoctorReport, repair: bool) -> None:
 
 
 def check_ledger(forge: Forge, report: DoctorReport, repair: bool) -> None:
-    from kavi.artifacts.vault import atomic_write, read_verified
+    from kavi.artifacts.vault import atomic_write
+    from kavi.forge.checks import SYNC_HINT, artifact_state, unmirrored_warning
     from kavi.gitstore.mirror import LEDGER_REF, read_artifact
 
     report.checked.append("ledger journal, mirror and vault")
@@ -292,14 +293,20 @@ def check_ledger(forge: Forge, report: DoctorReport, repair: bool) -> None:
                     "fetch the mirror or investigate a rewrite",
                 )
             )
+    pending = unmirrored_warning(ledger)
+    if pending:
+        report.findings.append(Finding("ledger mirror", pending, SYNC_HINT, warning=True))
     for artifact in ledger.artifacts():
-        if read_verified(forge.workdir, artifact) is not None:
+        state = artifact_state(forge, artifact, tip)
+        if state.ok:
             continue
         finding = Finding(
-            "artifact", f"{artifact.path} is missing or altered", "restore it from refs/kavi/ledger"
+            "artifact",
+            f"{artifact.path}: {state.detail}",
+            "restore it from refs/kavi/ledger" if state.restorable else "",
         )
         report.findings.append(finding)
-        if repair and tip is not None:
+        if repair and tip is not None and state.restorable:
             data = read_artifact(forge.repo, tip, artifact.blake3)
             if data is not None:
                 atomic_write(forge.workdir / artifact.path, data)
@@ -307,37 +314,20 @@ def check_ledger(forge: Forge, report: DoctorReport, repair: bool) -> None:
 
 
 def check_registry(forge: Forge, report: DoctorReport) -> None:
-    from kavi.forge.registry import derive, parse_registry
+    from kavi.forge.checks import registry_problems
 
     report.checked.append("registry.yaml")
-    config = forge.committed_config
-    rel = f"{config.skills_dir}/registry.yaml"
-    tip = forge.repo.branch_tip(config.target_branch)
-    data = forge.repo.file_bytes(tip, rel) if tip else None
-    expected = derive(forge.ledger)
-    if data is None:
-        if expected.skills:
-            report.findings.append(
-                Finding(
-                    "registry",
-                    f"{rel} is missing on {config.target_branch}",
-                    "promote again or restore the file from history",
-                )
-            )
-        return
-    try:
-        found = parse_registry(data.decode("utf-8"), source=rel)
-    except Exception as exc:
-        report.findings.append(Finding("registry", f"{rel} cannot be parsed: {exc}"))
-        return
-    if found.skills != expected.skills:
-        names = sorted(set(found.skills) ^ set(expected.skills)) or sorted(
-            n for n in expected.skills if found.skills.get(n) != expected.skills[n]
+    rel, problems = registry_problems(forge)
+    if "*" in problems:
+        report.findings.append(
+            Finding("registry", f"{rel} {problems['*']}", "promote again or restore the file from history")
         )
+    elif problems:
         report.findings.append(
             Finding(
                 "registry",
-                f"{rel} on {config.target_branch} disagrees with the ledger about: {', '.join(names)}",
+                f"{rel} on {forge.committed_config.target_branch} disagrees with the ledger about: "
+                + ", ".join(sorted(problems)),
                 "the ledger wins; import the ledger from the remote that promoted them",
             )
         )

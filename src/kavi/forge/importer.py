@@ -14,12 +14,18 @@ extended, and only if its events are a prefix of the mirror.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from kavi.errors import NotFoundError, TrustError
 from kavi.forge.context import Forge
 from kavi.ledger.models import Artifact, Event
 from kavi.ledger.reducer import EventKind, apply_event
+
+if TYPE_CHECKING:
+    from kavi.gitstore.mirror import MirrorEntry
+    from kavi.gitstore.repo import GitRepo
 
 
 def import_ledger(forge: Forge) -> dict[str, Any]:
@@ -28,7 +34,6 @@ def import_ledger(forge: Forge) -> dict[str, Any]:
     from kavi.gitstore.mirror import (
         LEDGER_REF,
         ChainProblem,
-        MirrorEntry,
         check_chain,
         read_artifact,
         walk_chain,
@@ -53,15 +58,19 @@ def import_ledger(forge: Forge) -> dict[str, Any]:
 
     problems: list[ChainProblem] = list(check_chain(repo, entries, verify_signature=signature_problem))
     artifacts: dict[str, tuple[Artifact, bytes]] = {}
+    elsewhere: list[str] = []  # only the digest travelled (kavi.ledger.privacy)
     for entry in entries:
         ev = entry.event
         if ev is None or ev.kind != EventKind.ARTIFACT_RECORDED:
             continue
         artifact = Artifact.model_validate(ev.payload)
         data = read_artifact(repo, entry.commit, artifact.blake3)
-        if data is None or blake3_hex(data) != artifact.blake3:
+        if data is None:
+            elsewhere.append(artifact.id)
+            continue
+        if blake3_hex(data) != artifact.blake3:
             problems.append(
-                ChainProblem(entry.commit, ev.seq, f"artifact {artifact.path} missing or altered in the tree")
+                ChainProblem(entry.commit, ev.seq, f"artifact {artifact.path} altered in the tree")
             )
             continue
         artifacts[artifact.id] = (artifact, data)
@@ -79,6 +88,7 @@ def import_ledger(forge: Forge) -> dict[str, Any]:
     path = forge.location.ledger_path
     imported = 0
     if path.exists():
+        elsewhere_ids = set(elsewhere)
         with Ledger.open(path) as ledger:
             local = ledger.events()
             mirrored = ledger.mirror_commits()
@@ -117,12 +127,14 @@ def import_ledger(forge: Forge) -> dict[str, Any]:
                     insert_event(ledger.conn, ev)
                     apply_event(ledger.conn, ev)
                     ledger.set_mirror_commit(ev.seq, commit)
+                    if ev.subject_id in elsewhere_ids:
+                        ledger.mark_elsewhere(ev.subject_id)
                     imported += 1
             total = len(ledger.events())
     else:
         from kavi.ledger.rebuild import write_ledger
 
-        write_ledger(path, events)
+        write_ledger(path, events, elsewhere=elsewhere)
         imported = len(events)
         total = imported
     restored = 0
@@ -132,3 +144,22 @@ def import_ledger(forge: Forge) -> dict[str, Any]:
             atomic_write(target_path, data)
             restored += 1
     return {"imported": imported, "events": total, "artifacts_restored": restored, "tip": tip}
+
+
+def digest_only(repo: GitRepo, entries: Sequence[MirrorEntry], workdir: Path) -> list[str]:
+    """The artifacts of ``entries`` whose bytes are neither in the mirror's tree nor in the
+    vault at ``workdir``: this clone knows them only by their digest."""
+    from kavi.gitstore.mirror import read_artifact
+
+    out = []
+    for entry in entries:
+        ev = entry.event
+        if ev is None or ev.kind != EventKind.ARTIFACT_RECORDED:
+            continue
+        artifact = Artifact.model_validate(ev.payload)
+        if (
+            read_artifact(repo, entry.commit, artifact.blake3) is None
+            and not (workdir / artifact.path).exists()
+        ):
+            out.append(artifact.id)
+    return out

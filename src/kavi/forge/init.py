@@ -3,7 +3,8 @@
 Writes and commits the governance files (``.kavi/config.yaml``, ``.kavi/policy.yaml``,
 ``.kavi/allowed_signers``) and a ``.gitignore`` entry for the vault, creates the ledger,
 and configures git so the audit view and Kavi's refs travel: ``notes.displayRef``
-and fetch/push refspecs for ``refs/kavi/*``, ``refs/notes/kavi`` and ``refs/tags/kavi/*``.
+and fetch refspecs for ``refs/kavi/*``, ``refs/notes/kavi`` and ``refs/tags/kavi/*``
+(push refspecs are never set: see :mod:`kavi.forge.remotes`).
 Running it again changes nothing that is already in place.
 """
 
@@ -15,6 +16,9 @@ from typing import TYPE_CHECKING
 
 from kavi.config import ForgeConfig
 from kavi.errors import ConfigError, GitError, NotAForgeError
+from kavi.forge.remotes import FETCH_SPECS as FETCH_SPECS
+from kavi.forge.remotes import LEDGER_REF as LEDGER_REF
+from kavi.forge.remotes import NOTES_REF as NOTES_REF
 from kavi.layout import CONFIG_FILE, KAVI_DIR, POLICY_FILE, SIGNERS_FILE
 from kavi.locate import RepoLocation, locate
 
@@ -24,16 +28,7 @@ if TYPE_CHECKING:
     from kavi.gitstore.repo import GitRepo
     from kavi.sshsig import SshSigner
 
-NOTES_REF = "refs/notes/kavi"
 NOTES_DISPLAY = "refs/notes/kavi*"  # a glob: no warning while the notes ref does not exist yet
-LEDGER_REF = "refs/kavi/ledger"
-
-FETCH_SPECS = (
-    "refs/kavi/*:refs/kavi/*",
-    f"{NOTES_REF}:{NOTES_REF}",
-    "refs/tags/kavi/*:refs/tags/kavi/*",
-)
-PUSH_SPECS = ("HEAD", *FETCH_SPECS)
 
 _POLICY_HEADER = """\
 # Kavi governance policy. Changing this file on the target branch needs a
@@ -42,6 +37,7 @@ _POLICY_HEADER = """\
 # scanner:  what the static scan forbids in generated skills and their tests
 # runtime:  first-match rules (ALLOW | DENY | REQUIRE_APPROVAL) per side-effect class
 # sandbox:  files withheld from build sandboxes (secrets), file size limit
+# mirror:   what refs/kavi/ledger carries beyond digests (artifact kinds, run data)
 """
 
 _CONFIG_HEADER = """\
@@ -254,13 +250,7 @@ def _configure_git(repo: GitRepo) -> list[str]:
     if not {NOTES_REF, NOTES_DISPLAY} & set(repo.config_get_all("notes.displayRef")):
         repo.config_add("notes.displayRef", NOTES_DISPLAY)
         done.append(f"notes.displayRef={NOTES_DISPLAY}")
-    for remote in repo.remotes():
-        for key, specs in (
-            (f"remote.{remote}.fetch", FETCH_SPECS),
-            (f"remote.{remote}.push", PUSH_SPECS),
-        ):
-            for spec in specs:
-                if spec not in repo.config_get_all(key):
-                    repo.config_add(key, spec)
-                    done.append(f"{key}+={spec}")
+    from kavi.forge.remotes import configure
+
+    done += configure(repo.workdir).lines()  # fetch refspecs only: pushing stays as it was (D062)
     return done

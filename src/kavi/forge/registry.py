@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kavi.errors import TrustError
 from kavi.ledger.models import Promotion, Proposal
-from kavi.ledger.states import ProposalStatus
 from kavi.ledger.store import Ledger
 
 HEADER = (
@@ -79,12 +78,7 @@ def entry_for(promotion: Promotion, proposal: Proposal) -> RegistryEntry:
 
 def current_promotions(ledger: Ledger) -> dict[str, Promotion]:
     """The promotion in force for every skill that is TRUSTED now."""
-    out: dict[str, Promotion] = {}
-    for promotion in ledger.promotions():
-        proposal = ledger.proposal(promotion.proposal_id)
-        if proposal.status is ProposalStatus.TRUSTED:
-            out[promotion.skill_name] = promotion
-    return out
+    return ledger.current_promotions()
 
 
 def derive(

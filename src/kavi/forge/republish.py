@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kavi.errors import ConflictError, GitError, StateError, TrustError
 from kavi.forge.context import Forge
@@ -61,6 +61,8 @@ class RepublishPlan:
     versions: dict[str, int]  # lost promotion id -> the version it will get
     upstream_tags: dict[str, str] = field(default_factory=dict)  # tag ref -> object
     fingerprint: str = ""
+    private: dict[str, dict[str, Any]] = field(default_factory=dict)  # event id -> its sealed data
+    elsewhere: list[str] = field(default_factory=list)  # artifacts known here by their digest only
 
     @property
     def digest(self) -> str:
@@ -102,7 +104,9 @@ def _fetch(forge: Forge, remote: str, branch: str) -> None:
     stale = forge.repo.refs(f"{UPSTREAM}/{remote}/")
     for ref in stale:
         forge.repo.delete_ref(ref)
-    done = _git(forge, "fetch", "--no-tags", "-q", remote, *specs)
+    # --refmap=: only into the private namespace — Kavi's fetch refspecs would otherwise also
+    # move this clone's own refs/kavi/ledger and notes (refused: they are not fast-forwards)
+    done = _git(forge, "fetch", "--no-tags", "--refmap=", "-q", remote, *specs)
     if done.returncode != 0:
         raise GitError(f"fetching from {remote} failed", why=done.stderr.strip(), remedy="run it again")
 
@@ -167,6 +171,8 @@ def prepare(forge: Forge, remote: str, signer: SshSigner) -> RepublishPlan:
         versions={},
         upstream_tags=tags,
         fingerprint=signer.fingerprint,
+        private=forge.ledger.private_data(),
+        elsewhere=forge.ledger.elsewhere(),
     )
     if not lost and not kept and common == len(local) and upstream_tip == local_tip:
         raise StateError(
@@ -411,7 +417,10 @@ def reset_to_upstream(forge: Forge, plan: RepublishPlan, approval: Approval) -> 
     if repo.branch_tip(plan.branch) != plan.local_tip:
         raise ConflictError(f"{plan.branch} moved while you were deciding", remedy="run it again")
     forge.close()
-    write_ledger(forge.location.ledger_path, _ledger_events(plan))
+    from kavi.forge.importer import digest_only
+
+    elsewhere = [*plan.elsewhere, *digest_only(repo, plan.remote_entries, forge.workdir)]
+    write_ledger(forge.location.ledger_path, _ledger_events(plan), private=plan.private, elsewhere=elsewhere)
     for p in plan.lost:
         ref = f"refs/tags/{p.tag_name}"
         if ref not in plan.upstream_tags:
@@ -462,6 +471,7 @@ def finish(forge: Forge, plan: RepublishPlan, signer: SshSigner) -> int:
     """Record again the runs made with a lost promotion, naming its replacement; mirror.
     Returns how many events this clone has signed on top of the remote's ledger."""
     from kavi.forge.sync import mirror_pending
+    from kavi.ledger.privacy import seal
 
     if plan.deferred_runs:
         by_proposal = {p.proposal_id: p for p in forge.ledger.promotions()}
@@ -469,6 +479,10 @@ def finish(forge: Forge, plan: RepublishPlan, signer: SshSigner) -> int:
         with forge.ledger.transaction(forge.actor) as txn:
             for run in plan.deferred_runs:
                 replacement = by_proposal[lost_proposal[str(run.payload["promotion_id"])]]
-                txn.record(run.kind, run.subject_id, {**run.payload, "promotion_id": replacement.id})
+                payload = {**run.payload, "promotion_id": replacement.id, "version": replacement.version}
+                private = plan.private.get(run.id)
+                if "sealed" not in payload:  # recorded before runs were sealed, never published
+                    payload, private = seal(run.kind, payload)
+                txn.record(run.kind, run.subject_id, payload, private=private)
     mirror_pending(forge, signer)
     return len(forge.ledger.events()) - len(plan.remote_entries)

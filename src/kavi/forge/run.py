@@ -179,7 +179,7 @@ def run_skill(
         status = RunStatus.REFUSED if isinstance(exc, GovernanceError) else RunStatus.FAILED
         if plan.limit is not None or exc.code == "KAVI-RUN-FAILED":
             status = RunStatus.FAILED
-        _record_run(plan, status, payload, None, exc.message, started, clock)
+        _record_run(plan, status, payload, None, exc.message, started, clock, exc.code)
         raise
     finally:
         plan.worker.abort()
@@ -410,15 +410,18 @@ def _validate(model: Any, data: Any, skill: TrustedSkill, *, what: str) -> dict[
     return validated
 
 
-def _redact_json(value: Any, secrets: list[str]) -> Any:
-    from kavi.secrets import redact
+def _redact_json(value: Any, secrets: list[str], *, shapes: bool = False) -> Any:
+    """``value`` with every secret value replaced in its strings (``shapes``: and the
+    credential shapes of :func:`kavi.secrets.redact_shapes` — for what is recorded)."""
+    from kavi.secrets import redact, redact_record
 
+    clean = redact_record if shapes else redact
     if isinstance(value, str):
-        return redact(value, secrets)
+        return clean(value, secrets)
     if isinstance(value, list):
-        return [_redact_json(v, secrets) for v in value]
+        return [_redact_json(v, secrets, shapes=shapes) for v in value]
     if isinstance(value, dict):
-        return {redact(str(k), secrets): _redact_json(v, secrets) for k, v in value.items()}
+        return {clean(str(k), secrets): _redact_json(v, secrets, shapes=shapes) for k, v in value.items()}
     return value
 
 
@@ -533,8 +536,13 @@ def _record_run(
     error: str | None,
     started: str,
     clock: float,
+    code: str | None = None,
 ) -> tuple[Run, str | None]:
-    from kavi.secrets import environment_secrets, redact
+    """Record the run: a RUN_RECORD artifact in the local vault and a ``run.recorded``
+    event whose input, output and error are sealed — only their digests travel (unless
+    the policy's ``mirror.run_data`` says otherwise; see :mod:`kavi.ledger.privacy`)."""
+    from kavi.ledger.privacy import NONCE_KEY, seal
+    from kavi.secrets import environment_secrets, redact_record
     from kavi.textsafe import printable
 
     forge, skill = plan.forge, plan.skill
@@ -545,12 +553,14 @@ def _record_run(
     run = Run(
         id=str(uuid.uuid4()),
         skill_name=p.skill_name,
+        version=p.version,
         proposal_id=p.proposal_id,
         promotion_id=p.id,
         status=status,
-        input=_redact_json(payload, secrets),
-        output=output,
-        error=redact(error, secrets) if error is not None else None,
+        input=_redact_json(payload, secrets, shapes=True),
+        output=_redact_json(output, secrets, shapes=True) if output is not None else None,
+        error=redact_record(error, secrets) if error is not None else None,
+        error_code=code,
         duration_s=round(time.monotonic() - clock, 4),
         started_at=started,
         finished_at=now_iso(),
@@ -558,17 +568,24 @@ def _record_run(
         caller=plan.caller,
         limit_exceeded=plan.limit,
     )
+    public, private = seal(
+        EventKind.RUN_RECORDED,
+        run.model_dump(mode="json"),
+        fields=None if not _mirror_run_data(forge) else (),
+    )
+    run = run.model_copy(update={"sealed": public.get("sealed") or {}})
     vault = forge.vault(secrets)
     ledger = forge.ledger
     with vault.pending(), ledger.transaction(forge.actor) as txn:
         body = "\n".join(
             [
                 f"- skill: `{p.skill_name}` v{p.version} ({p.tag_name})",
-                f"- status: **{status.value}**",
+                f"- status: **{status.value}**" + (f" ({code})" if code else ""),
                 f"- duration: {run.duration_s:.3f}s",
                 f"- confinement: {plan.confinement}",
                 f"- caller: {plan.caller}",
                 *([f"- limit exceeded: {plan.limit}"] if plan.limit else []),
+                *(f"- {name} sha256: `{value}` (what travels)" for name, value in sorted(run.sealed.items())),
                 "",
                 "## Input",
                 "",
@@ -581,15 +598,23 @@ def _record_run(
                 else _fenced(printable(run.error or "", multiline=True), "text"),
             ]
         )
+        meta: dict[str, Any] = {"run_id": run.id, "promotion_id": p.id, "status": status.value}
+        if private is not None:
+            meta["digest_nonce"] = private[NONCE_KEY]  # the record's own hash cannot be guessed either
         artifact, _ = vault.write(
             ArtifactKind.RUN_RECORD,
             name=p.skill_name,
             related_id=run.id,
             title=f"RUN_RECORD {p.skill_name} v{p.version} — {status.value}",
             body=body,
-            meta={"run_id": run.id, "promotion_id": p.id, "status": status.value},
+            meta=meta,
         )
         txn.put(EventKind.ARTIFACT_RECORDED, artifact)
         run = run.model_copy(update={"artifact_id": artifact.id})
-        txn.put(EventKind.RUN_RECORDED, run)
+        txn.record(EventKind.RUN_RECORDED, run.id, {**public, "artifact_id": artifact.id}, private=private)
     return run, artifact.path
+
+
+def _mirror_run_data(forge: Forge) -> bool:
+    """The policy's ``mirror.run_data``: a run's data may travel in its event."""
+    return bool(forge.policy.mirror.run_data)

@@ -57,7 +57,23 @@ def forge_status(forge: Forge) -> dict[str, Any]:
             {"proposal_id": r.proposal_id, "name": names.get(r.proposal_id, "?"), **_run_view(r)}
             for r in open_escalations(ledger)
         ],
+        "remotes": _remotes(forge),
     }
+
+
+def _remotes(forge: Forge) -> list[dict[str, Any]]:
+    """Each remote: whether it fetches Kavi's refs, and the command that pushes them."""
+    from kavi.forge.remotes import FETCH_SPECS, push_command, remote_specs
+
+    branch = forge.config.target_branch
+    return [
+        {
+            "name": name,
+            "fetches_kavi": all(spec in specs["fetch"] for spec in FETCH_SPECS),
+            "push": push_command(name, branch),
+        }
+        for name, specs in sorted(remote_specs(forge.workdir).items())
+    ]
 
 
 def open_escalations(ledger: Ledger) -> list[ForgeRun]:
@@ -192,4 +208,55 @@ def render_details(d: dict[str, Any]) -> str:
     lines.append(f"Artifacts ({len(d['artifacts'])}):")
     for a in d["artifacts"]:
         lines.append(f"  {a['kind']:<20} {a['path']}  blake3:{a['blake3'][:16]}")
+    return "\n".join(lines)
+
+
+def run_details(forge: Forge, ref: str) -> dict[str, Any]:
+    """One run: its record (the sealed fields' data where this clone has it, their digests
+    always) and its RUN_RECORD artifact."""
+    from kavi.forge.checks import artifact_state
+    from kavi.gitstore.mirror import LEDGER_REF
+    from kavi.ledger.models import Run
+
+    ledger = forge.ledger
+    run = ledger.resolve(Run, ref, what="run")
+    artifact = ledger.artifact(run.artifact_id) if run.artifact_id else None
+    out: dict[str, Any] = {
+        "run": run.model_dump(mode="json"),
+        "data": "digest only" if run.sealed and run.input is None else "here",
+        "artifact": None,
+    }
+    if artifact is not None:
+        state = artifact_state(forge, artifact, forge.repo.ref_target(LEDGER_REF))
+        out["artifact"] = {**artifact.model_dump(mode="json"), "ok": state.ok, "state": state.detail}
+    return out
+
+
+def render_run(d: dict[str, Any]) -> str:
+    import json
+
+    r = d["run"]
+    version = f" v{r['version']}" if r.get("version") else ""
+    lines = [
+        f"Run {r['id']}",
+        f"  skill:       {r['skill_name']}{version} (promotion {r['promotion_id'][:8]})",
+        f"  status:      {r['status']}" + (f" ({r['error_code']})" if r.get("error_code") else ""),
+        f"  when:        {r['started_at']} ({r['duration_s']:.3f}s), caller {r.get('caller') or '-'}",
+        f"  confinement: {r.get('confinement') or '-'}",
+    ]
+    if r.get("limit_exceeded"):
+        lines.append(f"  limit:       {r['limit_exceeded']}")
+    for name, value in sorted((r.get("sealed") or {}).items()):
+        lines.append(f"  {name} sha256: {value}")
+    if d["data"] == "digest only":
+        lines.append("  data:        not on this clone (only its digests travel)")
+    else:
+        lines.append(f"  input:       {json.dumps(r['input'], sort_keys=True)}")
+        if r.get("output") is not None:
+            lines.append(f"  output:      {json.dumps(r['output'], sort_keys=True)}")
+    if r.get("error"):
+        lines.append(f"  error:       {r['error']}")
+    a = d.get("artifact")
+    if a:
+        lines.append(f"  record:      {a['path']} ({'✓' if a['ok'] else '✗'} {a['state']})")
     return "\n".join(lines)

@@ -1,4 +1,9 @@
-"""Mirroring the ledger into ``refs/kavi/ledger`` (signed), shared by promote, revoke and ``ledger sync``."""
+"""Mirroring the ledger into ``refs/kavi/ledger`` (signed), shared by promote, revoke and ``ledger sync``.
+
+What an event carries is decided when it is recorded (:mod:`kavi.ledger.privacy`: private
+fields are sealed, only their digests are in the event); which artifacts' bytes enter the
+mirror's tree is decided here, by the policy's ``mirror.artifacts`` at the governing commit.
+"""
 
 from __future__ import annotations
 
@@ -38,13 +43,17 @@ def mirror_pending(forge: Forge, signer: SshSigner) -> int:
             remedy="import it first: `git kavi ledger import`",
         )
     from kavi.forge.identity import record_signer
+    from kavi.ledger.privacy import artifact_travels
 
     forge_id, governance, signer = record_signer(forge, signer)
+    travelling = list(forge.policy.mirror.artifacts)
 
     def artifact_bytes(event: Event) -> tuple[str, bytes] | None:
         if event.kind != EventKind.ARTIFACT_RECORDED:
             return None
         artifact = Artifact.model_validate(event.payload)
+        if not artifact_travels(artifact.kind.value, travelling):
+            return None  # its record (digests) travels in the event; the bytes stay here
         data = read_verified(forge.workdir, artifact)
         if data is None:
             raise TrustError(

@@ -224,14 +224,21 @@ class Revocation(Record):
 
 
 class Run(Record):
+    """One run of a TRUSTED skill. Its ``input``, ``output`` and (unless REFUSED) ``error``
+    are sealed (:mod:`kavi.ledger.privacy`): the event that travels carries their SHA-256
+    digests in ``sealed``; they are None in a clone the data never came to."""
+
     id: str
     skill_name: str
+    version: int | None = None  # the promotion's version (None in runs recorded before v5)
     proposal_id: str
     promotion_id: str
     status: RunStatus
-    input: dict[str, Any] = Field(default_factory=dict)
+    input: dict[str, Any] | None = None
     output: dict[str, Any] | None = None
     error: str | None = None
+    error_code: str | None = None  # e.g. KAVI-RUN-FAILED, KAVI-RUN-LIMIT, KAVI-POLICY
+    sealed: dict[str, str] = Field(default_factory=dict)  # field → SHA-256 (kavi.ledger.privacy)
     artifact_id: str | None = None
     duration_s: float = 0.0
     started_at: str

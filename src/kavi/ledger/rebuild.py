@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,16 @@ def resequence(events: Sequence[Event], after: Event | None) -> list[Event]:
     return out
 
 
-def apply_all(path: Path | str, events: Sequence[tuple[Event, str | None]]) -> None:
-    """Insert and apply ``events`` (with their mirror commits) into an empty ledger at ``path``."""
+def apply_all(
+    path: Path | str,
+    events: Sequence[tuple[Event, str | None]],
+    *,
+    private: Mapping[str, dict[str, Any]] | None = None,
+    elsewhere: Iterable[str] = (),
+) -> None:
+    """Insert and apply ``events`` (with their mirror commits) into an empty ledger at ``path``.
+    ``private``: sealed data by event id (kept where this clone has it); ``elsewhere``:
+    artifacts known only by their digest."""
     from kavi.ledger.reducer import apply_event
     from kavi.ledger.schema import migrate
     from kavi.ledger.store import connect, insert_event
@@ -45,10 +53,14 @@ def apply_all(path: Path | str, events: Sequence[tuple[Event, str | None]]) -> N
         migrate(conn)
         conn.execute("BEGIN IMMEDIATE")
         for event, commit in events:
-            insert_event(conn, event)
-            apply_event(conn, event)
+            mine = (private or {}).get(event.id)
+            insert_event(conn, event, mine)
+            apply_event(conn, event, mine)
             if commit is not None:
                 conn.execute("UPDATE events SET mirror_commit = ? WHERE seq = ?", (commit, event.seq))
+        conn.executemany(
+            "INSERT OR IGNORE INTO artifacts_elsewhere (artifact_id) VALUES (?)", [(a,) for a in elsewhere]
+        )
         conn.execute("COMMIT")
         if str(path) != ":memory:":
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -56,14 +68,21 @@ def apply_all(path: Path | str, events: Sequence[tuple[Event, str | None]]) -> N
         conn.close()
 
 
-def write_ledger(path: Path, events: Sequence[tuple[Event, str | None]]) -> None:
-    """Build the ledger at ``path`` from ``events``, replacing what is there only on success."""
+def write_ledger(
+    path: Path,
+    events: Sequence[tuple[Event, str | None]],
+    *,
+    private: Mapping[str, dict[str, Any]] | None = None,
+    elsewhere: Iterable[str] = (),
+) -> None:
+    """Build the ledger at ``path`` from ``events``, replacing what is there only on success
+    (``private``, ``elsewhere``: see :func:`apply_all`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".ledger-build-", suffix=".db", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        apply_all(tmp, events)
+        apply_all(tmp, events, private=private, elsewhere=elsewhere)
         for suffix in ("-wal", "-shm"):
             Path(str(path) + suffix).unlink(missing_ok=True)
         os.replace(tmp, path)

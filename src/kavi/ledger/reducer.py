@@ -149,11 +149,17 @@ HANDLERS: dict[str, Callable[[sqlite3.Connection, Event], None]] = {
 }
 
 
-def apply_event(conn: sqlite3.Connection, event: Event) -> None:
+def apply_event(conn: sqlite3.Connection, event: Event, private: dict[str, Any] | None = None) -> None:
+    """Apply ``event``; ``private``: the data it sealed, where this clone has it (the tables
+    then hold it; without it they hold None where the event has only digests)."""
     handler = HANDLERS.get(event.kind)
     if handler is None:
         raise LedgerError(
             f"unknown ledger event kind {event.kind!r} (event {event.seq})",
             remedy="upgrade Kavi: this ledger was written by a newer version",
         )
+    if event.payload.get("sealed"):
+        from kavi.ledger.privacy import unseal
+
+        event = event.model_copy(update={"payload": unseal(event.payload, private)})
     handler(conn, event)

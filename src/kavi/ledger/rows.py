@@ -41,7 +41,7 @@ _JSON_FIELDS: dict[type[Record], frozenset[str]] = {
     Proposal: frozenset({"io_schema", "required_secrets"}),
     Build: frozenset({"violations", "usage", "tool_attempts", "options"}),
     Verification: frozenset({"gates"}),
-    Run: frozenset({"input", "output"}),
+    Run: frozenset({"input", "output", "sealed"}),
     Research: frozenset({"security_reasons", "facts", "advice", "widening"}),
     ForgeRun: frozenset({"attempts", "researches"}),
 }

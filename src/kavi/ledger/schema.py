@@ -6,8 +6,10 @@ Migrations are append-only: never edit a released step, add a new one.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 from kavi.errors import LedgerError
+from kavi.ledger.privacy import reseal_unmirrored
 
 MIGRATIONS: tuple[str, ...] = (
     # v1 — the seed's tables, the event journal, and Kavi's additions.
@@ -216,7 +218,59 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN limit_exceeded TEXT;
     ALTER TABLE verifications ADD COLUMN confinement TEXT;
     """,
+    # v5 — digests, not data (issue 13): a run's input, output and error stay in this ledger
+    # (event_private), its event carries their digests (runs.sealed_json); artifacts known
+    # here only by their digest; indexes for forges of thousands of skills.
+    """
+    CREATE TABLE event_private (
+        event_id  TEXT PRIMARY KEY REFERENCES events(id),
+        data_json TEXT NOT NULL
+    );
+    CREATE TABLE artifacts_elsewhere (artifact_id TEXT PRIMARY KEY);
+
+    CREATE TABLE runs_v5 (
+        id             TEXT PRIMARY KEY,
+        skill_name     TEXT NOT NULL,
+        version        INTEGER,
+        proposal_id    TEXT NOT NULL REFERENCES skill_proposals(id),
+        promotion_id   TEXT NOT NULL REFERENCES promotions(id),
+        status         TEXT NOT NULL,
+        input_json     TEXT,
+        output_json    TEXT,
+        error          TEXT,
+        error_code     TEXT,
+        sealed_json    TEXT NOT NULL DEFAULT '{}',
+        artifact_id    TEXT,
+        duration_s     REAL NOT NULL,
+        started_at     TEXT NOT NULL,
+        finished_at    TEXT NOT NULL,
+        confinement    TEXT,
+        caller         TEXT,
+        limit_exceeded TEXT
+    );
+    INSERT INTO runs_v5 (id, skill_name, version, proposal_id, promotion_id, status, input_json,
+        output_json, error, artifact_id, duration_s, started_at, finished_at, confinement, caller,
+        limit_exceeded)
+        SELECT r.id, r.skill_name, p.version, r.proposal_id, r.promotion_id, r.status, r.input_json,
+            r.output_json, r.error, r.artifact_id, r.duration_s, r.started_at, r.finished_at,
+            r.confinement, r.caller, r.limit_exceeded
+        FROM runs r LEFT JOIN promotions p ON p.id = r.promotion_id;
+    DROP TABLE runs;
+    ALTER TABLE runs_v5 RENAME TO runs;
+    CREATE INDEX runs_skill ON runs(skill_name, started_at);
+
+    CREATE INDEX events_kind_subject ON events(kind, subject_id);
+    CREATE INDEX events_unmirrored ON events(seq) WHERE mirror_commit IS NULL;
+    CREATE INDEX promotions_skill ON promotions(skill_name, version);
+    CREATE INDEX promotions_proposal ON promotions(proposal_id);
+    CREATE INDEX revocations_skill ON revocations(skill_name);
+    CREATE INDEX verifications_build ON verifications(build_id);
+    """,
 )
+
+# Steps that SQL cannot express, run right after the migration to that version (in its
+# transaction).
+AFTER: dict[int, Callable[[sqlite3.Connection], object]] = {5: reseal_unmirrored}
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -234,6 +288,8 @@ def migrate(conn: sqlite3.Connection) -> int:
         try:
             for statement in _split(MIGRATIONS[version]):
                 conn.execute(statement)
+            if version + 1 in AFTER:
+                AFTER[version + 1](conn)
             conn.execute(f"PRAGMA user_version = {version + 1}")
             conn.execute("COMMIT")
         except BaseException:

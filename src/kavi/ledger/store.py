@@ -62,7 +62,11 @@ class Txn:
         self.actor = actor
         self.events: list[Event] = []
 
-    def record(self, kind: str, subject_id: str, payload: dict[str, Any]) -> Event:
+    def record(
+        self, kind: str, subject_id: str, payload: dict[str, Any], *, private: dict[str, Any] | None = None
+    ) -> Event:
+        """Append and apply one event. ``private``: what :func:`kavi.ledger.privacy.seal` kept
+        out of ``payload`` (stays in this ledger, never in the event)."""
         last = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         fields: dict[str, Any] = {
             "seq": (last["seq"] + 1) if last else 1,
@@ -76,8 +80,8 @@ class Txn:
         }
         fields["hash"] = event_hash(fields)
         event = Event.model_validate(fields)
-        insert_event(self.conn, event)
-        apply_event(self.conn, event)
+        insert_event(self.conn, event, private)
+        apply_event(self.conn, event, private)
         self.events.append(event)
         return event
 
@@ -86,7 +90,7 @@ class Txn:
         return self.record(kind, subject_id or str(data.get("id", "")), data)
 
 
-def insert_event(conn: sqlite3.Connection, event: Event) -> None:
+def insert_event(conn: sqlite3.Connection, event: Event, private: dict[str, Any] | None = None) -> None:
     conn.execute(
         "INSERT INTO events (seq, id, kind, subject_id, payload_json, actor, created_at,"
         " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -102,6 +106,11 @@ def insert_event(conn: sqlite3.Connection, event: Event) -> None:
             event.hash,
         ),
     )
+    if private is not None:
+        conn.execute(
+            "INSERT INTO event_private (event_id, data_json) VALUES (?, ?)",
+            (event.id, canonical_json(private)),
+        )
 
 
 def _event_from_row(row: sqlite3.Row) -> Event:
@@ -232,6 +241,15 @@ class Ledger:
     def proposals(self) -> list[Proposal]:
         return self._many(Proposal, "1", (), "created_at, id")
 
+    def proposals_named(self, name: str) -> list[Proposal]:
+        return self._many(Proposal, "name = ?", (name,), "created_at, id")
+
+    def skill_names(self) -> list[str]:
+        """Every skill name this ledger has a proposal for, sorted."""
+        return [
+            str(r[0]) for r in self.conn.execute("SELECT DISTINCT name FROM skill_proposals ORDER BY name")
+        ]
+
     # -- artifacts -------------------------------------------------------------
 
     def artifact(self, artifact_id: str) -> Artifact | None:
@@ -313,12 +331,81 @@ class Ledger:
             return self._many(Revocation, "1", (), "created_at, id")
         return self._many(Revocation, "skill_name = ?", (skill_name,), "created_at, id")
 
+    def current_promotion(self, skill_name: str) -> Promotion | None:
+        """The promotion in force for ``skill_name`` (its latest, if its proposal is TRUSTED)."""
+        found = self._many(
+            Promotion,
+            "skill_name = ? AND proposal_id IN (SELECT id FROM skill_proposals WHERE status = 'TRUSTED')",
+            (skill_name,),
+            "version DESC LIMIT 1",
+        )
+        return found[0] if found else None
+
+    def current_promotions(self) -> dict[str, Promotion]:
+        """The promotion in force for every TRUSTED skill (one query)."""
+        found = self._many(
+            Promotion,
+            "proposal_id IN (SELECT id FROM skill_proposals WHERE status = 'TRUSTED')",
+            (),
+            "skill_name, version",
+        )
+        return {p.skill_name: p for p in found}
+
+    def recent_runs(self, skill_name: str, *, limit: int) -> tuple[int, list[Run]]:
+        """How many runs ``skill_name`` has, and the last ``limit`` of them (oldest first)."""
+        (total,) = self.conn.execute(
+            "SELECT COUNT(*) FROM runs WHERE skill_name = ?", (skill_name,)
+        ).fetchone()
+        last = self._many(
+            Run, "skill_name = ?", (skill_name,), f"started_at DESC, id DESC LIMIT {int(limit)}"
+        )
+        return int(total), last[::-1]
+
     def runs(self, skill_name: str | None = None) -> list[Run]:
         if skill_name is None:
             return self._many(Run, "1", (), "started_at, id")
         return self._many(Run, "skill_name = ?", (skill_name,), "started_at, id")
 
     # -- journal -----------------------------------------------------------------
+
+    def private(self, event_id: str) -> dict[str, Any] | None:
+        """What an event sealed, if this ledger has it (None: it never came to this clone)."""
+        import json
+
+        row = self.conn.execute("SELECT data_json FROM event_private WHERE event_id = ?", (event_id,))
+        found = row.fetchone()
+        return None if found is None else dict(json.loads(found["data_json"]))
+
+    def private_data(self) -> dict[str, dict[str, Any]]:
+        """Every event's private part, by event id (to carry it into a rebuilt ledger)."""
+        import json
+
+        rows = self.conn.execute("SELECT event_id, data_json FROM event_private")
+        return {str(r["event_id"]): dict(json.loads(r["data_json"])) for r in rows}
+
+    def events_of(self, subject_ids: list[str]) -> list[tuple[Event, str | None]]:
+        """The events about these subjects with their mirror commits (an index lookup,
+        whatever the journal's length)."""
+        if not subject_ids:
+            return []
+        marks = ", ".join("?" for _ in subject_ids)
+        cur = self.conn.execute(
+            f"SELECT * FROM events WHERE subject_id IN ({marks}) ORDER BY seq", tuple(subject_ids)
+        )
+        return [(_event_from_row(r), r["mirror_commit"]) for r in cur]
+
+    def mark_elsewhere(self, artifact_id: str) -> None:
+        """This clone knows the artifact only by its digest (its bytes did not travel)."""
+        self.conn.execute(
+            "INSERT OR IGNORE INTO artifacts_elsewhere (artifact_id) VALUES (?)", (artifact_id,)
+        )
+
+    def elsewhere(self) -> list[str]:
+        return [str(r[0]) for r in self.conn.execute("SELECT artifact_id FROM artifacts_elsewhere")]
+
+    def is_elsewhere(self, artifact_id: str) -> bool:
+        row = self.conn.execute("SELECT 1 FROM artifacts_elsewhere WHERE artifact_id = ?", (artifact_id,))
+        return row.fetchone() is not None
 
     def events(self, after_seq: int = 0) -> list[Event]:
         cur = self.conn.execute("SELECT * FROM events WHERE seq > ? ORDER BY seq", (after_seq,))
@@ -351,11 +438,17 @@ class Ledger:
         )
 
     def verify_chain(self) -> list[str]:
-        """Re-hash the journal; return a description of every broken link."""
+        """Re-hash the journal; return a description of every broken link (and of private
+        data that is not what its event's digests name)."""
+        from kavi.ledger.privacy import check
+
         problems: list[str] = []
         prev = ""
         expected_seq = 1
+        private = self.private_data()
         for event in self.events():
+            for problem in check(event.payload, private.get(event.id)):
+                problems.append(f"event seq {event.seq}: {problem}")
             if event.seq != expected_seq:
                 problems.append(f"event seq {event.seq}: expected seq {expected_seq} (gap)")
             if event.prev_hash != prev:

@@ -363,12 +363,46 @@ class VerifyPolicy(_Strict):
     _confine = field_validator("confine", mode="before")(_confine_value)
 
 
+ArtifactKindName = Literal[
+    "SKILL_SPEC",
+    "BUILD_PACKET",
+    "BUILD_LOG",
+    "VERIFICATION_REPORT",
+    "PROMOTION_RECORD",
+    "RUN_RECORD",
+    "REVOCATION_RECORD",
+    "RESEARCH_NOTE",
+    "NOTE",
+]
+
+
+def _default_mirrored() -> list[ArtifactKindName]:
+    return [
+        "SKILL_SPEC",
+        "BUILD_PACKET",
+        "VERIFICATION_REPORT",
+        "PROMOTION_RECORD",
+        "REVOCATION_RECORD",
+        "RESEARCH_NOTE",
+    ]
+
+
+class MirrorPolicy(_Strict):
+    """What ``refs/kavi/ledger`` carries beyond digests (see :mod:`kavi.ledger.privacy`)."""
+
+    # artifact kinds whose bytes enter the mirror's tree; the others travel as their digest
+    artifacts: list[ArtifactKindName] = Field(default_factory=_default_mirrored)
+    # a run's input, output and error in its event (default: only their SHA-256 digests)
+    run_data: bool = False
+
+
 class Policy(_Strict):
     version: Literal[1] = 1
     scanner: ScannerPolicy = Field(default_factory=ScannerPolicy)
     runtime: RuntimePolicy = Field(default_factory=RuntimePolicy)
     sandbox: SandboxPolicy = Field(default_factory=SandboxPolicy)
     verify: VerifyPolicy = Field(default_factory=VerifyPolicy)
+    mirror: MirrorPolicy = Field(default_factory=MirrorPolicy)
 
 
 def parse_policy(text: str, *, source: str = ".kavi/policy.yaml") -> Policy:

@@ -29,10 +29,8 @@ class TrustedSkill:
 
 
 def find_trusted(forge: Forge, name: str) -> TrustedSkill:
-    from kavi.forge.registry import current_promotions
-
     ledger = forge.ledger
-    promotion = current_promotions(ledger).get(name)
+    promotion = ledger.current_promotion(name)
     if promotion is None:
         revoked = ledger.revocations(name)
         if revoked:
@@ -41,7 +39,7 @@ def find_trusted(forge: Forge, name: str) -> TrustedSkill:
                 why=f"revoked by {revoked[-1].revoked_by} at {revoked[-1].created_at[:19]}",
                 remedy="propose, build, verify and promote a new version to use it again",
             )
-        proposals = [p for p in ledger.proposals() if p.name == name]
+        proposals = ledger.proposals_named(name)
         if proposals:
             raise TrustError(
                 f"skill {name!r} is not TRUSTED (latest proposal is {proposals[-1].status.value})",
