@@ -145,6 +145,46 @@ class GuardViolation(GovernanceError):
     code = "KAVI-GUARD"
 
 
+class BusyError(ConflictError):
+    """Another process holds the forge (Kavi's forge lock) or one of git's lock files."""
+
+    code = "KAVI-BUSY"
+
+
+class LedgerMissingError(StateError):
+    """The ledger file is gone, and with it events the mirror never received."""
+
+    code = "KAVI-LEDGER-MISSING"
+
+
+# --- the environment cannot do it (exit 2): disk full, read-only, permissions -----
+
+
+class EnvironmentFault(KaviError):
+    """The file system or the machine refused; nothing is wrong with Kavi or the input."""
+
+    code = "KAVI-ENVIRONMENT"
+    exit_code = EXIT_USAGE
+
+
+class DiskFullError(EnvironmentFault):
+    code = "KAVI-DISK-FULL"
+
+
+class ReadOnlyError(EnvironmentFault):
+    code = "KAVI-READ-ONLY"
+
+
+class PermissionDeniedError(EnvironmentFault):
+    code = "KAVI-PERMISSION"
+
+
+class LedgerDamagedError(EnvironmentFault):
+    """The ledger file is empty, not a Kavi ledger, or fails SQLite's integrity check."""
+
+    code = "KAVI-LEDGER-DAMAGED"
+
+
 # --- internal / environment (exit 3) -------------------------------------------
 
 
@@ -177,3 +217,88 @@ class ToolError(KaviError):
     """An external tool (ruff, mypy, pytest, ssh-keygen) is missing or broke."""
 
     code = "KAVI-TOOL"
+
+
+# --- mapping what the operating system said ----------------------------------------
+
+_ENOSPC, _EDQUOT, _EROFS, _EACCES, _EPERM = 28, 122, 30, 13, 1
+_TEXT_MARKERS = (
+    ("no space left on device", _ENOSPC),
+    ("disk quota exceeded", _EDQUOT),
+    ("database or disk is full", _ENOSPC),
+    ("read-only file system", _EROFS),
+    ("attempt to write a readonly database", _EROFS),
+    ("permission denied", _EACCES),
+    ("operation not permitted", _EPERM),
+)
+_SQLITE_NAMES = {"SQLITE_FULL": _ENOSPC, "SQLITE_READONLY": _EROFS, "SQLITE_PERM": _EACCES}
+
+
+def _errno_of(exc: BaseException) -> int | None:
+    """The environment errno an exception carries: its ``errno``, SQLite's result code, or
+    the operating system's words in its message (libgit2 and subprocesses only give text)."""
+    number = getattr(exc, "errno", None)
+    if isinstance(number, int) and number in (_ENOSPC, _EDQUOT, _EROFS, _EACCES, _EPERM):
+        return number
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    for prefix, mapped in _SQLITE_NAMES.items():
+        if name.startswith(prefix):
+            return mapped
+    parts = (exc.message, exc.why) if isinstance(exc, KaviError) else (str(exc),)
+    text = " ".join(str(t) for t in parts if t).lower()
+    for marker, mapped in _TEXT_MARKERS:
+        if marker in text:
+            return mapped
+    return None
+
+
+def environment_fault(exc: BaseException) -> EnvironmentFault | None:
+    """The :class:`EnvironmentFault` behind ``exc`` (or its causes), if there is one.
+
+    Used by the one top-level handler: an ``OSError``, a SQLite error or an internal
+    error caused by a full disk, a read-only file system or a refused permission is the
+    environment's doing, not a bug — it gets its own code, a remedy and exit 2.
+    Refusals (exit 1) and usage errors (exit 2) are left as they are.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, EnvironmentFault):
+            return current
+        if isinstance(current, KaviError) and current.exit_code != EXIT_INTERNAL:
+            return None
+        number = _errno_of(current)
+        if number is not None:
+            return _fault(number, current)
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _fault(number: int, exc: BaseException) -> EnvironmentFault:
+    where = getattr(exc, "filename", None)
+    detail = exc.message if isinstance(exc, KaviError) else str(exc)
+    at = f" ({where})" if where else ""
+    after = (
+        "nothing half-written is kept: once there is room again, run `git kavi doctor --repair` "
+        "(it finishes or rolls back an interrupted step) and then the command again"
+    )
+    if number in (_ENOSPC, _EDQUOT):
+        return DiskFullError(
+            f"the disk is full{at}",
+            why=detail,
+            remedy=f"free space on the file system holding the repository (or raise the quota); {after}",
+        )
+    if number == _EROFS:
+        return ReadOnlyError(
+            f"the file system is read-only{at}",
+            why=detail,
+            remedy="this command writes to the repository; run it in a writable clone "
+            "(read-only clones can still run status, audit, list-skills and provenance)",
+        )
+    return PermissionDeniedError(
+        f"permission denied{at}",
+        why=detail,
+        remedy="run Kavi as the user who owns the repository, or fix the ownership and modes of "
+        f"the repository and its .git directory; {after}",
+    )

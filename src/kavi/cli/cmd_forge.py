@@ -13,6 +13,15 @@ if TYPE_CHECKING:
     from kavi.ledger.models import Build, Proposal
 
 FormatOpt = Annotated[Format, typer.Option("--format", help="Output format: text or json (one JSON object).")]
+WaitOpt = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        metavar="SECONDS",
+        min=0,
+        help="If another Kavi command holds the forge, wait up to SECONDS for it (default: refuse at once).",
+    ),
+]
 
 
 def open_forge() -> "Forge":
@@ -43,6 +52,7 @@ def register(app: typer.Typer) -> None:
             Optional[str],  # noqa: UP045
             typer.Option("--target-branch", help="Branch promotions merge into (default: current)."),
         ] = None,
+        wait: WaitOpt = 0.0,
         fmt: FormatOpt = Format.text,
     ) -> None:
         """Make this git repository a Kavi forge (idempotent).
@@ -52,7 +62,7 @@ def register(app: typer.Typer) -> None:
         output.use(fmt)
         from kavi.forge.init import init_forge
 
-        res = init_forge(target_branch=target_branch)
+        res = init_forge(target_branch=target_branch, wait=wait)
         lines = [f"Kavi forge ready in {res.workdir} (target branch: {res.target_branch})"]
         if res.created:
             lines.append("  wrote: " + ", ".join(res.created))
@@ -155,6 +165,7 @@ def register(app: typer.Typer) -> None:
             Optional[float],  # noqa: UP045
             typer.Option("--timeout", help="Hard timeout for the backend, in seconds."),
         ] = None,
+        wait: WaitOpt = 0.0,
         fmt: FormatOpt = Format.text,
     ) -> None:
         """Build a proposal in a sandboxed worktree and run the diff-allowlist gate.
@@ -163,17 +174,19 @@ def register(app: typer.Typer) -> None:
         """
         output.use(fmt)
         from kavi.forge.build import build_skill
+        from kavi.forge.lock import forge_lock
 
         forge = open_forge()
         chosen = backend or ("files" if from_dir is not None else forge.committed_config.backends.default)
-        outcome = build_skill(
-            forge,
-            proposal,
-            backend_name=chosen,
-            from_dir=from_dir,
-            timeout=timeout,
-            progress=output.progress,
-        )
+        with forge_lock(forge.kavi_dir, f"build-skill {proposal}", wait=wait):
+            outcome = build_skill(
+                forge,
+                proposal,
+                backend_name=chosen,
+                from_dir=from_dir,
+                timeout=timeout,
+                progress=output.progress,
+            )
         b = outcome.build
         ok = b.status.value == "SUCCEEDED"
         lines = [

@@ -1,12 +1,25 @@
 """Commands: promote-skill, list-skills, run-skill, ledger sync/import, audit, provenance, doctor."""
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from kavi.cli import output
-from kavi.cli.cmd_forge import FormatOpt, open_forge
+from kavi.cli.cmd_forge import FormatOpt, WaitOpt, open_forge
 from kavi.cli.output import Format
+
+if TYPE_CHECKING:
+    from kavi.forge.context import Forge
+
+
+def finish_interrupted(forge: "Forge") -> None:
+    """Before changing the forge: finish (or roll back) a change a crash interrupted."""
+    from kavi.forge.recovery import describe
+    from kavi.forge.recovery import finish_interrupted as finish
+
+    done = finish(forge)
+    if done is not None:
+        output.progress(describe(*done))
 
 
 def register(app: typer.Typer) -> None:
@@ -14,6 +27,7 @@ def register(app: typer.Typer) -> None:
     def promote_cmd(
         proposal: Annotated[str, typer.Argument(help="Proposal id, unique prefix, or skill name.")],
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve without the prompt.")] = False,
+        wait: WaitOpt = 0.0,
         fmt: FormatOpt = Format.text,
     ) -> None:
         """Merge a verified build into the target branch, signed by you (user command).
@@ -29,23 +43,41 @@ def register(app: typer.Typer) -> None:
         import sys
 
         from kavi.cli.approval import obtain_approval
-        from kavi.forge.promote import describe_plan, plan_promotion, promote
+        from kavi.forge.lock import forge_lock
+        from kavi.forge.promote import (
+            PromotionOutcome,
+            already_promoted,
+            describe_plan,
+            plan_promotion,
+            promote,
+        )
         from kavi.signing import user_signer
 
         forge = open_forge()
         signer = user_signer(forge.repo)
-        plan = plan_promotion(forge, proposal, signer)
-        if not output.is_json():
-            sys.stderr.write(describe_plan(plan) + "\n")
-        approval = obtain_approval(
-            plan_digest=plan.digest,
-            approver=plan.principal,
-            yes=yes,
-            question=f"Promote {plan.proposal.name} v{plan.version} into {plan.target_branch}?",
-            action="promotion",
-        )
-        outcome = promote(forge, plan, approval)
+        with forge_lock(forge.kavi_dir, f"promote-skill {proposal}", wait=wait):
+            finish_interrupted(forge)
+            done = already_promoted(forge, proposal)
+            if done is not None:
+                outcome = PromotionOutcome(promotion=done, mirrored=0, already=True)
+            else:
+                plan = plan_promotion(forge, proposal, signer)
+                if not output.is_json():
+                    sys.stderr.write(describe_plan(plan) + "\n")
+                approval = obtain_approval(
+                    plan_digest=plan.digest,
+                    approver=plan.principal,
+                    yes=yes,
+                    question=f"Promote {plan.proposal.name} v{plan.version} into {plan.target_branch}?",
+                    action="promotion",
+                )
+                outcome = promote(forge, plan, approval)
         p = outcome.promotion
+        headline = (
+            f"Already promoted: {p.skill_name} v{p.version} is TRUSTED (nothing to do)"
+            if outcome.already
+            else f"Promoted {p.skill_name} v{p.version}: TRUSTED"
+        )
         output.emit(
             {
                 "promotion_id": p.id,
@@ -59,12 +91,19 @@ def register(app: typer.Typer) -> None:
                 "skill_sha256": p.skill_sha256,
                 "mirrored_events": outcome.mirrored,
                 "status": "TRUSTED",
+                "already_promoted": outcome.already,
+                "notes": outcome.notes,
             },
-            f"Promoted {p.skill_name} v{p.version}: TRUSTED\n"
+            f"{headline}\n"
             f"  merge: {p.merge_commit[:12]} on {p.target_branch} (signed by {p.approved_by})\n"
             f"  tag:   {p.tag_name}\n"
-            f"  ledger mirror: {outcome.mirrored} event(s) signed onto refs/kavi/ledger\n"
-            f"Audit: git log --notes=kavi -1 {p.merge_commit[:12]}   "
+            + (
+                ""
+                if outcome.already
+                else f"  ledger mirror: {outcome.mirrored} event(s) signed onto refs/kavi/ledger\n"
+            )
+            + "".join(f"  note: {n}\n" for n in outcome.notes)
+            + f"Audit: git log --notes=kavi -1 {p.merge_commit[:12]}   "
             f"Run: git kavi run-skill {p.skill_name} --json '{{…}}'",
         )
 
@@ -73,6 +112,7 @@ def register(app: typer.Typer) -> None:
         name: Annotated[str, typer.Argument(help="Name of the TRUSTED skill to revoke.")],
         reason: Annotated[str, typer.Option("--reason", help="Why it is revoked (recorded).")] = "",
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve without the prompt.")] = False,
+        wait: WaitOpt = 0.0,
         fmt: FormatOpt = Format.text,
     ) -> None:
         """Withdraw a TRUSTED skill: signed commit removing it, signed tag, ledger event (user command).
@@ -83,26 +123,33 @@ def register(app: typer.Typer) -> None:
         import sys
 
         from kavi.cli.approval import obtain_approval
-        from kavi.forge.revoke import plan_revocation, revoke
+        from kavi.forge.lock import forge_lock
+        from kavi.forge.revoke import already_revoked, plan_revocation, revoke
         from kavi.signing import user_signer
 
         forge = open_forge()
-        plan = plan_revocation(forge, name, reason, user_signer(forge.repo))
-        p = plan.promotion
-        if not output.is_json():
-            sys.stderr.write(
-                f"Revoke {p.skill_name} v{p.version} ({p.tag_name}) on {plan.target_branch}:\n"
-                f"  removes: {', '.join(plan.files[:2])}; updates {plan.files[2]}\n"
-                f"  reason:  {plan.reason}\n  signed by: {plan.principal}\n"
-            )
-        approval = obtain_approval(
-            plan_digest=plan.digest,
-            approver=plan.principal,
-            yes=yes,
-            question=f"Revoke {p.skill_name}?",
-            action="revocation",
-        )
-        r = revoke(forge, plan, approval)
+        signer = user_signer(forge.repo)
+        with forge_lock(forge.kavi_dir, f"revoke-skill {name}", wait=wait):
+            finish_interrupted(forge)
+            r = already_revoked(forge, name)
+            already = r is not None
+            if r is None:
+                plan = plan_revocation(forge, name, reason, signer)
+                p = plan.promotion
+                if not output.is_json():
+                    sys.stderr.write(
+                        f"Revoke {p.skill_name} v{p.version} ({p.tag_name}) on {plan.target_branch}:\n"
+                        f"  removes: {', '.join(plan.files[:2])}; updates {plan.files[2]}\n"
+                        f"  reason:  {plan.reason}\n  signed by: {plan.principal}\n"
+                    )
+                approval = obtain_approval(
+                    plan_digest=plan.digest,
+                    approver=plan.principal,
+                    yes=yes,
+                    question=f"Revoke {p.skill_name}?",
+                    action="revocation",
+                )
+                r = revoke(forge, plan, approval)
         output.emit(
             {
                 "revocation_id": r.id,
@@ -112,43 +159,83 @@ def register(app: typer.Typer) -> None:
                 "revoked_by": r.revoked_by,
                 "reason": r.reason,
                 "status": "REVOKED",
+                "already_revoked": already,
             },
-            f"Revoked {r.skill_name}: commit {r.commit_id[:12]}, tag {r.tag_name}, by {r.revoked_by}",
+            ("Already revoked (nothing to do): " if already else "Revoked ")
+            + f"{r.skill_name}: commit {r.commit_id[:12]}, tag {r.tag_name}, by {r.revoked_by}",
         )
 
     ledger_app = typer.Typer(help="The ledger and its git mirror (refs/kavi/ledger).", no_args_is_help=True)
     app.add_typer(ledger_app, name="ledger")
 
     @ledger_app.command("sync")
-    def sync_cmd(fmt: FormatOpt = Format.text) -> None:
+    def sync_cmd(wait: WaitOpt = 0.0, fmt: FormatOpt = Format.text) -> None:
         """Sign and mirror every ledger event not yet on refs/kavi/ledger.
 
         Example: git kavi ledger sync && git push origin refs/kavi/ledger
         """
         output.use(fmt)
-        from kavi.forge.sync import mirror_pending
+        from kavi.forge import journal
+        from kavi.forge.lock import forge_lock
+        from kavi.forge.sync import mirror_state
+        from kavi.gitstore.mirror import LEDGER_REF
         from kavi.signing import trusted_principal, user_signer
 
         forge = open_forge()
         signer = user_signer(forge.repo)
-        trusted_principal(signer, forge.allowed_signers(), branch=forge.committed_config.target_branch)
-        count = mirror_pending(forge, signer)
+        principal = trusted_principal(
+            signer, forge.allowed_signers(), branch=forge.committed_config.target_branch
+        )
+        count = 0
+        with forge_lock(forge.kavi_dir, "ledger sync", wait=wait):
+            finish_interrupted(forge)
+            state = mirror_state(forge)
+            if state.unmirrored or not state.in_sync:
+                step = journal.MirrorStep(label="mirror", old=state.tip)
+                entry = journal.Journal.new(
+                    op="sync", subject=LEDGER_REF, signer=signer, principal=principal, steps=[step]
+                )
+                count = journal.run(forge, entry, signer).mirrored
         output.emit({"mirrored": count}, f"mirrored {count} event(s) onto refs/kavi/ledger")
 
     @ledger_app.command("import")
-    def import_cmd(fmt: FormatOpt = Format.text) -> None:
+    def import_cmd(
+        accept_loss: Annotated[
+            bool,
+            typer.Option(
+                "--accept-loss",
+                help="The ledger file was deleted with events never mirrored: rebuild it from "
+                "refs/kavi/ledger anyway, losing those events.",
+            ),
+        ] = False,
+        wait: WaitOpt = 0.0,
+        fmt: FormatOpt = Format.text,
+    ) -> None:
         """Rebuild (or extend) the local ledger from refs/kavi/ledger, checking every signature.
+
+        A damaged ledger file (empty, foreign, failing SQLite's integrity check) is set aside
+        as ledger.db.damaged-… and rebuilt, keeping what can be read of its unmirrored events.
 
         Example: git fetch origin 'refs/kavi/*:refs/kavi/*' && git kavi ledger import
         """
         output.use(fmt)
         from kavi.forge.context import Forge
         from kavi.forge.importer import import_ledger
+        from kavi.forge.lock import forge_lock
 
         forge = Forge.open()
-        result = import_ledger(forge)
-        output.emit(
-            result,
+        with forge_lock(forge.kavi_dir, "ledger import", wait=wait):
+            result = import_ledger(forge, accept_loss=accept_loss)
+        lines = [
             f"ledger: {result['imported']} event(s) imported from refs/kavi/ledger "
-            f"({result['events']} in total, {result['artifacts_restored']} artifact(s) restored)",
-        )
+            f"({result['events']} in total, {result['artifacts_restored']} artifact(s) restored)"
+        ]
+        if result.get("set_aside"):
+            lines.append(f"  the damaged ledger ({result['damage']}) is kept as {result['set_aside']}")
+            lines.append(
+                f"  {result.get('recovered_unmirrored', 0)} unmirrored event(s) recovered from it "
+                f"({result.get('salvaged', 0)} readable in all)"
+            )
+        for stray in result.get("stray_wal_set_aside", []):
+            lines.append(f"  a stray write-ahead log of the deleted ledger is kept as {stray}")
+        output.emit(result, "\n".join(lines))

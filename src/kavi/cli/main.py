@@ -5,6 +5,10 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kavi.errors import EnvironmentFault
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -12,6 +16,11 @@ def main(argv: list[str] | None = None) -> None:
 
     args = sys.argv[1:] if argv is None else argv
     try:
+        if _wants_json(args):
+            from kavi.cli import output
+
+            output.use(output.Format.json)
+        _check_arguments(args)
         if args == ["--version"]:  # no need to build the command tree for this
             from kavi import __version__
 
@@ -28,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
             _run_json(app, args)
         app(args=args, prog_name=_prog_name(), standalone_mode=True)
     except KaviError as err:
+        err = _environment(err) or err
         _report(err)
         sys.exit(err.exit_code)
     except KeyboardInterrupt as exc:
@@ -43,6 +53,10 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except Exception as exc:  # a bug: say so plainly, keep the traceback for KAVI_DEBUG
+        fault = _environment(exc)
+        if fault is not None:  # a full disk, a read-only file system, a refused permission
+            _report(fault)
+            sys.exit(fault.exit_code)
         if os.environ.get("KAVI_DEBUG"):
             raise
         from kavi.errors import InternalError
@@ -55,6 +69,30 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
         sys.exit(EXIT_INTERNAL)
+
+
+def _environment(exc: BaseException) -> EnvironmentFault | None:
+    """The one place environment faults are named (see :func:`kavi.errors.environment_fault`)."""
+    from kavi.errors import environment_fault
+
+    return environment_fault(exc)
+
+
+def _check_arguments(args: list[str]) -> None:
+    """Arguments must be text: bytes that are not UTF-8 reach Python as lone surrogates,
+    which nothing downstream can store, sign or print."""
+    for i, arg in enumerate(args, start=1):
+        bad = next((c for c in arg if "\ud800" <= c <= "\udfff"), None)
+        if bad is not None:
+            from kavi.errors import UsageError
+
+            raw = bad.encode("utf-8", "surrogateescape") if "\udc80" <= bad <= "\udcff" else None
+            where = f"byte 0x{raw.hex()}" if raw else f"the lone surrogate U+{ord(bad):04X}"
+            raise UsageError(
+                f"argument {i} is not valid UTF-8 ({where})",
+                why="Kavi records and signs its input as UTF-8 text",
+                remedy="pass the argument encoded as UTF-8",
+            )
 
 
 def _wants_json(args: list[str]) -> bool:

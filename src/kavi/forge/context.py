@@ -124,8 +124,13 @@ class Forge:
         if self._ledger is None:
             from kavi.ledger.store import Ledger
 
-            self._ledger = Ledger.open(self.location.ledger_path)
+            self._ledger = Ledger.open(self.location.ledger_path, mark=self.location.ledger_mark)
         return self._ledger
+
+    def use_ledger(self, ledger: Ledger) -> None:
+        """Work on this ledger (a private read-only copy) instead of the one at ``ledger_path``."""
+        self.close()
+        self._ledger = ledger
 
     def vault(self, secrets: list[str] | None = None) -> Vault:
         from kavi.artifacts.vault import Vault

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from kavi.config import ForgeConfig
 from kavi.errors import ConfigError, GitError, NotAForgeError
 from kavi.layout import CONFIG_FILE, KAVI_DIR, POLICY_FILE, SIGNERS_FILE
-from kavi.locate import locate
+from kavi.locate import RepoLocation, locate
 
 ZERO = "0" * 40
 
@@ -82,11 +82,11 @@ def _default_files(target_branch: str, signer_line: str | None) -> dict[str, str
     }
 
 
-def init_forge(start: Path | None = None, *, target_branch: str | None = None) -> InitResult:
+def init_forge(
+    start: Path | None = None, *, target_branch: str | None = None, wait: float = 0.0
+) -> InitResult:
+    from kavi.forge.lock import forge_lock
     from kavi.gitstore.repo import GitRepo
-    from kavi.ledger.reducer import EventKind
-    from kavi.ledger.store import Ledger
-    from kavi.signing import user_signer_or_none
 
     location = locate(start)
     repo = GitRepo.open(location.workdir)
@@ -96,6 +96,15 @@ def init_forge(start: Path | None = None, *, target_branch: str | None = None) -
             remedy="run init in a clone; protect a bare server repository with "
             "`git kavi hooks install --server <bare-repo>`",
         )
+    with forge_lock(location.kavi_dir, "init", wait=wait):
+        return _init(location, repo, target_branch)
+
+
+def _init(location: RepoLocation, repo: GitRepo, target_branch: str | None) -> InitResult:
+    from kavi.ledger.reducer import EventKind
+    from kavi.ledger.store import Ledger
+    from kavi.signing import user_signer_or_none
+
     workdir = location.workdir
     existing_config = workdir / CONFIG_FILE
     if existing_config.exists():
@@ -180,7 +189,17 @@ def init_forge(start: Path | None = None, *, target_branch: str | None = None) -
     ledger_path = location.ledger_path
     result.ledger_created = not ledger_path.exists()
     result.ledger_path = ledger_path
-    with Ledger.open(ledger_path, create=True) as ledger:
+    if result.ledger_created:
+        from kavi.forge.ledger_rescue import move_stray_wal
+        from kavi.ledger.mark import read_mark
+
+        if read_mark(location.ledger_mark) is not None:
+            from kavi.forge.context import Forge
+            from kavi.forge.importer import import_ledger
+
+            import_ledger(Forge(location))  # a deleted ledger: rebuilt only if nothing is lost
+        move_stray_wal(ledger_path)
+    with Ledger.open(ledger_path, create=True, mark=location.ledger_mark) as ledger:
         if ledger.meta("forge.target_branch") is None:
             with ledger.transaction(actor=_actor(repo)) as txn:
                 txn.record(

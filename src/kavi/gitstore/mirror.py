@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kavi.gitstore.objects import format_trailers, trailers
-from kavi.gitstore.repo import MODE_BLOB, GitRepo, Signer
+from kavi.gitstore.repo import MODE_BLOB, ZERO_OID, GitRepo, Signer
 from kavi.hashing import canonical_json
 from kavi.ledger.models import Event
 
@@ -63,16 +63,20 @@ def mirror_events(
     artifact_bytes: Callable[[Event], tuple[str, bytes] | None],
     signer: Signer,
     governance: str,
-    on_commit: Callable[[Event, str], None],
+    on_commits: Callable[[list[tuple[Event, str]]], None],
 ) -> str | None:
     """Append ``events`` (in order, contiguous with the current tip) to the mirror.
 
-    ``artifact_bytes(event)`` returns (blake3, bytes) for artifact events.
-    ``on_commit(event, commit)`` is called after each commit (the caller records it);
-    the ref is moved after every event, so a crash loses at most one commit object.
+    ``artifact_bytes(event)`` returns (blake3, bytes) for artifact events. Every commit is
+    written and signed first; then the ref moves once, compare-and-swap from the tip they
+    were built on; then ``on_commits`` records them (the caller's one ledger transaction).
+    A crash before the ref moves leaves only unreferenced objects; a crash after it is
+    recognised by the events' hashes (:func:`kavi.forge.sync.mirror_state`).
     """
-    tip = repo.ref_target(LEDGER_REF)
+    start = repo.ref_target(LEDGER_REF)
+    tip = start
     tree = repo.commit_tree(tip) if tip else repo.empty_tree()
+    made: list[tuple[Event, str]] = []
     for event in events:
         changes: dict[str, tuple[int, str] | None] = {}
         blob = artifact_bytes(event)
@@ -81,15 +85,21 @@ def mirror_events(
             changes[artifact_path(digest)] = (MODE_BLOB, repo.write_blob(data))
         if changes:
             tree = repo.update_tree(tree, changes)
-        commit = repo.write_commit(
+        tip = repo.write_commit(
             tree=tree,
             parents=[tip] if tip else [],
             message=event_message(event, governance=governance, signer=signer.principal),
             signer=signer,
         )
-        repo.set_ref(LEDGER_REF, commit, message=f"kavi: ledger event {event.seq}", old=tip or "0" * 40)
-        on_commit(event, commit)
-        tip = commit
+        made.append((event, tip))
+    if tip is not None and tip != start:
+        repo.set_ref(
+            LEDGER_REF,
+            tip,
+            message=f"kavi: ledger events {events[0].seq}-{events[-1].seq}",
+            old=start or ZERO_OID,
+        )
+        on_commits(made)
     return tip
 
 
@@ -164,6 +174,23 @@ def check_chain(
             yield ChainProblem(entry.commit, ev.seq, "trailer Kavi-Event-Hash disagrees with the event")
         expected_seq = ev.seq + 1
         prev_hash = ev.hash
+
+
+def entries_between(repo: GitRepo, tip: str, stop: str | None) -> list[MirrorEntry]:
+    """The mirror commits after ``stop`` up to ``tip`` (first parents), oldest first."""
+    out = []
+    for commit in reversed(repo.first_parent_chain(tip, stop)):
+        info = repo.commit(commit)
+        out.append(
+            MirrorEntry(
+                commit=commit,
+                event=parse_event(info.message),
+                fields=trailers(info.message),
+                parents=info.parents,
+                tree=info.tree,
+            )
+        )
+    return out
 
 
 def read_artifact(repo: GitRepo, commit: str, blake3: str) -> bytes | None:

@@ -5,10 +5,15 @@
   transaction per command step, all or nothing.
 * Every write is an :class:`~kavi.ledger.models.Event` appended to the hash-chained
   journal and applied by :func:`~kavi.ledger.reducer.apply_event`.
+* Opening checks the file is a Kavi ledger: an empty file, another kind of file or a
+  malformed database is :class:`~kavi.errors.LedgerDamagedError`, never silently a new
+  empty ledger. On a read-only file system the ledger opens read-only (its
+  write-ahead log, if any, read from a private copy); writing then says so.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -17,7 +22,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kavi.clock import now_iso
-from kavi.errors import AmbiguousIdError, LedgerError, NotFoundError, UsageError
+from kavi.errors import (
+    AmbiguousIdError,
+    LedgerDamagedError,
+    LedgerError,
+    NotFoundError,
+    ReadOnlyError,
+    UsageError,
+    environment_fault,
+)
 from kavi.hashing import blake3_hex, canonical_json
 from kavi.ledger import rows
 from kavi.ledger.models import (
@@ -38,6 +51,12 @@ from kavi.ledger.schema import migrate
 R = TypeVar("R", bound=Record)
 
 BUSY_TIMEOUT_MS = 30_000
+SQLITE_MAGIC = b"SQLite format 3\x00"
+REBUILD_REMEDY = (
+    "run `git kavi ledger import` (or `git kavi doctor --repair`): it keeps the file as "
+    "ledger.db.damaged-…, rebuilds the ledger from refs/kavi/ledger and recovers what it can "
+    "read of events not yet mirrored"
+)
 
 
 def event_hash(fields: dict[str, Any]) -> str:
@@ -108,7 +127,7 @@ def insert_event(conn: sqlite3.Connection, event: Event) -> None:
     )
 
 
-def _event_from_row(row: sqlite3.Row) -> Event:
+def event_from_row(row: sqlite3.Row) -> Event:
     import json
 
     return Event(
@@ -125,30 +144,38 @@ def _event_from_row(row: sqlite3.Row) -> Event:
 
 
 class Ledger:
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, path: Path, *, mark: Path | None = None, readonly: bool = False
+    ) -> None:
         self.conn = conn
         self.path = path
+        self.mark = mark
+        self.readonly = readonly
 
     # -- lifecycle -------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, *, create: bool = False) -> Ledger:
+    def open(cls, path: Path, *, create: bool = False, mark: Path | None = None) -> Ledger:
         if not path.exists() and not create:
             raise LedgerError(
                 f"no ledger at {path}",
                 why="this clone has no Kavi ledger yet",
                 remedy="run `git kavi init` (new forge) or `git kavi ledger import` (fresh clone)",
             )
+        if path.exists():
+            check_file(path)
+        elif not writable(path.parent if path.parent.exists() else path.parent.parent):
+            raise ReadOnlyError(f"cannot create the ledger at {path}: the file system is read-only")
+        if path.exists() and not writable(path.parent):
+            return cls(connect_readonly(path), path, mark=mark, readonly=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = connect(path)
+            check_schema(conn, path)
             migrate(conn)
         except sqlite3.DatabaseError as exc:
-            raise LedgerError(
-                f"cannot open the ledger at {path}: {exc}",
-                remedy="check the file; `git kavi ledger import` can rebuild it from refs/kavi/ledger",
-            ) from None
-        return cls(conn, path)
+            raise _open_error(path, exc) from None
+        return cls(conn, path, mark=mark)
 
     def close(self) -> None:
         self.conn.close()
@@ -161,15 +188,35 @@ class Ledger:
 
     @contextmanager
     def transaction(self, actor: str) -> Iterator[Txn]:
+        if self.readonly:
+            raise ReadOnlyError(
+                f"the ledger {self.path} is on a read-only file system",
+                why="this command records something in the ledger",
+                remedy="run it in a writable clone (read-only clones can run status, audit, "
+                "list-skills and provenance)",
+            )
         self.conn.execute("BEGIN IMMEDIATE")
         txn = Txn(self.conn, actor)
         try:
             yield txn
+            if txn.events and self.mark is not None:
+                from kavi.ledger.mark import write_mark
+
+                last = txn.events[-1]
+                write_mark(self.mark, last.seq, last.hash)  # before COMMIT: never behind the ledger
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
         else:
             self.conn.execute("COMMIT")
+
+    def integrity(self) -> list[str]:
+        """SQLite's ``PRAGMA integrity_check``: [] when the file is sound."""
+        try:
+            found = [str(r[0]) for r in self.conn.execute("PRAGMA integrity_check(20)")]
+        except sqlite3.DatabaseError as exc:
+            return [str(exc)]
+        return [] if found == ["ok"] else found
 
     # -- generic lookups -------------------------------------------------------
 
@@ -304,15 +351,15 @@ class Ledger:
 
     def events(self, after_seq: int = 0) -> list[Event]:
         cur = self.conn.execute("SELECT * FROM events WHERE seq > ? ORDER BY seq", (after_seq,))
-        return [_event_from_row(r) for r in cur]
+        return [event_from_row(r) for r in cur]
 
     def last_event(self) -> Event | None:
         row = self.conn.execute("SELECT * FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-        return None if row is None else _event_from_row(row)
+        return None if row is None else event_from_row(row)
 
     def unmirrored_events(self) -> list[Event]:
         cur = self.conn.execute("SELECT * FROM events WHERE mirror_commit IS NULL ORDER BY seq")
-        return [_event_from_row(r) for r in cur]
+        return [event_from_row(r) for r in cur]
 
     def mirror_commits(self) -> dict[int, str]:
         cur = self.conn.execute("SELECT seq, mirror_commit FROM events WHERE mirror_commit IS NOT NULL")
@@ -320,6 +367,10 @@ class Ledger:
 
     def set_mirror_commit(self, seq: int, commit_id: str | None) -> None:
         self.conn.execute("UPDATE events SET mirror_commit = ? WHERE seq = ?", (commit_id, seq))
+
+    def forget_mirror_commits(self, *, after_seq: int) -> None:
+        """The mirror commits recorded after ``after_seq`` are gone: mirror those events again."""
+        self.conn.execute("UPDATE events SET mirror_commit = NULL WHERE seq > ?", (after_seq,))
 
     def meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -347,3 +398,110 @@ class Ledger:
             prev = event.hash
             expected_seq = event.seq + 1
         return problems
+
+
+# -- opening a file that may not be what it should ---------------------------------------
+
+
+def writable(directory: Path) -> bool:
+    """Whether files can be created in ``directory`` (a read-only mount says no even to root)."""
+    return os.access(directory, os.W_OK)
+
+
+def check_file(path: Path) -> None:
+    """Refuse a ledger file that is empty or not a SQLite database at all."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        fault = environment_fault(exc)
+        if fault is not None:
+            raise fault from None
+        raise LedgerError(f"cannot read the ledger {path}: {exc.strerror}") from None
+    if not head:
+        raise LedgerDamagedError(
+            f"the ledger {path} is empty (0 bytes)",
+            why="an empty file is not an empty ledger: the file was truncated (a full disk, a crash "
+            "or another program), and every event in it is gone from this file",
+            remedy=REBUILD_REMEDY,
+        )
+    if head != SQLITE_MAGIC:
+        raise LedgerDamagedError(
+            f"{path} is not a SQLite database",
+            why="the ledger file was overwritten by something else",
+            remedy=REBUILD_REMEDY,
+        )
+
+
+def check_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a SQLite database that is not a Kavi ledger (before migrating anything into it)."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if (version == 0 and tables) or (version > 0 and "events" not in tables):
+        raise LedgerDamagedError(
+            f"{path} is a SQLite database, but not a Kavi ledger",
+            why=f"it holds the tables {', '.join(sorted(tables)) or '(none)'} at schema version {version}",
+            remedy=REBUILD_REMEDY,
+        )
+
+
+def _open_error(path: Path, exc: sqlite3.DatabaseError) -> Exception:
+    fault = environment_fault(exc)
+    if fault is not None:
+        return fault
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    if (
+        name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+        or "malformed" in str(exc)
+        or "not a database" in str(exc)
+    ):
+        return LedgerDamagedError(f"the ledger {path} is damaged: {exc}", remedy=REBUILD_REMEDY)
+    return LedgerError(
+        f"cannot open the ledger at {path}: {exc}",
+        remedy="check the file; `git kavi ledger import` can rebuild it from refs/kavi/ledger",
+    )
+
+
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """Open a ledger on a read-only file system without writing a byte there.
+
+    Without a write-ahead log the file is opened ``immutable``. With one (a command was
+    killed before SQLite could fold it back), the database and its log are copied to a
+    private temporary directory and opened there, so the last committed transactions are
+    seen too.
+    """
+    import shutil
+    import tempfile
+    from urllib.parse import quote
+
+    wal = Path(f"{path}-wal")
+    target = path
+    flags = "immutable=1"
+    if wal.exists() and wal.stat().st_size > 0:
+        copy_dir = Path(tempfile.mkdtemp(prefix="kavi-ledger-ro-"))
+        target = copy_dir / path.name
+        shutil.copyfile(path, target)
+        shutil.copyfile(wal, Path(f"{target}-wal"))
+        flags = "mode=rw"
+    try:
+        conn = sqlite3.connect(
+            f"file:{quote(str(target))}?{flags}",
+            uri=True,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.row_factory = sqlite3.Row
+        check_schema(conn, path)
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise _open_error(path, exc) from None
+    from kavi.ledger.schema import SCHEMA_VERSION
+
+    if version != SCHEMA_VERSION:
+        raise ReadOnlyError(
+            f"the ledger {path} needs a schema upgrade (v{version} → v{SCHEMA_VERSION}), "
+            "and its file system is read-only",
+            remedy="open it once with this Kavi in a writable clone, or use the Kavi that wrote it",
+        )
+    return conn
