@@ -227,11 +227,13 @@ _TEXT_MARKERS = (
     ("disk quota exceeded", _EDQUOT),
     ("database or disk is full", _ENOSPC),
     ("read-only file system", _EROFS),
-    ("attempt to write a readonly database", _EROFS),
+    ("attempt to write a readonly database", _EACCES),
     ("permission denied", _EACCES),
     ("operation not permitted", _EPERM),
 )
-_SQLITE_NAMES = {"SQLITE_FULL": _ENOSPC, "SQLITE_READONLY": _EROFS, "SQLITE_PERM": _EACCES}
+# a read-only *file system* is found before SQLite is asked to write (the ledger then opens
+# read-only, kavi.ledger.store); SQLITE_READONLY after that means the file's permissions
+_SQLITE_NAMES = {"SQLITE_FULL": _ENOSPC, "SQLITE_READONLY": _EACCES, "SQLITE_PERM": _EACCES}
 
 
 def _errno_of(exc: BaseException) -> int | None:

@@ -42,11 +42,11 @@ def run_skill_command(
                 if stream is not None
                 else sys.stdin.read(MAX_TEXT).encode("utf-8", "surrogatepass")
             )
-            name = "stdin"
+            where = "stdin"
         else:
             data = read_input_file(source)
-            name = f"--input-file {source}"
-        payload = parse_input(decode_utf8(data, source=name), source=name)
+            where = f"--input-file {source}"
+        payload = parse_input(decode_utf8(data, source=where), source=where)
     forge = Forge.open()
     ensure_ledger(forge)
     if approve:

@@ -238,7 +238,8 @@ def audit(forge: Forge, skill: str | None) -> dict[str, Any]:
     ledger = forge.ledger
     names = [skill] if skill else sorted({p.name for p in ledger.proposals()})
     auditor = Auditor(forge)
-    chain_problems = ledger.verify_chain()
+    # the file itself first: page corruption can hide below an intact-looking hash chain
+    chain_problems = [f"SQLite integrity_check: {p}" for p in ledger.integrity()] + ledger.verify_chain()
     report: dict[str, Any] = {
         "skills": {},
         "ledger_chain_ok": not chain_problems,
@@ -257,7 +258,9 @@ def audit(forge: Forge, skill: str | None) -> dict[str, Any]:
 
 def render(report: dict[str, Any]) -> str:
     chain = (
-        "✓ hash chain intact" if report["ledger_chain_ok"] else "✗ " + "; ".join(report["ledger_problems"])
+        "✓ file sound, hash chain intact"
+        if report["ledger_chain_ok"]
+        else "✗ " + "; ".join(report["ledger_problems"])
     )
     lines = [f"ledger journal: {chain}"]
     for name, sections in report["skills"].items():

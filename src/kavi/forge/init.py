@@ -96,8 +96,18 @@ def init_forge(
             remedy="run init in a clone; protect a bare server repository with "
             "`git kavi hooks install --server <bare-repo>`",
         )
-    with forge_lock(location.kavi_dir, "init", wait=wait):
-        return _init(location, repo, target_branch)
+    fresh = not location.kavi_dir.exists()
+    try:
+        with forge_lock(location.kavi_dir, "init", wait=wait):
+            return _init(location, repo, target_branch)
+    except BaseException:
+        if fresh:  # leave nothing behind: the lock file was all this init wrote there
+            from kavi.forge.lock import LOCK_FILE
+
+            if [p.name for p in location.kavi_dir.iterdir()] == [LOCK_FILE]:
+                (location.kavi_dir / LOCK_FILE).unlink()
+                location.kavi_dir.rmdir()
+        raise
 
 
 def _init(location: RepoLocation, repo: GitRepo, target_branch: str | None) -> InitResult:

@@ -93,6 +93,7 @@ def run_skill(forge: Forge, name: str, payload: dict[str, Any], *, approved: boo
     from kavi.skills.loader import check_registry, find_trusted, read_verified_source
 
     skill = find_trusted(forge, name)
+    forge.ledger.require_writable()  # a run that cannot be recorded does not run at all
     started = now_iso()
     clock = time.monotonic()
     try:

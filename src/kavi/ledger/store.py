@@ -165,8 +165,10 @@ class Ledger:
         if path.exists():
             check_file(path)
         elif not writable(path.parent if path.parent.exists() else path.parent.parent):
-            raise ReadOnlyError(f"cannot create the ledger at {path}: the file system is read-only")
-        if path.exists() and not writable(path.parent):
+            raise _cannot_write(
+                path.parent if path.parent.exists() else path.parent.parent, "create the ledger"
+            )
+        if path.exists() and not (writable(path.parent) and os.access(path, os.W_OK)):
             return cls(connect_readonly(path), path, mark=mark, readonly=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -186,15 +188,13 @@ class Ledger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def require_writable(self) -> None:
+        if self.readonly:
+            raise _cannot_write(self.path.parent, "record this in the ledger")
+
     @contextmanager
     def transaction(self, actor: str) -> Iterator[Txn]:
-        if self.readonly:
-            raise ReadOnlyError(
-                f"the ledger {self.path} is on a read-only file system",
-                why="this command records something in the ledger",
-                remedy="run it in a writable clone (read-only clones can run status, audit, "
-                "list-skills and provenance)",
-            )
+        self.require_writable()
         self.conn.execute("BEGIN IMMEDIATE")
         txn = Txn(self.conn, actor)
         try:
@@ -408,6 +408,29 @@ def writable(directory: Path) -> bool:
     return os.access(directory, os.W_OK)
 
 
+def _cannot_write(directory: Path, what: str) -> Exception:
+    """Why nothing can be written under ``directory``: a read-only file system, or permissions."""
+    from kavi.errors import PermissionDeniedError
+
+    try:
+        readonly_fs = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        readonly_fs = False
+    if readonly_fs:
+        return ReadOnlyError(
+            f"cannot {what}: {directory} is on a read-only file system",
+            why="this command writes to the repository",
+            remedy="run it in a writable clone (read-only clones can run status, audit, list-skills "
+            "and provenance)",
+        )
+    return PermissionDeniedError(
+        f"cannot {what}: permission denied in {directory}",
+        why="the ledger's directory (or file) is not writable by this user",
+        remedy="run Kavi as the user who owns the repository, or fix the ownership and modes of "
+        f"{directory} and the files in it",
+    )
+
+
 def check_file(path: Path) -> None:
     """Refuse a ledger file that is empty or not a SQLite database at all."""
     try:
@@ -435,7 +458,11 @@ def check_file(path: Path) -> None:
 
 def check_schema(conn: sqlite3.Connection, path: Path) -> None:
     """Refuse a SQLite database that is not a Kavi ledger (before migrating anything into it)."""
+    from kavi.ledger.schema import SCHEMA_VERSION
+
     (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        return  # a newer Kavi's ledger: migrate() says so
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if (version == 0 and tables) or (version > 0 and "events" not in tables):
         raise LedgerDamagedError(
