@@ -51,12 +51,14 @@ SCENARIOS = {
         "verified",
         ("build-skill", "write_note", "--backend", "files", "--from", str(WRITE_NOTE_DIR)),
         ("proposals", "refs", "main", "head"),
+        publish=True,
     ),
     "verify": crash.Scenario(
         "verify",
         "verified",
         ("verify-skill", "write_note"),
         ("proposals", "latest_verification", "refs", "main", "head"),
+        publish=True,
     ),
 }
 SAMPLE = {"promote": 4, "revoke": 3, "sync": 2, "build": 3, "verify": 2}
@@ -100,6 +102,8 @@ def _reference(
     run = crash.run_kavi([*scenario.args, "--format", "json"], cwd=repo, shim=shim, log=True)
     assert run.code == 0, run.stderr
     assert run.calls == len(run.log) > 0
+    if scenario.publish:
+        kavi_json("ledger", "sync", cwd=repo)
     return crash.state(repo), run.log
 
 

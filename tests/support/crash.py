@@ -250,6 +250,7 @@ class Scenario:
     template: str  # key of the starting states
     args: tuple[str, ...]
     compare: tuple[str, ...]  # which parts of state() must equal the uninterrupted run's
+    publish: bool = False  # mirror the ledger before judging (build and verify do not mirror)
 
 
 @dataclass
@@ -293,6 +294,10 @@ def recover_at(
     again = kavi(*scenario.args, "--format", "json", cwd=repo)
     if again.code != 0:
         problems.append(f"the command again: exit {again.code}: {again.output[-600:]}")
+    if scenario.publish:
+        synced = kavi("ledger", "sync", "--format", "json", cwd=repo)
+        if synced.code != 0:
+            problems.append(f"ledger sync: exit {synced.code}: {synced.output[-600:]}")
     problems += problems_after(repo, {k: reference[k] for k in scenario.compare}, old)
     return Point(at, op, outcome, problems)
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from kavi.clock import now_iso
 from kavi.forge.context import Forge
-from kavi.ledger.models import BuildStatus
+from kavi.ledger.models import Build, BuildStatus
 from kavi.ledger.reducer import EventKind
 
 if TYPE_CHECKING:
@@ -132,18 +132,7 @@ def check_builds(forge: Forge, report: DoctorReport, repair: bool) -> None:
             commit = tip if tip and tip != build.base_commit else None
             if commit is None:
                 repo.delete_ref(f"refs/heads/{build.branch_name}")
-            with ledger.transaction(forge.actor) as txn:
-                txn.record(
-                    EventKind.BUILD_FINISHED,
-                    build.id,
-                    {
-                        "build_id": build.id,
-                        "status": BuildStatus.FAILED.value,
-                        "commit_id": commit,
-                        "summary": "abandoned: the build process was interrupted (closed by git kavi doctor)",
-                        "finished_at": now_iso(),
-                    },
-                )
+            _close_abandoned(forge, build, commit)
             finding.repaired = True
     running = {f"kavi-{b.id[:12]}" for b in ledger.unfinished_builds()}
     worktrees = repo.common_dir / "worktrees"
@@ -157,6 +146,51 @@ def check_builds(forge: Forge, report: DoctorReport, repair: bool) -> None:
                 if repair:
                     prune_worktree(repo, wt.name)
                     finding.repaired = True
+
+
+def _close_abandoned(forge: Forge, build: Build, commit: str | None) -> None:
+    """Record an interrupted build as FAILED, with a BUILD_LOG saying so (every finished
+    build has its log, so the audit trail has no hole where the interruption was)."""
+    from kavi.ledger.models import ArtifactKind
+
+    ledger = forge.ledger
+    proposal = ledger.proposal(build.proposal_id)
+    summary = "abandoned: the build process was interrupted (closed by git kavi doctor)"
+    vault = forge.vault()
+    with vault.pending(), ledger.transaction(forge.actor) as txn:
+        log, _ = vault.write(
+            ArtifactKind.BUILD_LOG,
+            name=proposal.name,
+            related_id=build.id,
+            title=f"BUILD_LOG_{build.attempt_number} {proposal.name} — FAILED",
+            body="\n".join(
+                [
+                    "- status: **FAILED**",
+                    f"- branch: `{build.branch_name}`",
+                    f"- base commit: `{build.base_commit}`",
+                    f"- build commit: `{commit or '(none)'}`",
+                    f"- summary: {summary}",
+                    "",
+                    "The process running this build stopped before it could record the outcome "
+                    "(killed, or the machine went down); `git kavi doctor --repair` closed it.",
+                ]
+            ),
+            meta={"proposal_id": proposal.id, "build_id": build.id, "status": "FAILED", "commit": commit},
+            attempt=build.attempt_number,
+        )
+        txn.put(EventKind.ARTIFACT_RECORDED, log)
+        txn.record(
+            EventKind.BUILD_FINISHED,
+            build.id,
+            {
+                "build_id": build.id,
+                "status": BuildStatus.FAILED.value,
+                "commit_id": commit,
+                "summary": summary,
+                "finished_at": now_iso(),
+                "log_artifact_id": log.id,
+            },
+        )
 
 
 def _check_tripwire(forge: Forge, build_id: str, report: DoctorReport, repair: bool) -> None:
