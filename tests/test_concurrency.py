@@ -135,7 +135,9 @@ def _consistent(repo: Path) -> list[str]:
 
 
 def _status(repo: Path, name: str) -> str:
-    rows = crash.ledger_rows(repo, f"SELECT status FROM skill_proposals WHERE name = '{name}' ORDER BY created_at")
+    rows = crash.ledger_rows(
+        repo, f"SELECT status FROM skill_proposals WHERE name = '{name}' ORDER BY created_at"
+    )
     return str(rows[-1][0])
 
 
@@ -160,7 +162,9 @@ def _expected(pair: str, repo: Path, outcomes: dict[str, str]) -> list[str]:
         if (first == "ok") != (_status(repo, "write_memo") == "TRUSTED"):
             problems.append(f"write_memo is {_status(repo, 'write_memo')} though its promotion said {first}")
         if (second == "ok") != (_status(repo, "write_note") == "REVOKED"):
-            problems.append(f"write_note is {_status(repo, 'write_note')} though its revocation said {second}")
+            problems.append(
+                f"write_note is {_status(repo, 'write_note')} though its revocation said {second}"
+            )
     return problems
 
 
@@ -186,9 +190,13 @@ def test_two_commands_at_once(pair: str, run: int, trio: Path, tmp_path: Path) -
         _COUNTS[key] = counted.calls
     calls = _COUNTS[key]
     stop_at = 1 + (run * 7919) % calls  # a different point each run, spread over the whole command
-    proc, counter = crash.start_kavi([*_args(a_args, work), "--format", "json"], cwd=repo, shim=shim, mode="stop", at=stop_at)
+    proc, counter = crash.start_kavi(
+        [*_args(a_args, work), "--format", "json"], cwd=repo, shim=shim, mode="stop", at=stop_at
+    )
     try:
-        assert _stopped_or_gone(proc.pid, time.monotonic() + 120), "the first command neither stopped nor ended"
+        assert _stopped_or_gone(proc.pid, time.monotonic() + 120), (
+            "the first command neither stopped nor ended"
+        )
         b_cmd = [*_args(b_args, work), *(["--wait", "60"] if wait else []), "--format", "json"]
         b_proc = crash.subprocess.Popen(
             [crash.sys.executable, "-m", "kavi", *b_cmd],

@@ -73,7 +73,9 @@ def shim() -> Path:
 
 
 @pytest.fixture(scope="session")
-def starting_states(verified_template: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def starting_states(
+    verified_template: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
     """verified: write_note VERIFIED; promoted: write_note TRUSTED, with one run not yet mirrored."""
     from conftest import isolation
 
@@ -86,7 +88,9 @@ def starting_states(verified_template: tuple[Path, str], tmp_path_factory: pytes
         use_signing_key(root / "keys" / "id_ed25519")
         repo = crash.copy_forge(root, promoted / "forge")
         kavi_json("promote-skill", "write_note", "--yes", cwd=repo)
-        kavi_json("run-skill", "write_note", "--json", '{"path": "a.md", "title": "A", "body": "B"}', cwd=repo)
+        kavi_json(
+            "run-skill", "write_note", "--json", '{"path": "a.md", "title": "A", "body": "B"}', cwd=repo
+        )
     states["promoted"] = promoted
     return states
 
@@ -108,7 +112,12 @@ def _reference(
 
 
 def sweep(
-    name: str, points: list[int] | None, tmp_path: Path, shim: Path, states: dict[str, Path], mode: str = "kill"
+    name: str,
+    points: list[int] | None,
+    tmp_path: Path,
+    shim: Path,
+    states: dict[str, Path],
+    mode: str = "kill",
 ) -> list[crash.Point]:
     scenario = SCENARIOS[name]
     template = states[scenario.template]
@@ -122,7 +131,14 @@ def sweep(
         op = log[at - 1].split(" ", 2)[2]
         results.append(
             crash.recover_at(
-                scenario, template, tmp_path / f"p{at}", shim=shim, at=at, mode=mode, reference=reference, op=op
+                scenario,
+                template,
+                tmp_path / f"p{at}",
+                shim=shim,
+                at=at,
+                mode=mode,
+                reference=reference,
+                op=op,
             )
         )
         shutil.rmtree(tmp_path / f"p{at}", ignore_errors=True)

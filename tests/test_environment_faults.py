@@ -44,7 +44,9 @@ def _namespaces_work() -> str | None:
         text=True,
         check=False,
     )
-    return None if probe.returncode == 0 else f"unprivileged mount namespaces are not available: {probe.stderr}"
+    return (
+        None if probe.returncode == 0 else f"unprivileged mount namespaces are not available: {probe.stderr}"
+    )
 
 
 needs_namespaces = pytest.mark.skipif(_namespaces_work() is not None, reason=str(_namespaces_work()))
@@ -68,7 +70,9 @@ def _result(out: Path, name: str) -> tuple[int, Any]:
 def _in_namespace(script: str, *, cwd: Path, user: bool = False) -> None:
     env_line = "export PYTHONDONTWRITEBYTECODE=1\n"
     args = ["unshare", "--map-user=1000", "--map-group=1000"] if user else ["unshare", "-rm"]
-    proc = subprocess.run([*args, "sh", "-c", env_line + script], cwd=cwd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [*args, "sh", "-c", env_line + script], cwd=cwd, capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -78,9 +82,13 @@ def _in_namespace(script: str, *, cwd: Path, user: bool = False) -> None:
 def test_the_environment_is_named_in_one_place() -> None:
     assert isinstance(environment_fault(OSError(errno.ENOSPC, "No space left on device")), DiskFullError)
     assert isinstance(environment_fault(OSError(errno.EROFS, "Read-only file system")), ReadOnlyError)
-    assert isinstance(environment_fault(PermissionError(errno.EACCES, "Permission denied")), PermissionDeniedError)
+    assert isinstance(
+        environment_fault(PermissionError(errno.EACCES, "Permission denied")), PermissionDeniedError
+    )
     # libgit2 gives only text; SQLite its result name
-    assert isinstance(environment_fault(OSError("could not write 'x': No space left on device")), DiskFullError)
+    assert isinstance(
+        environment_fault(OSError("could not write 'x': No space left on device")), DiskFullError
+    )
     full = sqlite3.OperationalError("database or disk is full")
     assert isinstance(environment_fault(full), DiskFullError)
     # an internal error caused by one is the environment's; a refusal stays a refusal
@@ -158,7 +166,9 @@ def test_a_full_disk_is_named_and_recovered_from(verified: Verified, tmp_path: P
 @pytest.fixture
 def promoted(verified: Verified) -> Verified:
     kavi_json("promote-skill", verified.proposal_id, "--yes", cwd=verified.repo)
-    kavi_json("run-skill", "write_note", "--json", '{"path": "a.md", "title": "A", "body": "B"}', cwd=verified.repo)
+    kavi_json(
+        "run-skill", "write_note", "--json", '{"path": "a.md", "title": "A", "body": "B"}', cwd=verified.repo
+    )
     return verified
 
 
@@ -173,7 +183,9 @@ def test_a_read_only_clone_can_still_be_read(promoted: Verified, tmp_path: Path,
     if wal:  # a ledger whose last transactions are still only in its write-ahead log
         holder = sqlite3.connect(repo / ".git/kavi/ledger.db")
         holder.execute("SELECT 1").fetchone()
-        kavi_json("run-skill", "write_note", "--json", '{"path": "b.md", "title": "B", "body": "C"}', cwd=repo)
+        kavi_json(
+            "run-skill", "write_note", "--json", '{"path": "b.md", "title": "B", "body": "C"}', cwd=repo
+        )
         assert (repo / ".git/kavi/ledger.db-wal").stat().st_size > 0
     expected = {" ".join(a): kavi_json(*a, cwd=repo) for a in READERS}
     out = tmp_path / "out"
@@ -183,8 +195,17 @@ def test_a_read_only_clone_can_still_be_read(promoted: Verified, tmp_path: Path,
         lines.append(_kavi_line(args, out, f"r{i}"))
     lines.append(
         _kavi_line(
-            ["propose-skill", "--name", "other", "--desc", "x", "--side-effect", "READ_ONLY", "--io-schema-json",
-             '{"input": {}, "output": {"x": "str"}}'],
+            [
+                "propose-skill",
+                "--name",
+                "other",
+                "--desc",
+                "x",
+                "--side-effect",
+                "READ_ONLY",
+                "--io-schema-json",
+                '{"input": {}, "output": {"x": "str"}}',
+            ],
             out,
             "write",
         )
@@ -221,7 +242,11 @@ def test_permission_denied_is_named(promoted: Verified, tmp_path: Path) -> None:
             [
                 f"cd {repo}",
                 _kavi_line(["list-skills"], out, "read"),
-                _kavi_line(["run-skill", "write_note", "--json", '{"path": "c.md", "title": "C", "body": "D"}'], out, "run"),
+                _kavi_line(
+                    ["run-skill", "write_note", "--json", '{"path": "c.md", "title": "C", "body": "D"}'],
+                    out,
+                    "run",
+                ),
                 _kavi_line(["ledger", "sync"], out, "sync"),
             ]
         )

@@ -119,7 +119,11 @@ def test_stale_git_lock_files_are_found_and_removed_but_not_live_ones(verified: 
     live = repo / ".git/refs/tags/in-use.lock"
     live.parent.mkdir(parents=True, exist_ok=True)
     keeper = subprocess.Popen(
-        [sys.executable, "-c", f"f = open({str(live)!r}, 'w'); print('open', flush=True); import time; time.sleep(60)"],
+        [
+            sys.executable,
+            "-c",
+            f"f = open({str(live)!r}, 'w'); print('open', flush=True); import time; time.sleep(60)",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

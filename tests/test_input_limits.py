@@ -28,7 +28,17 @@ GOOD = {"path": "a.md", "title": "A", "body": "B"}
 def _run_file(repo: Path, path: Path | str) -> tuple[int, dict[str, object]]:
     """run-skill --input-file in a child process (a hang would fail the timeout, not the suite)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "kavi", "run-skill", "write_note", "--input-file", str(path), "--format", "json"],
+        [
+            sys.executable,
+            "-m",
+            "kavi",
+            "run-skill",
+            "write_note",
+            "--input-file",
+            str(path),
+            "--format",
+            "json",
+        ],
         cwd=repo,
         capture_output=True,
         text=True,
@@ -109,7 +119,9 @@ def test_nesting_numbers_and_constants(trusted: Path) -> None:
     assert res.code == 2 and f"nested more than {MAX_DEPTH}" in res.json["message"]
     res = kavi("run-skill", "write_note", "--json", '{"path": NaN}', "--format", "json", cwd=trusted)
     assert res.code == 2 and "NaN" in res.json["message"]
-    res = kavi("run-skill", "write_note", "--json", '{"n": ' + "9" * 5000 + "}", "--format", "json", cwd=trusted)
+    res = kavi(
+        "run-skill", "write_note", "--json", '{"n": ' + "9" * 5000 + "}", "--format", "json", cwd=trusted
+    )
     assert res.code == 2 and res.json["code"] == "KAVI-INVALID"
 
 

@@ -43,7 +43,9 @@ def promoted(verified: Verified) -> Verified:
     return verified
 
 
-@pytest.mark.parametrize("point", ["after-commit", "after-tag", "after-ledger", "after-notes", "after-mirror"])
+@pytest.mark.parametrize(
+    "point", ["after-commit", "after-tag", "after-ledger", "after-notes", "after-mirror"]
+)
 def test_an_interrupted_revocation_is_finished_by_the_next_revoke(promoted: Verified, point: str) -> None:
     repo = promoted.repo
     assert _crash(repo, point, "revoke-skill", "write_note", "--reason", "unsafe", "--yes") == 137
@@ -53,7 +55,9 @@ def test_an_interrupted_revocation_is_finished_by_the_next_revoke(promoted: Veri
     assert out["status"] == "REVOKED" and out["already_revoked"] is True
     assert git("log", "--format=%s", "-2", "main", cwd=repo).splitlines()[0] == "kavi: revoke write_note v1"
     assert git("log", "--format=%s", "-2", "main", cwd=repo).splitlines()[1].startswith("kavi: promote")
-    assert git("rev-parse", "kavi/write_note/v1-revoked^{commit}", cwd=repo) == git("rev-parse", "main", cwd=repo)
+    assert git("rev-parse", "kavi/write_note/v1-revoked^{commit}", cwd=repo) == git(
+        "rev-parse", "main", cwd=repo
+    )
     assert not (repo / "skills/write_note.py").exists()
     assert kavi_json("status", cwd=repo)["unmirrored"] == 0
     _clean(repo)
@@ -136,7 +140,9 @@ def test_a_journal_whose_branch_was_moved_elsewhere_is_not_forced(verified: Veri
     git("commit", "-q", "--allow-empty", "-m", "someone else's work", cwd=repo)
     elsewhere = git("rev-parse", "main", cwd=repo)
     found = _finding(repo)
-    assert "cannot finish it automatically" in str(found["repair"]) and "something else moved it" in str(found["repair"])
+    assert "cannot finish it automatically" in str(found["repair"]) and "something else moved it" in str(
+        found["repair"]
+    )
     assert kavi_json("doctor", "--repair", cwd=repo, expect=1)
     assert git("rev-parse", "main", cwd=repo) == elsewhere
     res = kavi("promote-skill", verified.proposal_id, "--yes", "--format", "json", cwd=repo)

@@ -91,9 +91,7 @@ def test_page_corruption_is_caught_by_doctor_and_audit_and_rebuilt_keeping_unmir
     con = sqlite3.connect(_ledger(repo))
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     pages = con.execute("PRAGMA page_count").fetchone()[0]
-    index_page = con.execute(
-        "SELECT rootpage FROM sqlite_master WHERE name = 'proposals_name'"
-    ).fetchone()[0]
+    index_page = con.execute("SELECT rootpage FROM sqlite_master WHERE name = 'proposals_name'").fetchone()[0]
     con.close()
     assert pages > index_page
     _corrupt_a_page(_ledger(repo), index_page)  # an index page: the events table still reads

@@ -171,7 +171,9 @@ def state(repo: Path) -> dict[str, Any]:
     return {
         "proposals": ledger_rows(repo, "SELECT name, status FROM skill_proposals ORDER BY created_at, id"),
         "promotions": ledger_rows(
-            repo, "SELECT skill_name, version, tag_name, build_id, verification_id FROM promotions ORDER BY version"
+            repo,
+            "SELECT skill_name, version, tag_name, build_id, verification_id FROM promotions "
+            "ORDER BY version",
         ),
         "revocations": ledger_rows(repo, "SELECT skill_name, tag_name, promotion_id FROM revocations"),
         "succeeded_builds": ledger_rows(
@@ -200,7 +202,9 @@ def before(repo: Path) -> dict[str, Any]:
 
 
 def is_ancestor(repo: Path, old: str, new: str) -> bool:
-    proc = subprocess.run(["git", "merge-base", "--is-ancestor", old, new], cwd=repo, capture_output=True, check=False)
+    proc = subprocess.run(
+        ["git", "merge-base", "--is-ancestor", old, new], cwd=repo, capture_output=True, check=False
+    )
     return proc.returncode == 0
 
 
@@ -214,7 +218,11 @@ def problems_after(repo: Path, reference: dict[str, Any], old: dict[str, Any]) -
     if audit.code != 0:
         found.append(f"audit is not clean: {audit.output[-600:]}")
     fsck = subprocess.run(
-        ["git", "fsck", "--no-dangling", "--no-progress"], cwd=repo, capture_output=True, text=True, check=False
+        ["git", "fsck", "--no-dangling", "--no-progress"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if fsck.returncode != 0:
         found.append(f"git fsck: {fsck.stdout[-300:]}{fsck.stderr[-300:]}")
@@ -223,7 +231,9 @@ def problems_after(repo: Path, reference: dict[str, Any], old: dict[str, Any]) -
         found.append(f"working tree not clean: {status}")
     if (repo / ".git/kavi/journal.json").exists():
         found.append("journal left behind")
-    locks = [str(p) for p in (repo / ".git").rglob("*.lock") if p.name != "forge.lock" and "objects" not in p.parts]
+    locks = [
+        str(p) for p in (repo / ".git").rglob("*.lock") if p.name != "forge.lock" and "objects" not in p.parts
+    ]
     if locks:
         found.append(f"lock files left: {locks}")
     now = before(repo)
@@ -287,7 +297,9 @@ def recover_at(
             code = "(no JSON)"
         outcome = f"exit {run.code} {code}"
         if run.code not in (1, 2):
-            problems.append(f"disk full ended with exit {run.code} ({code}): {run.stdout[-400:]}{run.stderr[-400:]}")
+            problems.append(
+                f"disk full ended with exit {run.code} ({code}): {run.stdout[-400:]}{run.stderr[-400:]}"
+            )
     elif mode == "kill" and run.code not in (-9, 0):
         problems.append(f"exit {run.code} instead of being killed: {run.stderr[-400:]}")
     problems += (repair or default_repair)(repo)

@@ -371,6 +371,73 @@ def _apply(forge: Forge, step: Any, signer: SshSigner | SignerFor | None, outcom
             )
 
 
+@dataclass(frozen=True)
+class SignedChange:
+    """A signed change of the target branch (promotion, revocation, republishing), its
+    commit and tag already made and signed; see :func:`perform_change`."""
+
+    label: str  # what the branch step is called: "merge", "commit"
+    branch: str
+    old: str  # the branch tip the change was made on
+    new: str  # the signed commit
+    tag_ref: str
+    tag: str  # the signed tag object
+    record: str  # the ledger record kind (kavi.forge.ledger_steps.RECORDERS)
+    payload: dict[str, Any]
+    notes: dict[str, str]  # annotated object → note text
+    notes_message: str
+    checkout: bool  # the branch is checked out here
+
+
+def perform_change(
+    forge: Forge, change: SignedChange, *, op: Op, subject: str, signer: SshSigner, principal: str
+) -> Outcome:
+    """Sign the notes commit, then journal and apply: branch → tag → ledger → notes → mirror →
+    checkout (last). The caller holds the forge lock."""
+    from kavi.forge.init import NOTES_REF
+    from kavi.gitstore.mirror import LEDGER_REF
+    from kavi.gitstore.objects import notes_commit
+
+    repo = forge.repo
+    notes_old = repo.ref_target(NOTES_REF)
+    notes_new = notes_commit(
+        repo, parent=notes_old, notes=change.notes, message=change.notes_message, signer=signer
+    )
+    steps: list[Any] = [
+        RefStep(
+            label=change.label, ref=f"refs/heads/{change.branch}", old=change.old, new=change.new, branch=True
+        ),
+        RefStep(label="tag", ref=change.tag_ref, old=None, new=change.tag),
+        LedgerStep(label="ledger", record=change.record, payload=change.payload),
+        NotesStep(
+            label="notes",
+            ref=NOTES_REF,
+            old=notes_old,
+            new=notes_new,
+            notes=change.notes,
+            message=change.notes_message,
+        ),
+        MirrorStep(label="mirror", old=repo.ref_target(LEDGER_REF)),
+    ]
+    if change.checkout:
+        steps.append(CheckoutStep(label="checkout", branch=change.branch, old=change.old, new=change.new))
+    return perform(forge, op=op, subject=subject, signer=signer, principal=principal, steps=steps)
+
+
+def perform(
+    forge: Forge, *, op: Op, subject: str, signer: SshSigner, principal: str, steps: list[Any]
+) -> Outcome:
+    """Journal ``steps`` and apply them (the caller holds the forge lock)."""
+    entry = Journal.new(op=op, subject=subject, signer=signer, principal=principal, steps=steps)
+    outcome = run(forge, entry, signer)
+    if outcome.action == "blocked":
+        raise StateError(
+            f"the {op} of {subject} stopped: {outcome.blocked}",
+            remedy="run `git kavi doctor` to see what moved",
+        )
+    return outcome
+
+
 def recover(forge: Forge, journal: Journal, signer: SshSigner | SignerFor | None) -> Outcome:
     """Finish the journal, or roll it back if none of its steps happened."""
     found = states(forge, journal)

@@ -184,11 +184,9 @@ def promote(forge: Forge, plan: PromotionPlan, approval: Approval) -> PromotionO
     """Make the signed objects, then apply the journalled steps (see the module docstring)."""
     from kavi.cli.approval import require
     from kavi.forge import journal
-    from kavi.forge.init import NOTES_REF
     from kavi.forge.records import promotion_trailers
     from kavi.forge.registry import derive, render_registry
-    from kavi.gitstore.mirror import LEDGER_REF
-    from kavi.gitstore.objects import format_trailers, notes_commit, write_signed_tag
+    from kavi.gitstore.objects import format_trailers, write_signed_tag
     from kavi.policy.invariants import model_names
 
     require(approval, plan.digest, "promotion")
@@ -253,36 +251,27 @@ def promote(forge: Forge, plan: PromotionPlan, approval: Approval) -> PromotionO
         signer=plan.signer,
     )
     notes, notes_message = promotion_notes(forge, p)
-    notes_tip = repo.ref_target(NOTES_REF)
-    notes_new = notes_commit(repo, parent=notes_tip, notes=notes, message=notes_message, signer=plan.signer)
-    steps: list[journal.Step] = [
-        journal.RefStep(
-            label="merge", ref=f"refs/heads/{p.target_branch}", old=plan.target_tip, new=merge, branch=True
-        ),
-        journal.RefStep(label="tag", ref=f"refs/tags/{p.tag_name}", old=None, new=tag),
-        journal.LedgerStep(label="ledger", record="promotion", payload=p.model_dump(mode="json")),
-        journal.NotesStep(
-            label="notes", ref=NOTES_REF, old=notes_tip, new=notes_new, notes=notes, message=notes_message
-        ),
-        journal.MirrorStep(label="mirror", old=repo.ref_target(LEDGER_REF)),
-    ]
-    if plan.checkout:
-        steps.append(
-            journal.CheckoutStep(label="checkout", branch=p.target_branch, old=plan.target_tip, new=merge)
-        )
-    entry = journal.Journal.new(
+    change = journal.SignedChange(
+        label="merge",
+        branch=p.target_branch,
+        old=plan.target_tip,
+        new=merge,
+        tag_ref=f"refs/tags/{p.tag_name}",
+        tag=tag,
+        record="promotion",
+        payload=p.model_dump(mode="json"),
+        notes=notes,
+        notes_message=notes_message,
+        checkout=plan.checkout,
+    )
+    outcome = journal.perform_change(
+        forge,
+        change,
         op="promote",
         subject=f"{p.skill_name} v{p.version}",
         signer=plan.signer,
         principal=plan.principal,
-        steps=steps,
     )
-    outcome = journal.run(forge, entry, plan.signer)
-    if outcome.action == "blocked":
-        raise StateError(
-            f"the promotion of {p.skill_name} v{p.version} stopped: {outcome.blocked}",
-            remedy="run `git kavi doctor` to see both sides",
-        )
     recorded = next(x for x in ledger.promotions(p.skill_name) if x.id == p.id)
     return PromotionOutcome(promotion=recorded, mirrored=outcome.mirrored, notes=outcome.notes)
 

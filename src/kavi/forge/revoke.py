@@ -122,11 +122,9 @@ def already_revoked(forge: Forge, name: str) -> Revocation | None:
 def revoke(forge: Forge, plan: RevocationPlan, approval: Approval) -> Revocation:
     from kavi.cli.approval import require
     from kavi.forge import journal
-    from kavi.forge.init import NOTES_REF
     from kavi.forge.records import revocation_trailers
     from kavi.forge.registry import derive, render_registry
-    from kavi.gitstore.mirror import LEDGER_REF
-    from kavi.gitstore.objects import format_trailers, notes_commit, write_signed_tag
+    from kavi.gitstore.objects import format_trailers, write_signed_tag
 
     require(approval, plan.digest, "revocation")
     repo = forge.repo
@@ -169,38 +167,25 @@ def revoke(forge: Forge, plan: RevocationPlan, approval: Approval) -> Revocation
     )
     notes = {commit: "Kavi revocation record\n\n" + format_trailers(revocation_trailers(revocation))}
     notes_message = f"kavi: notes for revocation of {p.skill_name}\n\nKavi-Revocation: {revocation.id}\n"
-    notes_tip = repo.ref_target(NOTES_REF)
-    notes_new = notes_commit(repo, parent=notes_tip, notes=notes, message=notes_message, signer=plan.signer)
-    steps: list[journal.Step] = [
-        journal.RefStep(
-            label="commit",
-            ref=f"refs/heads/{plan.target_branch}",
-            old=plan.target_tip,
-            new=commit,
-            branch=True,
-        ),
-        journal.RefStep(label="tag", ref=f"refs/tags/{plan.tag_name}", old=None, new=tag),
-        journal.LedgerStep(label="ledger", record="revocation", payload=revocation.model_dump(mode="json")),
-        journal.NotesStep(
-            label="notes", ref=NOTES_REF, old=notes_tip, new=notes_new, notes=notes, message=notes_message
-        ),
-        journal.MirrorStep(label="mirror", old=repo.ref_target(LEDGER_REF)),
-    ]
-    if plan.checkout:
-        steps.append(
-            journal.CheckoutStep(label="checkout", branch=plan.target_branch, old=plan.target_tip, new=commit)
-        )
-    entry = journal.Journal.new(
+    change = journal.SignedChange(
+        label="commit",
+        branch=plan.target_branch,
+        old=plan.target_tip,
+        new=commit,
+        tag_ref=f"refs/tags/{plan.tag_name}",
+        tag=tag,
+        record="revocation",
+        payload=revocation.model_dump(mode="json"),
+        notes=notes,
+        notes_message=notes_message,
+        checkout=plan.checkout,
+    )
+    journal.perform_change(
+        forge,
+        change,
         op="revoke",
         subject=f"{p.skill_name} v{p.version}",
         signer=plan.signer,
         principal=plan.principal,
-        steps=steps,
     )
-    outcome = journal.run(forge, entry, plan.signer)
-    if outcome.action == "blocked":
-        raise StateError(
-            f"the revocation of {p.skill_name} stopped: {outcome.blocked}",
-            remedy="run `git kavi doctor` to see both sides",
-        )
     return revocation

@@ -114,22 +114,7 @@ class MirrorEntry:
 
 def walk_chain(repo: GitRepo, tip: str) -> list[MirrorEntry]:
     """The mirror from root to ``tip`` (following first parents; merges are reported, not followed)."""
-    entries: list[MirrorEntry] = []
-    current: str | None = tip
-    while current is not None:
-        info = repo.commit(current)
-        entries.append(
-            MirrorEntry(
-                commit=current,
-                event=parse_event(info.message),
-                fields=trailers(info.message),
-                parents=info.parents,
-                tree=info.tree,
-            )
-        )
-        current = info.parents[0] if info.parents else None
-    entries.reverse()
-    return entries
+    return entries_between(repo, tip, None)
 
 
 @dataclass(frozen=True)
