@@ -44,7 +44,8 @@ def _events(repo: Path) -> list[tuple[int, str]]:
 
 
 def _aside(repo: Path) -> list[Path]:
-    return sorted((repo / ".git/kavi").glob("ledger.db.damaged-*"))
+    found = (repo / ".git/kavi").glob("ledger.db.damaged-*")
+    return sorted(p for p in found if not p.name.endswith(("-wal", "-shm")))
 
 
 @pytest.mark.parametrize("damage", ["empty", "text", "foreign-sqlite"])
@@ -71,7 +72,12 @@ def test_a_ledger_file_that_is_not_a_ledger_is_refused_then_rebuilt(promoted: Pa
     out = kavi_json("ledger", "import", cwd=repo)  # the advised command works on the same file
     assert out["set_aside"] and Path(out["set_aside"]).exists()
     assert _events(repo) == mirrored  # the unmirrored runs were in that file: nothing to recover
-    assert kavi_json("doctor", cwd=repo)["ok"] is True
+    # their vault records are no ledger's any more: doctor moves them out of the vault, keeping them
+    report = kavi_json("doctor", "--repair", cwd=repo)
+    moved = [f for f in report["findings"] if f["check"] == "vault"]
+    assert len(moved) == 2 and all(f["repaired"] for f in moved)
+    assert len(list((repo / ".git/kavi/unrecorded").rglob("RUN_RECORD_*.md"))) == 2
+    assert kavi_json("doctor", cwd=repo)["findings"] == []
     assert [s["name"] for s in kavi_json("list-skills", cwd=repo)["skills"]] == ["write_note"]
 
 
@@ -128,6 +134,9 @@ def test_a_deleted_ledger_with_unmirrored_events_is_reported_not_recreated(promo
     # the user decides: rebuild from the mirror, losing the two runs
     out = kavi_json("ledger", "import", "--accept-loss", cwd=repo)
     assert out["events"] == total
+    # the lost runs' vault records are kept, out of the vault
+    assert kavi_json("doctor", "--repair", cwd=repo)["ok"] is True
+    assert len(list((repo / ".git/kavi/unrecorded").rglob("RUN_RECORD_*.md"))) == 2
     assert kavi_json("doctor", cwd=repo)["findings"] == []
 
 
@@ -219,7 +228,8 @@ def test_mirror_ahead_with_events_the_ledger_lacks_is_imported(promoted: Path) -
         Path(f"{_ledger(repo)}{suffix}").unlink(missing_ok=True)
     backup.replace(_ledger(repo))
     report = kavi_json("doctor", cwd=repo, expect=1)
-    assert "does not have (the mirror is ahead)" in report["findings"][0]["problem"]
+    (ahead,) = [f for f in report["findings"] if f["check"] == "ledger mirror"]
+    assert "does not have (the mirror is ahead)" in ahead["problem"]
     sync = kavi("ledger", "sync", "--format", "json", cwd=repo)
     assert sync.code == 1 and "ledger import" in sync.json["remedy"]
     kavi_json("doctor", "--repair", cwd=repo)

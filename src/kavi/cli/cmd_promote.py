@@ -177,7 +177,7 @@ def register(app: typer.Typer) -> None:
         output.use(fmt)
         from kavi.forge import journal
         from kavi.forge.lock import forge_lock
-        from kavi.forge.sync import mirror_state
+        from kavi.forge.sync import mirror_state, reconcile
         from kavi.gitstore.mirror import LEDGER_REF
         from kavi.signing import trusted_principal, user_signer
 
@@ -190,6 +190,8 @@ def register(app: typer.Typer) -> None:
         with forge_lock(forge.kavi_dir, "ledger sync", wait=wait):
             finish_interrupted(forge)
             state = mirror_state(forge)
+            if state.problem or state.foreign:
+                reconcile(forge, state)  # refuses, saying what to do (import, or which side to trust)
             if state.unmirrored or not state.in_sync:
                 step = journal.MirrorStep(label="mirror", old=state.tip)
                 entry = journal.Journal.new(

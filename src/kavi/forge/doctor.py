@@ -398,9 +398,9 @@ def doctor(forge: Forge, *, repair: bool, wait: float = 0.0) -> DoctorReport:
         check_builds(forge, report, repair)
         doctor_files.check_verify_boxes(forge, report, repair)
         doctor_files.check_temp_files(forge, report, repair)
-        doctor_files.check_vault_leftovers(forge, report, repair)
         check_promotions(forge, report, repair)
-        doctor_ledger.check_ledger(forge, report, repair)
+        doctor_ledger.check_ledger(forge, report, repair)  # may import events: before the vault sweep
+        doctor_files.check_vault_leftovers(forge, report, repair)
         check_registry(forge, report)
         running = {b.id for b in forge.ledger.unfinished_builds()}
         check_sandboxes(forge, report, repair, running)

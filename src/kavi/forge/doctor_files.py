@@ -196,7 +196,9 @@ def check_temp_files(forge: Forge, report: DoctorReport, repair: bool) -> None:
 
 def check_vault_leftovers(forge: Forge, report: DoctorReport, repair: bool) -> None:
     """Vault files no ledger record refers to: written by a transaction that was rolled back
-    (a crash, a full disk). Checked inside a write transaction, so no command is half-way."""
+    (a crash, a full disk), or whose events were lost with a damaged ledger. Checked inside a
+    write transaction, so no command is half-way; moved (never deleted) to
+    ``<git-common-dir>/kavi/unrecorded/``, out of the vault but kept."""
     from kavi.artifacts.vault import VAULT_SUBDIR
     from kavi.forge.doctor import Finding
 
@@ -207,6 +209,7 @@ def check_vault_leftovers(forge: Forge, report: DoctorReport, repair: bool) -> N
     ledger = forge.ledger
     if ledger.readonly:
         return
+    keep = forge.kavi_dir / UNRECORDED
     with ledger.transaction(forge.actor):
         recorded = {(forge.workdir / a.path).resolve() for a in ledger.artifacts()}
         stray: list[Path] = []
@@ -218,18 +221,30 @@ def check_vault_leftovers(forge: Forge, report: DoctorReport, repair: bool) -> N
                     stray.append(path)
         for path in sorted(stray):
             rel = path.relative_to(forge.workdir)
-            kind = "temporary file" if path.name.endswith(".tmp") else "unrecorded artifact"
+            temporary = path.name.endswith(".tmp")
             finding = Finding(
                 "vault",
-                f"{rel}: {kind} of a write that never committed (no ledger record refers to it)",
-                "remove it",
+                f"{rel}: "
+                + (
+                    "temporary file of an interrupted write"
+                    if temporary
+                    else "no ledger record refers to "
+                    "this artifact (its transaction never committed, or its events were lost with the ledger)"
+                ),
+                "remove it" if temporary else f"move it out of the vault, to {keep}/",
             )
             report.findings.append(finding)
             if repair:
-                path.unlink(missing_ok=True)
+                if temporary:
+                    path.unlink(missing_ok=True)
+                else:
+                    target = keep / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(path, target)
                 finding.repaired = True
 
 
+UNRECORDED = "unrecorded"
 VERIFY_MARK = ".kavi-forge"
 
 

@@ -240,9 +240,10 @@ def _state(forge: Forge, step: Any) -> StepState:
         from kavi.forge.sync import mirror_state
 
         ms = mirror_state(forge)
-        if ms.problem:
-            return StepState(label, "blocked", ms.problem)
         moved = ms.tip != step.old or bool(ms.adoptable)
+        if ms.problem or ms.foreign:  # not this change's to solve: its mirroring waits (see _apply)
+            why = ms.problem or f"refs/kavi/ledger holds {ms.foreign} event(s) this ledger does not have"
+            return StepState(label, "partial" if moved else "todo", why, moved)
         if not ms.unmirrored and not ms.adoptable and not ms.behind:
             return StepState(label, "done", visible=moved)
         return StepState(label, "partial" if moved else "todo", f"{ms.unmirrored} event(s) to mirror", moved)
@@ -345,19 +346,25 @@ def _apply(forge: Forge, step: Any, signer: SshSigner | SignerFor | None, outcom
             return
         add_notes(repo, ref=step.ref, notes=step.notes, message=step.message, signer=key)
     elif isinstance(step, MirrorStep):
+        from kavi.errors import TrustError
         from kavi.forge.sync import mirror_pending, reconcile
 
         key = _signer(signer)
-        if key is None:
-            reconcile(forge)  # adopting what already landed needs no key
-            left = len(forge.ledger.unmirrored_events())
-            if left:
-                outcome.notes.append(
-                    f"{left} ledger event(s) not mirrored yet: no trusted signing key here; "
-                    "run `git kavi ledger sync` with a key listed in .kavi/allowed_signers"
-                )
-            return
-        outcome.mirrored += mirror_pending(forge, key)
+        try:
+            if key is None:
+                reconcile(forge)  # adopting what already landed needs no key
+                left = len(forge.ledger.unmirrored_events())
+                if left:
+                    outcome.notes.append(
+                        f"{left} ledger event(s) not mirrored yet: no trusted signing key here; "
+                        "run `git kavi ledger sync` with a key listed in .kavi/allowed_signers"
+                    )
+                return
+            outcome.mirrored += mirror_pending(forge, key)
+        except TrustError as exc:
+            # the ledger and its mirror disagree for a reason older than this change (another
+            # clone's events, a divergence): the change itself is complete; mirroring waits
+            outcome.notes.append(f"the ledger was not mirrored: {exc.message} — {exc.remedy}")
     elif isinstance(step, CheckoutStep):
         from kavi.gitstore.checkout import advance
 
