@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -45,7 +46,9 @@ def test_a_second_writer_is_told_who_holds_the_forge(verified: Verified) -> None
         assert res.code == 1 and res.json["code"] == "KAVI-BUSY", res.output
         message = res.json["message"]
         assert f"pid {holder.pid}" in message and "`git kavi promote-skill write_note`" in message
-        assert "since 20" in message and "--wait SECONDS" in res.json["remedy"]
+        assert "since 20" in message
+        hint = res.json["remedy"].split("`")[1]
+        assert hint == f"kavi promote-skill {verified.proposal_id} --yes --format json --wait 60"
         assert git("rev-parse", "main", cwd=repo) == before
         # every command that changes the forge takes the same lock
         for args in (
@@ -65,6 +68,9 @@ def test_a_second_writer_is_told_who_holds_the_forge(verified: Verified) -> None
     finally:
         holder.kill()
         holder.wait()
+    # the hint works exactly as printed, once the holder is gone
+    again = kavi(*shlex.split(hint)[1:], cwd=repo)
+    assert again.code == 0 and again.json["status"] == "TRUSTED", again.output
 
 
 @pytest.mark.slow

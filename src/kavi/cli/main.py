@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
         app(args=args, prog_name=_prog_name(), standalone_mode=True)
     except KaviError as err:
         err = _environment(err) or err
+        _retry_hint(err, args)
         _report(err)
         sys.exit(err.exit_code)
     except KeyboardInterrupt as exc:
@@ -76,6 +77,29 @@ def _environment(exc: BaseException) -> EnvironmentFault | None:
     from kavi.errors import environment_fault
 
     return environment_fault(exc)
+
+
+def _retry_hint(err: object, args: list[str]) -> None:
+    """A busy forge: the exact command to run again, waiting for the holder."""
+    from kavi.errors import BusyError
+
+    if not isinstance(err, BusyError) or not err.details.get("holder"):
+        return
+    import shlex
+
+    again: list[str] = []
+    skip = False
+    for arg in args:  # drop an earlier --wait, whichever way it was written
+        if skip:
+            skip = False
+        elif arg == "--wait":
+            skip = True
+        elif not arg.startswith("--wait="):
+            again.append(arg)
+    command = shlex.join([*again, "--wait", "60"])
+    err.remedy = (
+        f"wait for it to finish, or run this again waiting up to a minute: `{_prog_name()} {command}`"
+    )
 
 
 def _check_arguments(args: list[str]) -> None:
