@@ -106,6 +106,10 @@ def _outcome(code: int, out: str) -> tuple[str, str]:
 
 def _consistent(repo: Path) -> list[str]:
     problems = []
+    # the starting forge holds events no promotion mirrored yet: publish them, then judge
+    synced = kavi("ledger", "sync", "--format", "json", cwd=repo)
+    if synced.code != 0:
+        problems.append("ledger sync: " + synced.output[-400:])
     doctor = kavi("doctor", "--format", "json", cwd=repo)
     if doctor.code != 0:
         problems.append(f"doctor: {[f['problem'] for f in doctor.json['findings']]}")

@@ -254,6 +254,26 @@ def _errno_of(exc: BaseException) -> int | None:
     return None
 
 
+def busy_fault(exc: BaseException) -> BusyError | None:
+    """SQLite's "database is locked": another process sits inside a ledger transaction
+    (a command that is stopped, e.g. with Ctrl-Z, or stuck) longer than the busy timeout."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        name = str(getattr(current, "sqlite_errorname", "") or "")
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in str(current):
+            return BusyError(
+                "the ledger is locked by another process",
+                why="another command has been inside a ledger transaction for longer than Kavi waits "
+                "(30 seconds): it is stopped (Ctrl-Z) or stuck",
+                remedy="let it finish (resume a stopped one with `fg`), then run this again; "
+                "`git kavi doctor` shows which Kavi command holds the forge",
+            )
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def environment_fault(exc: BaseException) -> EnvironmentFault | None:
     """The :class:`EnvironmentFault` behind ``exc`` (or its causes), if there is one.
 

@@ -1,5 +1,7 @@
 """Commands: init, propose-skill, build-skill, status, show, list-proposals."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -22,6 +24,19 @@ WaitOpt = Annotated[
         help="If another Kavi command holds the forge, wait up to SECONDS for it (default: refuse at once).",
     ),
 ]
+
+
+@contextmanager
+def holding(forge: "Forge", command: str, wait: float) -> Iterator[None]:
+    """Hold the forge lock while changing the forge; close the ledger before letting go, so
+    SQLite's closing checkpoint is not left to run after another command took over."""
+    from kavi.forge.lock import forge_lock
+
+    with forge_lock(forge.kavi_dir, command, wait=wait):
+        try:
+            yield
+        finally:
+            forge.close()
 
 
 def open_forge() -> "Forge":
@@ -174,11 +189,10 @@ def register(app: typer.Typer) -> None:
         """
         output.use(fmt)
         from kavi.forge.build import build_skill
-        from kavi.forge.lock import forge_lock
 
         forge = open_forge()
         chosen = backend or ("files" if from_dir is not None else forge.committed_config.backends.default)
-        with forge_lock(forge.kavi_dir, f"build-skill {proposal}", wait=wait):
+        with holding(forge, f"build-skill {proposal}", wait):
             outcome = build_skill(
                 forge,
                 proposal,

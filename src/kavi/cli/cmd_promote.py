@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from kavi.cli import output
-from kavi.cli.cmd_forge import FormatOpt, WaitOpt, open_forge
+from kavi.cli.cmd_forge import FormatOpt, WaitOpt, holding, open_forge
 from kavi.cli.output import Format
 
 if TYPE_CHECKING:
@@ -43,7 +43,6 @@ def register(app: typer.Typer) -> None:
         import sys
 
         from kavi.cli.approval import obtain_approval
-        from kavi.forge.lock import forge_lock
         from kavi.forge.promote import (
             PromotionOutcome,
             already_promoted,
@@ -55,7 +54,7 @@ def register(app: typer.Typer) -> None:
 
         forge = open_forge()
         signer = user_signer(forge.repo)
-        with forge_lock(forge.kavi_dir, f"promote-skill {proposal}", wait=wait):
+        with holding(forge, f"promote-skill {proposal}", wait):
             finish_interrupted(forge)
             done = already_promoted(forge, proposal)
             if done is not None:
@@ -123,13 +122,12 @@ def register(app: typer.Typer) -> None:
         import sys
 
         from kavi.cli.approval import obtain_approval
-        from kavi.forge.lock import forge_lock
         from kavi.forge.revoke import already_revoked, plan_revocation, revoke
         from kavi.signing import user_signer
 
         forge = open_forge()
         signer = user_signer(forge.repo)
-        with forge_lock(forge.kavi_dir, f"revoke-skill {name}", wait=wait):
+        with holding(forge, f"revoke-skill {name}", wait):
             finish_interrupted(forge)
             r = already_revoked(forge, name)
             already = r is not None
@@ -176,7 +174,6 @@ def register(app: typer.Typer) -> None:
         """
         output.use(fmt)
         from kavi.forge import journal
-        from kavi.forge.lock import forge_lock
         from kavi.forge.sync import mirror_state, reconcile
         from kavi.gitstore.mirror import LEDGER_REF
         from kavi.signing import trusted_principal, user_signer
@@ -187,7 +184,7 @@ def register(app: typer.Typer) -> None:
             signer, forge.allowed_signers(), branch=forge.committed_config.target_branch
         )
         count = 0
-        with forge_lock(forge.kavi_dir, "ledger sync", wait=wait):
+        with holding(forge, "ledger sync", wait):
             finish_interrupted(forge)
             state = mirror_state(forge)
             if state.problem or state.foreign:
@@ -223,10 +220,9 @@ def register(app: typer.Typer) -> None:
         output.use(fmt)
         from kavi.forge.context import Forge
         from kavi.forge.importer import import_ledger
-        from kavi.forge.lock import forge_lock
 
         forge = Forge.open()
-        with forge_lock(forge.kavi_dir, "ledger import", wait=wait):
+        with holding(forge, "ledger import", wait):
             result = import_ledger(forge, accept_loss=accept_loss)
         lines = [
             f"ledger: {result['imported']} event(s) imported from refs/kavi/ledger "

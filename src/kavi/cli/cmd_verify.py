@@ -6,7 +6,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from kavi.cli import output
-from kavi.cli.cmd_forge import FormatOpt, WaitOpt, open_forge
+from kavi.cli.cmd_forge import FormatOpt, WaitOpt, holding, open_forge
 from kavi.cli.output import Format
 
 BuildOpt = Annotated[
@@ -31,11 +31,10 @@ def register(app: typer.Typer) -> None:
         Example: git kavi verify-skill write_note
         """
         output.use(fmt)
-        from kavi.forge.lock import forge_lock
         from kavi.forge.verify import verify_skill
 
         forge = open_forge()
-        with forge_lock(forge.kavi_dir, f"verify-skill {proposal}", wait=wait):
+        with holding(forge, f"verify-skill {proposal}", wait):
             outcome = verify_skill(forge, proposal, build_ref=build, progress=output.progress)
         v = outcome.verification
         lines = [f"Verification {v.id[:8]} of {outcome.proposal.name} @ {v.commit_id[:12]}: {v.status.value}"]

@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from kavi.errors import EnvironmentFault
+    from kavi.errors import KaviError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -72,11 +72,15 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_INTERNAL)
 
 
-def _environment(exc: BaseException) -> EnvironmentFault | None:
-    """The one place environment faults are named (see :func:`kavi.errors.environment_fault`)."""
-    from kavi.errors import environment_fault
+def _environment(exc: BaseException) -> KaviError | None:
+    """The one place the environment's faults are named: a full disk, a read-only file system,
+    a refused permission (:func:`kavi.errors.environment_fault`), a ledger another process
+    keeps locked (:func:`kavi.errors.busy_fault`). Refusals and usage errors stay as they are."""
+    from kavi.errors import EXIT_INTERNAL, KaviError, busy_fault, environment_fault
 
-    return environment_fault(exc)
+    if isinstance(exc, KaviError) and exc.exit_code != EXIT_INTERNAL:
+        return None
+    return environment_fault(exc) or busy_fault(exc)
 
 
 def _retry_hint(err: object, args: list[str]) -> None:

@@ -404,4 +404,6 @@ def doctor(forge: Forge, *, repair: bool, wait: float = 0.0) -> DoctorReport:
         check_registry(forge, report)
         running = {b.id for b in forge.ledger.unfinished_builds()}
         check_sandboxes(forge, report, repair, running)
+        if repair:
+            forge.close()  # SQLite's closing checkpoint still under the forge lock
     return report

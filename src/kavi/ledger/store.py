@@ -473,7 +473,9 @@ def check_schema(conn: sqlite3.Connection, path: Path) -> None:
 
 
 def _open_error(path: Path, exc: sqlite3.DatabaseError) -> Exception:
-    fault = environment_fault(exc)
+    from kavi.errors import busy_fault
+
+    fault = environment_fault(exc) or busy_fault(exc)
     if fault is not None:
         return fault
     name = str(getattr(exc, "sqlite_errorname", ""))
