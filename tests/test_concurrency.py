@@ -104,7 +104,7 @@ def _outcome(code: int, out: str) -> tuple[str, str]:
     return ("refused" if code == 1 and data.get("code") in CLEAN_REFUSALS else "broken"), str(data)
 
 
-def _consistent(repo: Path) -> list[str]:
+def _consistent(repo: Path, *, audit_too: bool = True) -> list[str]:
     problems = []
     # the starting forge holds events no promotion mirrored yet: publish them, then judge
     synced = kavi("ledger", "sync", "--format", "json", cwd=repo)
@@ -113,9 +113,10 @@ def _consistent(repo: Path) -> list[str]:
     doctor = kavi("doctor", "--format", "json", cwd=repo)
     if doctor.code != 0:
         problems.append(f"doctor: {[f['problem'] for f in doctor.json['findings']]}")
-    audit = kavi("audit", "--format", "json", cwd=repo)
-    if audit.code != 0:
-        problems.append("audit not clean: " + audit.output[-500:])
+    if audit_too:
+        audit = kavi("audit", "--format", "json", cwd=repo)
+        if audit.code != 0:
+            problems.append("audit not clean: " + audit.output[-500:])
     fsck = crash.subprocess.run(["git", "fsck", "--no-dangling"], cwd=repo, capture_output=True, text=True)
     if fsck.returncode != 0:
         problems.append("fsck: " + fsck.stdout + fsck.stderr)
@@ -233,6 +234,7 @@ def test_two_commands_at_once(pair: str, run: int, trio: Path, tmp_path: Path) -
         "first": b_kind if swapped else a_kind,
         "second": a_kind if swapped else b_kind,
     }
-    problems += _consistent(repo)
+    # every signature is checked (audit) in a quarter of the runs and wherever anything looks off
     problems += _expected(pair, repo, outcomes)
+    problems += _consistent(repo, audit_too=bool(problems) or run % 4 == 0)
     assert not problems, f"{pair} run {run} (stopped at call {stop_at}/{calls}, wait={wait}): {problems}"

@@ -61,7 +61,8 @@ SCENARIOS = {
         publish=True,
     ),
 }
-SAMPLE = {"promote": 4, "revoke": 3, "sync": 2, "build": 3, "verify": 2}
+SAMPLE = {"promote": 3, "revoke": 2, "sync": 1, "build": 2, "verify": 1}
+DISK_FULL_SAMPLE = {"promote": 2, "revoke": 1}
 
 
 @pytest.fixture(scope="session")
@@ -169,6 +170,23 @@ def test_kill_at_sampled_points_recovers(
 
 
 CHUNKS = 4  # each sweep in parts, so that -n N spreads it over N workers
+
+
+@pytest.mark.parametrize("name", list(DISK_FULL_SAMPLE))
+def test_disk_full_at_sampled_points_is_named_and_recovered(
+    name: str, tmp_path: Path, shim: Path, starting_states: dict[str, Path]
+) -> None:
+    """From a sampled call on, every state-changing call fails with ENOSPC (a disk that
+    filled up): the command ends with exit 1 or 2 (KAVI-DISK-FULL), never "a bug", and once
+    there is room again doctor --repair and the command finish the job."""
+    seed = _seed()
+    scenario = SCENARIOS[name]
+    use_signing_key(starting_states["verified"] / "keys" / "id_ed25519")
+    _, log = _reference(scenario, starting_states[scenario.template], tmp_path / "count", shim)
+    points = crash.spread(len(log), DISK_FULL_SAMPLE[name], seed)
+    results = sweep(name, points, tmp_path, shim, starting_states, mode="enospc")
+    print(f"CRASH_SEED={seed}: " + _report(name, "enospc", results))
+    assert all(not r.problems for r in results), f"CRASH_SEED={seed}\n" + _report(name, "enospc", results)
 
 
 @pytest.mark.crash_sweep

@@ -179,6 +179,12 @@ class PermissionDeniedError(EnvironmentFault):
     code = "KAVI-PERMISSION"
 
 
+class IOFault(EnvironmentFault):
+    """The file system failed a write (an I/O error) for a reason it did not name."""
+
+    code = "KAVI-IO-ERROR"
+
+
 class LedgerDamagedError(EnvironmentFault):
     """The ledger file is empty, not a Kavi ledger, or fails SQLite's integrity check."""
 

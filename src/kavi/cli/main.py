@@ -80,7 +80,43 @@ def _environment(exc: BaseException) -> KaviError | None:
 
     if isinstance(exc, KaviError) and exc.exit_code != EXIT_INTERNAL:
         return None
-    return environment_fault(exc) or busy_fault(exc)
+    found = environment_fault(exc) or busy_fault(exc)
+    if found is None and _storage_failure(exc):
+        from kavi.fsprobe import write_failure
+
+        probe = write_failure()  # libgit2 and SQLite do not always say why a write failed
+        found = environment_fault(probe) if probe is not None else None
+        if found is None and _io_error(exc):
+            from kavi.errors import IOFault
+
+            found = IOFault(
+                f"the file system failed a write: {exc}",
+                why="SQLite reported an I/O error (the disk, or a full file system)",
+                remedy="check the disk (`df -h`, `dmesg`), then `git kavi doctor --repair` and the "
+                "command again",
+            )
+    return found
+
+
+def _io_error(exc: BaseException) -> bool:
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    return name.startswith("SQLITE_IOERR") or "disk I/O error" in str(exc)
+
+
+def _storage_failure(exc: BaseException) -> bool:
+    """An error from the layers that write files (SQLite, libgit2, the OS), which may hide the
+    environment's reason."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        module = type(current).__module__
+        if isinstance(current, OSError) or module.startswith(("sqlite3", "_pygit2", "pygit2")):
+            return True
+        if type(current).__name__ in ("GitError", "LedgerError") and module.startswith("kavi"):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _retry_hint(err: object, args: list[str]) -> None:
