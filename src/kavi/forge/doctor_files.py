@@ -156,6 +156,8 @@ def _temp_files(forge: Forge) -> list[Path]:
         if (kavi / "cache").is_dir():
             out += [p for p in (kavi / "cache").rglob("*.tmp") if p.is_file()]
     out += list(forge.location.common_dir.glob(".kavi-ledger.mark.*.tmp"))
+    for d in (kavi, forge.location.common_dir, forge.workdir):  # kavi.fsprobe's, if it was killed
+        out += [p for p in d.glob(".kavi-probe-*") if p.is_file()]
     try:
         paths = skill_paths(forge.committed_config, "x")
         dirs = {forge.workdir / Path(paths.skill_file).parent, forge.workdir / Path(paths.test_file).parent}
