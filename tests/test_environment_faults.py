@@ -257,3 +257,33 @@ def test_permission_denied_is_named(promoted: Verified, tmp_path: Path) -> None:
     for name in ("run", "sync"):
         rc, data = _result(out, name)
         assert rc == 2 and data["code"] == "KAVI-PERMISSION", (name, data)
+
+
+@needs_namespaces
+def test_a_read_only_fresh_clone_reads_a_private_rebuild_of_its_ledger(
+    promoted: Verified, tmp_path: Path
+) -> None:
+    from support.forge import git
+
+    repo = promoted.repo
+    kavi_json("ledger", "sync", cwd=repo)
+    clone = tmp_path / "clone"
+    git("clone", "-q", str(repo), str(clone), cwd=tmp_path)
+    git("fetch", "-q", "origin", "refs/kavi/*:refs/kavi/*", "refs/notes/kavi:refs/notes/kavi", cwd=clone)
+    expected = kavi_json("list-skills", cwd=repo)
+    out = tmp_path / "out"
+    out.mkdir()
+    script = "\n".join(
+        [
+            f"mount --bind {clone} {clone}",
+            f"mount -o remount,bind,ro {clone}",
+            f"cd {clone}",
+            _kavi_line(["list-skills"], out, "skills"),
+            _kavi_line(["provenance", "write_note@v1"], out, "provenance"),
+        ]
+    )
+    _in_namespace(script, cwd=tmp_path)
+    rc, data = _result(out, "skills")
+    assert rc == 0 and data == expected, data
+    assert _result(out, "provenance")[0] == 0
+    assert not (clone / ".git/kavi").exists()  # nothing was written into the clone
