@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from support import crash
-from support.forge import WRITE_NOTE_DIR, kavi_json, use_signing_key
+from support.forge import WRITE_NOTE_DIR, kavi_json, new_repo, use_signing_key
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,10 @@ SCENARIOS = {
         publish=True,
     ),
 }
-SAMPLE = {"promote": 3, "revoke": 2, "sync": 1, "build": 2, "verify": 1}
+SCENARIOS["init"] = crash.Scenario(
+    "init", "plain", ("init",), ("proposals", "unmirrored", "refs", "main", "head"), doctor_first=False
+)
+SAMPLE = {"promote": 3, "revoke": 2, "sync": 1, "build": 2, "verify": 1, "init": 1}
 DISK_FULL_SAMPLE = {"promote": 2, "revoke": 1}
 
 
@@ -93,6 +96,11 @@ def starting_states(
             "run-skill", "write_note", "--json", '{"path": "a.md", "title": "A", "body": "B"}', cwd=repo
         )
     states["promoted"] = promoted
+    plain = base / "plain"
+    plain.mkdir()
+    with isolation(base / "env-plain"):
+        new_repo(plain / "forge")
+    states["plain"] = plain
     return states
 
 

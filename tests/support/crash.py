@@ -142,6 +142,8 @@ def copy_forge(template: Path, dest: Path) -> Path:
 
 
 def ledger_rows(repo: Path, sql: str) -> list[tuple[Any, ...]]:
+    if not (repo / ".git/kavi/ledger.db").exists():
+        return []
     con = sqlite3.connect(f"file:{repo / '.git/kavi/ledger.db'}?mode=ro", uri=True)
     try:
         return [tuple(r) for r in con.execute(sql)]
@@ -183,7 +185,9 @@ def state(repo: Path) -> dict[str, Any]:
             repo,
             "SELECT v.status, v.commit_id FROM verifications v ORDER BY v.created_at DESC, v.id LIMIT 1",
         ),
-        "unmirrored": ledger_rows(repo, "SELECT count(*) FROM events WHERE mirror_commit IS NULL")[0][0],
+        "unmirrored": (
+            ledger_rows(repo, "SELECT count(*) FROM events WHERE mirror_commit IS NULL") or [(0,)]
+        )[0][0],
         "refs": sorted(r for r in refs if not r.startswith("refs/heads/skill/")),
         "main": main_tree(repo),
         "head": git("symbolic-ref", "HEAD", cwd=repo),
@@ -261,6 +265,7 @@ class Scenario:
     args: tuple[str, ...]
     compare: tuple[str, ...]  # which parts of state() must equal the uninterrupted run's
     publish: bool = False  # mirror the ledger before judging (build and verify do not mirror)
+    doctor_first: bool = True  # run doctor --repair before the command again (not for init: no forge yet)
 
 
 @dataclass
@@ -302,7 +307,8 @@ def recover_at(
             )
     elif mode == "kill" and run.code not in (-9, 0):
         problems.append(f"exit {run.code} instead of being killed: {run.stderr[-400:]}")
-    problems += (repair or default_repair)(repo)
+    if scenario.doctor_first:
+        problems += (repair or default_repair)(repo)
     again = kavi(*scenario.args, "--format", "json", cwd=repo)
     if again.code != 0:
         problems.append(f"the command again: exit {again.code}: {again.output[-600:]}")

@@ -188,11 +188,10 @@ def _init(location: RepoLocation, repo: GitRepo, target_branch: str | None) -> I
         repo.set_ref(f"refs/heads/{branch}", commit, message="kavi: init", old=tip or ZERO)
         for rel, data in contents.items():
             path = workdir / rel
-            if not path.exists() or path.read_bytes() != data:
-                path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists() and path.read_bytes() != data:
                 path.write_bytes(data)
-        repo.stage_paths(commit, list(changes))
         result.commit = commit
+    _settle_checkout(repo, workdir, branch, list(contents))
 
     result.configured = _configure_git(repo)
 
@@ -221,6 +220,29 @@ def _init(location: RepoLocation, repo: GitRepo, target_branch: str | None) -> I
                     },
                 )
     return result
+
+
+def _settle_checkout(repo: GitRepo, workdir: Path, branch: str, paths: list[str]) -> None:
+    """The checkout follows the committed governance files, last: missing files are written
+    and files holding the committed bytes are staged — also when an earlier init was killed
+    after moving the branch (a re-run then finishes it). Local edits are left alone."""
+    tip = repo.branch_tip(branch)
+    if tip is None or repo.head_branch() != branch:
+        return
+    settled = []
+    for rel in paths:
+        data = repo.file_bytes(tip, rel)
+        if data is None:
+            continue
+        path = workdir / rel
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        if path.read_bytes() == data:
+            settled.append(rel)
+    lagging = repo.staged_paths(settled)
+    if lagging:
+        repo.stage_paths(tip, lagging)
 
 
 def _actor(repo: GitRepo) -> str:
