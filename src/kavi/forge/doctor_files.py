@@ -151,7 +151,10 @@ def _temp_files(forge: Forge) -> list[Path]:
             p
             for p in kavi.iterdir()
             if p.is_file()
-            and (p.name.startswith(".ledger-import-") or (p.name.startswith(".") and p.name.endswith(".tmp")))
+            and (
+                p.name.startswith((".ledger-import-", ".ledger-new-"))
+                or (p.name.startswith(".") and p.name.endswith(".tmp"))
+            )
         ]
         if (kavi / "cache").is_dir():
             out += [p for p in (kavi / "cache").rglob("*.tmp") if p.is_file()]

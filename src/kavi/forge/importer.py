@@ -117,7 +117,7 @@ def import_ledger(forge: Forge, *, accept_loss: bool = False, into: Path | None 
         if moved:
             result["stray_wal_set_aside"] = [str(m) for m in moved]
     mirror = read_mirror(forge)
-    if mirror.tip is None and not salvaged and not path.exists():
+    if mirror.tip is None and "set_aside" not in result and not path.exists():
         raise NotFoundError(
             f"this clone has no {LEDGER_REF}",
             remedy="fetch it: git fetch origin 'refs/kavi/*:refs/kavi/*' 'refs/notes/kavi:refs/notes/kavi'",

@@ -171,6 +171,8 @@ class Ledger:
         if path.exists() and not (writable(path.parent) and os.access(path, os.W_OK)):
             return cls(connect_readonly(path), path, mark=mark, readonly=True)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            create_empty(path)
         try:
             conn = connect(path)
             check_schema(conn, path)
@@ -401,6 +403,24 @@ class Ledger:
 
 
 # -- opening a file that may not be what it should ---------------------------------------
+
+
+def create_empty(path: Path) -> None:
+    """A new ledger appears whole or not at all: built in a temporary file, then renamed."""
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix=".ledger-new-", suffix=".db", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        conn = connect(tmp)
+        migrate(conn)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        os.replace(tmp, path)
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{tmp}{suffix}").unlink(missing_ok=True)
 
 
 def writable(directory: Path) -> bool:
