@@ -62,7 +62,7 @@ SCENARIOS = {
     ),
 }
 SCENARIOS["init"] = crash.Scenario(
-    "init", "plain", ("init",), ("proposals", "unmirrored", "refs", "main", "head"), doctor_first=False
+    "init", "plain", ("init",), ("proposals", "unmirrored", "refs", "main", "head")
 )
 SAMPLE = {"promote": 3, "revoke": 2, "sync": 1, "build": 2, "verify": 1, "init": 1}
 DISK_FULL_SAMPLE = {"promote": 2, "revoke": 1}

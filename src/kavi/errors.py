@@ -261,20 +261,29 @@ def _errno_of(exc: BaseException) -> int | None:
 
 
 def busy_fault(exc: BaseException) -> BusyError | None:
-    """SQLite's "database is locked": another process sits inside a ledger transaction
-    (a command that is stopped, e.g. with Ctrl-Z, or stuck) longer than the busy timeout."""
+    """Someone else's lock is in the way: SQLite's "database is locked" (another process sits
+    inside a ledger transaction longer than the busy timeout: stopped with Ctrl-Z, or stuck),
+    or one of git's lock files (another git command runs, or one was killed and left it)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         name = str(getattr(current, "sqlite_errorname", "") or "")
-        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in str(current):
+        text = current.message if isinstance(current, KaviError) else str(current)
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in text:
             return BusyError(
                 "the ledger is locked by another process",
                 why="another command has been inside a ledger transaction for longer than Kavi waits "
                 "(30 seconds): it is stopped (Ctrl-Z) or stuck",
                 remedy="let it finish (resume a stopped one with `fg`), then run this again; "
                 "`git kavi doctor` shows which Kavi command holds the forge",
+            )
+        if "failed to lock file" in text or "is locked; this might be due to a concurrent or crashed" in text:
+            return BusyError(
+                f"git's lock file is in the way: {text.strip()}",
+                why="another git command is running, or one was killed and left its .lock file",
+                remedy="wait for the other git command; if none runs, `git kavi doctor --repair` removes "
+                "stale lock files",
             )
         current = current.__cause__ or current.__context__
     return None

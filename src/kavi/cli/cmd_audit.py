@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
         from kavi.forge.context import Forge
         from kavi.forge.doctor import doctor
 
-        report = doctor(Forge.open(), repair=repair, wait=wait)
+        report = doctor(Forge.open(any_repository=True), repair=repair, wait=wait)
         lines = [f"note: {n}" for n in report.notes]
         for f in report.findings:
             mark = "✓ repaired" if f.repaired else "✗"

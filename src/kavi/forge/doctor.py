@@ -389,6 +389,13 @@ def doctor(forge: Forge, *, repair: bool, wait: float = 0.0) -> DoctorReport:
     doctor_files.check_lock_record(forge, report, repair, own=repair)
     with forge_lock(forge.kavi_dir, "doctor --repair", wait=wait) if repair else nullcontext():
         doctor_files.check_git_locks(forge, report, repair)
+        if not forge.is_forge:  # e.g. an init that was killed: what git and Kavi left, nothing more
+            doctor_files.check_temp_files(forge, report, repair)
+            report.notes.append(
+                f"{forge.workdir} is not a Kavi forge (yet): only lock and temporary files were checked; "
+                "`git kavi init` makes (or finishes making) it one"
+            )
+            return report
         if not doctor_ledger.check_ledger_file(forge, report, repair):
             report.notes.append(
                 "the ledger cannot be used until the problem above is solved: skipped the rest"

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kavi.forge.context import Forge
+from kavi.layout import CONFIG_FILE, POLICY_FILE, SIGNERS_FILE
 
 if TYPE_CHECKING:
     from kavi.forge.doctor import DoctorReport
@@ -161,6 +162,9 @@ def _temp_files(forge: Forge) -> list[Path]:
     out += list(forge.location.common_dir.glob(".kavi-ledger.mark.*.tmp"))
     for d in (kavi, forge.location.common_dir, forge.workdir):  # kavi.fsprobe's, if it was killed
         out += [p for p in d.glob(".kavi-probe-*") if p.is_file()]
+    for rel in (CONFIG_FILE, POLICY_FILE, SIGNERS_FILE, ".gitignore"):  # init's atomic writes
+        target = forge.workdir / rel
+        out += [p for p in target.parent.glob(f".{target.name}.*.tmp") if p.is_file()]
     try:
         paths = skill_paths(forge.committed_config, "x")
         dirs = {forge.workdir / Path(paths.skill_file).parent, forge.workdir / Path(paths.test_file).parent}

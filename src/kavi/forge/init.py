@@ -111,6 +111,7 @@ def init_forge(
 
 
 def _init(location: RepoLocation, repo: GitRepo, target_branch: str | None) -> InitResult:
+    from kavi.artifacts.vault import atomic_write
     from kavi.ledger.reducer import EventKind
     from kavi.ledger.store import Ledger
     from kavi.signing import user_signer_or_none
@@ -189,7 +190,7 @@ def _init(location: RepoLocation, repo: GitRepo, target_branch: str | None) -> I
         for rel, data in contents.items():
             path = workdir / rel
             if path.exists() and path.read_bytes() != data:
-                path.write_bytes(data)
+                atomic_write(path, data)
         result.commit = commit
     _settle_checkout(repo, workdir, branch, list(contents))
 
@@ -223,6 +224,8 @@ def _init(location: RepoLocation, repo: GitRepo, target_branch: str | None) -> I
 
 
 def _settle_checkout(repo: GitRepo, workdir: Path, branch: str, paths: list[str]) -> None:
+    from kavi.artifacts.vault import atomic_write
+
     """The checkout follows the committed governance files, last: missing files are written
     and files holding the committed bytes are staged — also when an earlier init was killed
     after moving the branch (a re-run then finishes it). Local edits are left alone."""
@@ -236,8 +239,7 @@ def _settle_checkout(repo: GitRepo, workdir: Path, branch: str, paths: list[str]
             continue
         path = workdir / rel
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+            atomic_write(path, data)  # a killed init leaves the whole file or none
         if path.read_bytes() == data:
             settled.append(rel)
     lagging = repo.staged_paths(settled)

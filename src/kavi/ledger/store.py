@@ -409,6 +409,7 @@ def create_empty(path: Path) -> None:
     """A new ledger appears whole or not at all: built in a temporary file, then renamed."""
     import tempfile
 
+    sweep_temporaries(path.parent)
     fd, name = tempfile.mkstemp(prefix=".ledger-new-", suffix=".db", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
@@ -421,6 +422,14 @@ def create_empty(path: Path) -> None:
     finally:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+
+
+def sweep_temporaries(directory: Path) -> None:
+    """Remove what an earlier, killed creation or import of a ledger left (only ever made
+    under the forge lock, which the caller holds)."""
+    for leftover in directory.glob(".ledger-*"):
+        if leftover.name.startswith((".ledger-new-", ".ledger-import-")):
+            leftover.unlink(missing_ok=True)
 
 
 def writable(directory: Path) -> bool:
