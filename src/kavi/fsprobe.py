@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 PROBE_BYTES = 64 * 1024
+NEARLY_FULL = 1 << 20  # less free space than this is a full disk for Kavi's purposes
 
 
 def probe(directory: Path) -> OSError | None:
@@ -53,7 +54,18 @@ def where_kavi_writes(start: Path | None = None) -> list[Path]:
 
 
 def write_failure(start: Path | None = None) -> OSError | None:
+    import errno
+
     for directory in where_kavi_writes(start):
+        try:
+            st = os.statvfs(directory)
+        except OSError:
+            continue
+        free = st.f_bavail * st.f_frsize
+        if free < NEARLY_FULL:  # what failed may have freed a little space since
+            return OSError(
+                errno.ENOSPC, f"No space left on device (only {free // 1024} KiB free)", str(directory)
+            )
         found = probe(directory)
         if found is not None:
             return found

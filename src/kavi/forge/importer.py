@@ -195,13 +195,14 @@ def _fresh(
     """Build a new ledger in a temporary file: the mirror's events, then those salvaged from a
     damaged file that continue its chain (not yet mirrored); move it into place."""
     from kavi.ledger.schema import migrate
-    from kavi.ledger.store import connect, insert_event, sweep_temporaries
+    from kavi.ledger.store import connect, insert_event, shareable, sweep_temporaries
 
     path.parent.mkdir(parents=True, exist_ok=True)
     sweep_temporaries(path.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=".ledger-import-", suffix=".db", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    shareable(tmp)
     imported = recovered = 0
     last: Event | None = None
     try:

@@ -413,6 +413,7 @@ def create_empty(path: Path) -> None:
     fd, name = tempfile.mkstemp(prefix=".ledger-new-", suffix=".db", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
+    shareable(tmp)
     try:
         conn = connect(tmp)
         migrate(conn)
@@ -422,6 +423,14 @@ def create_empty(path: Path) -> None:
     finally:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+
+
+def shareable(path: Path) -> None:
+    """The mode SQLite itself would have given the file (0666 less the umask), not mkstemp's 0600:
+    other users of a shared repository may read (or, by group, write) the ledger."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def sweep_temporaries(directory: Path) -> None:
