@@ -556,35 +556,6 @@ class GitRepo:
                 )
         index.write()
 
-    def checkout_safely(self, new_commit: str, *, dry_run: bool = False) -> list[str]:
-        """Update working tree and index from HEAD's tree to ``new_commit``'s tree.
-
-        SAFE | DONT_OVERWRITE_IGNORED: local changes and ignored files are never
-        overwritten. libgit2 reports every conflict before touching any file, so
-        on conflict nothing changes and the conflicting paths are returned.
-        Call this *before* moving the branch ref (HEAD is the baseline).
-        """
-        conflicts: list[str] = []
-
-        class Callbacks(pygit2.callbacks.CheckoutCallbacks):
-            def checkout_notify_flags(self) -> Any:
-                return pygit2.enums.CheckoutNotify.CONFLICT
-
-            def checkout_notify(self, why: Any, path: str, *rest: Any) -> None:
-                conflicts.append(path)
-
-        strategy = pygit2.enums.CheckoutStrategy.SAFE | pygit2.enums.CheckoutStrategy.DONT_OVERWRITE_IGNORED
-        if dry_run:
-            strategy |= pygit2.enums.CheckoutStrategy.DRY_RUN
-        try:
-            self.raw.checkout_tree(  # type: ignore[no-untyped-call]
-                self._tree(new_commit), strategy=strategy, callbacks=Callbacks()
-            )
-        except pygit2.GitError:
-            if not conflicts:
-                raise
-        return sorted(set(conflicts))
-
     def staged_paths(self, paths: Iterable[str]) -> list[str]:
         """Which of ``paths`` have changes staged in the index (vs HEAD)."""
         staged = (
@@ -603,11 +574,6 @@ class GitRepo:
             if flags & staged:
                 out.append(path)
         return out
-
-    def dirty_paths(self) -> list[str]:
-        """Paths whose index or working tree differs from HEAD (untracked/ignored excluded)."""
-        skip = pygit2.enums.FileStatus.WT_NEW | pygit2.enums.FileStatus.IGNORED
-        return sorted(p for p, f in self.raw.status().items() if f and not (f & skip))
 
 
 @dataclass(frozen=True)
