@@ -73,7 +73,7 @@ def build(repo: GitRepo, count: int, signer: object, events: list[tuple[Event, b
         artifact_bytes=lambda e: (str(e.payload["blake3"]), blobs[e.id]),
         signer=signer,  # type: ignore[arg-type]
         governance="0" * 40,
-        on_commit=lambda e, c: None,
+        on_commits=lambda made: None,
     )
 
 
@@ -118,7 +118,7 @@ def main() -> None:
                     artifact_bytes=lambda e, d=data: (str(e.payload["blake3"]), d),
                     signer=signer,
                     governance="0" * 40,
-                    on_commit=lambda e, c: None,
+                    on_commits=lambda made: None,
                 )
                 timings[n].append(time.perf_counter() - start)
         small, large = statistics.median(timings[10]), statistics.median(timings[args.events])

@@ -59,6 +59,16 @@ def isolation(root: Path) -> Iterator[Path]:
         os.environ.update(saved_env)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The full crash sweep runs only when asked for (``-m crash_sweep``)."""
+    if "crash_sweep" in (config.getoption("markexpr", "") or ""):
+        return
+    skip = pytest.mark.skip(reason="the full crash sweep: run it with -m crash_sweep")
+    for item in items:
+        if "crash_sweep" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path) -> Iterator[Path]:
     with isolation(tmp_path) as home:

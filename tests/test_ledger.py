@@ -42,7 +42,11 @@ def _status_change(txn: object, pid: str, old: S, new: S) -> None:
 
 def test_migration_from_an_empty_database(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
-    sqlite3.connect(path).close()  # an empty file, schema v0
+    con = sqlite3.connect(path)  # a SQLite database without tables, schema v0
+    con.execute("CREATE TABLE t (x)")
+    con.execute("DROP TABLE t")
+    con.close()
+    assert path.stat().st_size > 0
     with Ledger.open(path) as ledger:
         (version,) = ledger.conn.execute("PRAGMA user_version").fetchone()
         assert version == SCHEMA_VERSION

@@ -148,9 +148,10 @@ def _promote_crashing_at(repo: Path, pid: str, point: str) -> int:
 @pytest.mark.parametrize(
     ("point", "missing"),
     [
-        ("after-merge", ["tag", "ledger", "notes", "mirror"]),
-        ("after-tag", ["ledger", "notes", "mirror"]),
-        ("after-notes", ["mirror"]),
+        ("after-merge", ["tag", "ledger", "notes", "mirror", "checkout"]),
+        ("after-tag", ["ledger", "notes", "mirror", "checkout"]),
+        ("after-notes", ["mirror", "checkout"]),
+        ("after-mirror", ["checkout"]),
     ],
 )
 def test_doctor_completes_a_promotion_killed_midway(
@@ -159,13 +160,13 @@ def test_doctor_completes_a_promotion_killed_midway(
     repo = verified.repo
     assert _promote_crashing_at(repo, verified.proposal_id, point) == 137
     report = kavi_json("doctor", cwd=repo, expect=1)
-    (finding,) = [f for f in report["findings"] if f["check"] == "interrupted promotion"]
-    assert "is on main" in finding["problem"]
-    listed = finding["problem"].split("missing: ")[1]
-    for step in missing:
-        assert step in listed, finding
-    for step in {"tag", "ledger", "notes"} - set(missing):
-        assert step not in listed.split(", mirror")[0].split(", "), finding
+    (finding,) = [f for f in report["findings"] if f["check"] == "interrupted change"]
+    assert "promote of write_note v1" in finding["problem"]
+    listed = finding["problem"].split("missing: ")[1].split(" (")[0].split(", ")
+    assert listed == missing, finding
+    done = finding["problem"].split("done: ")[1].split(";")[0].split(", ")
+    assert done == [s for s in ("merge", "tag", "ledger", "notes", "mirror") if s not in missing], finding
+    assert finding["repair"].startswith("finish it")
     repaired = kavi_json("doctor", "--repair", cwd=repo)
     assert repaired["ok"] is True
     assert kavi_json("doctor", cwd=repo)["findings"] == []
@@ -182,7 +183,7 @@ def test_doctor_completes_a_promotion_killed_midway(
 
 
 def test_doctor_rolls_back_a_promotion_whose_merge_never_landed(verified: Verified) -> None:
-    from kavi.forge.promote import PENDING_FILE
+    from kavi.forge.journal import JOURNAL_FILE
 
     repo = verified.repo
     before = git("rev-parse", "main", cwd=repo)
@@ -192,9 +193,10 @@ def test_doctor_rolls_back_a_promotion_whose_merge_never_landed(verified: Verifi
     git("reset", "-q", "--hard", before, cwd=repo)
     git("tag", "-d", "kavi/write_note/v1", cwd=repo, check=False)
     report = kavi_json("doctor", cwd=repo, expect=1)
-    assert "never reached main" in report["findings"][0]["problem"]
+    (finding,) = [f for f in report["findings"] if f["check"] == "interrupted change"]
+    assert "done: nothing visible" in finding["problem"] and finding["repair"].startswith("roll back")
     kavi_json("doctor", "--repair", cwd=repo)
-    assert not (repo / ".git/kavi" / PENDING_FILE).exists()
+    assert not (repo / ".git/kavi" / JOURNAL_FILE).exists()
     assert kavi_json("promote-skill", verified.proposal_id, "--yes", cwd=repo)["version"] == 1
 
 

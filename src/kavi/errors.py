@@ -145,6 +145,52 @@ class GuardViolation(GovernanceError):
     code = "KAVI-GUARD"
 
 
+class BusyError(ConflictError):
+    """Another process holds the forge (Kavi's forge lock) or one of git's lock files."""
+
+    code = "KAVI-BUSY"
+
+
+class LedgerMissingError(StateError):
+    """The ledger file is gone, and with it events the mirror never received."""
+
+    code = "KAVI-LEDGER-MISSING"
+
+
+# --- the environment cannot do it (exit 2): disk full, read-only, permissions -----
+
+
+class EnvironmentFault(KaviError):
+    """The file system or the machine refused; nothing is wrong with Kavi or the input."""
+
+    code = "KAVI-ENVIRONMENT"
+    exit_code = EXIT_USAGE
+
+
+class DiskFullError(EnvironmentFault):
+    code = "KAVI-DISK-FULL"
+
+
+class ReadOnlyError(EnvironmentFault):
+    code = "KAVI-READ-ONLY"
+
+
+class PermissionDeniedError(EnvironmentFault):
+    code = "KAVI-PERMISSION"
+
+
+class IOFault(EnvironmentFault):
+    """The file system failed a write (an I/O error) for a reason it did not name."""
+
+    code = "KAVI-IO-ERROR"
+
+
+class LedgerDamagedError(EnvironmentFault):
+    """The ledger file is empty, not a Kavi ledger, or fails SQLite's integrity check."""
+
+    code = "KAVI-LEDGER-DAMAGED"
+
+
 # --- internal / environment (exit 3) -------------------------------------------
 
 
@@ -186,3 +232,119 @@ class ToolError(KaviError):
     """An external tool (ruff, mypy, pytest, ssh-keygen) is missing or broke."""
 
     code = "KAVI-TOOL"
+
+
+# --- mapping what the operating system said ----------------------------------------
+
+_ENOSPC, _EDQUOT, _EROFS, _EACCES, _EPERM = 28, 122, 30, 13, 1
+_TEXT_MARKERS = (
+    ("no space left on device", _ENOSPC),
+    ("disk quota exceeded", _EDQUOT),
+    ("database or disk is full", _ENOSPC),
+    ("read-only file system", _EROFS),
+    ("attempt to write a readonly database", _EACCES),
+    ("permission denied", _EACCES),
+    ("operation not permitted", _EPERM),
+)
+# a read-only *file system* is found before SQLite is asked to write (the ledger then opens
+# read-only, kavi.ledger.store); SQLITE_READONLY after that means the file's permissions
+_SQLITE_NAMES = {"SQLITE_FULL": _ENOSPC, "SQLITE_READONLY": _EACCES, "SQLITE_PERM": _EACCES}
+
+
+def _errno_of(exc: BaseException) -> int | None:
+    """The environment errno an exception carries: its ``errno``, SQLite's result code, or
+    the operating system's words in its message (libgit2 and subprocesses only give text)."""
+    number = getattr(exc, "errno", None)
+    if isinstance(number, int) and number in (_ENOSPC, _EDQUOT, _EROFS, _EACCES, _EPERM):
+        return number
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    for prefix, mapped in _SQLITE_NAMES.items():
+        if name.startswith(prefix):
+            return mapped
+    parts = (exc.message, exc.why) if isinstance(exc, KaviError) else (str(exc),)
+    text = " ".join(str(t) for t in parts if t).lower()
+    for marker, mapped in _TEXT_MARKERS:
+        if marker in text:
+            return mapped
+    return None
+
+
+def busy_fault(exc: BaseException) -> BusyError | None:
+    """Someone else's lock is in the way: SQLite's "database is locked" (another process sits
+    inside a ledger transaction longer than the busy timeout: stopped with Ctrl-Z, or stuck),
+    or one of git's lock files (another git command runs, or one was killed and left it)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        name = str(getattr(current, "sqlite_errorname", "") or "")
+        text = current.message if isinstance(current, KaviError) else str(current)
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in text:
+            return BusyError(
+                "the ledger is locked by another process",
+                why="another command has been inside a ledger transaction for longer than Kavi waits "
+                "(30 seconds): it is stopped (Ctrl-Z) or stuck",
+                remedy="let it finish (resume a stopped one with `fg`), then run this again; "
+                "`git kavi doctor` shows which Kavi command holds the forge",
+            )
+        if "failed to lock file" in text or "is locked; this might be due to a concurrent or crashed" in text:
+            return BusyError(
+                f"git's lock file is in the way: {text.strip()}",
+                why="another git command is running, or one was killed and left its .lock file",
+                remedy="wait for the other git command; if none runs, `git kavi doctor --repair` removes "
+                "stale lock files",
+            )
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def environment_fault(exc: BaseException) -> EnvironmentFault | None:
+    """The :class:`EnvironmentFault` behind ``exc`` (or its causes), if there is one.
+
+    Used by the one top-level handler: an ``OSError``, a SQLite error or an internal
+    error caused by a full disk, a read-only file system or a refused permission is the
+    environment's doing, not a bug — it gets its own code, a remedy and exit 2.
+    Refusals (exit 1) and usage errors (exit 2) are left as they are.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, EnvironmentFault):
+            return current
+        if isinstance(current, KaviError) and current.exit_code != EXIT_INTERNAL:
+            return None
+        number = _errno_of(current)
+        if number is not None:
+            return _fault(number, current)
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _fault(number: int, exc: BaseException) -> EnvironmentFault:
+    where = getattr(exc, "filename", None)
+    detail = exc.message if isinstance(exc, KaviError) else str(exc)
+    at = f" ({where})" if where else ""
+    after = (
+        "nothing half-written is kept: once there is room again, run `git kavi doctor --repair` "
+        "(it finishes or rolls back an interrupted step) and then the command again"
+    )
+    if number in (_ENOSPC, _EDQUOT):
+        return DiskFullError(
+            f"the disk is full{at}",
+            why=detail,
+            remedy=f"free space on the file system holding the repository (or raise the quota); {after}",
+        )
+    if number == _EROFS:
+        return ReadOnlyError(
+            f"the file system is read-only{at}",
+            why=detail,
+            remedy="this command writes to the repository; run it in a writable clone "
+            "(read-only clones can still run status, audit, list-skills and provenance)",
+        )
+    return PermissionDeniedError(
+        f"permission denied{at}",
+        why=detail,
+        remedy="run Kavi as the user who owns the repository, or fix the ownership and modes of "
+        f"the repository and its .git directory; {after}",
+    )

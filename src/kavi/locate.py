@@ -29,6 +29,12 @@ class RepoLocation:
     def ledger_path(self) -> Path:
         return self.kavi_dir / "ledger.db"
 
+    @property
+    def ledger_mark(self) -> Path:
+        """Where the ledger notes its last event (outside ``kavi/``, so deleting the ledger —
+        or the whole directory — cannot take it along): see :mod:`kavi.ledger.mark`."""
+        return self.common_dir / "kavi-ledger.mark"
+
 
 def _read_gitfile(path: Path) -> Path | None:
     try:

@@ -55,6 +55,20 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
         raise
 
 
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (a journal must survive a power cut too)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def render(front: dict[str, Any], body: str) -> bytes:
     """Markdown with YAML front matter. Values are written in YAML's JSON-compatible
     flow style (quoted strings, ``[…]`` lists) — valid YAML for Obsidian and any parser,

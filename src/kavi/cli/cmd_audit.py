@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from kavi.cli import output
-from kavi.cli.cmd_forge import FormatOpt, open_forge
+from kavi.cli.cmd_forge import FormatOpt, WaitOpt, open_forge
 from kavi.cli.output import Format
 
 
@@ -97,17 +97,20 @@ def register(app: typer.Typer) -> None:
     @app.command("doctor")
     def doctor_cmd(
         repair: Annotated[bool, typer.Option("--repair", help="Fix what can be fixed safely.")] = False,
+        wait: WaitOpt = 0.0,
         fmt: FormatOpt = Format.text,
     ) -> None:
-        """Find inconsistencies between the ledger, git and the vault (and repair them).
+        """Find what interrupted commands, crashes and full disks left, and any disagreement
+        between the ledger, git and the vault (and repair it).
 
         Example: git kavi doctor --repair
         """
         output.use(fmt)
+        from kavi.forge.context import Forge
         from kavi.forge.doctor import doctor
 
-        report = doctor(open_forge(), repair=repair)
-        lines = []
+        report = doctor(Forge.open(any_repository=True), repair=repair, wait=wait)
+        lines = [f"note: {n}" for n in report.notes]
         for f in report.findings:
             mark = "✓ repaired" if f.repaired else "!" if f.warning else "✗"
             lines.append(f"{mark} [{f.check}] {f.problem}")
@@ -115,10 +118,17 @@ def register(app: typer.Typer) -> None:
                 lines.append(f"    run: {f.repair}")
             elif f.repair and not f.repaired:
                 lines.append(f"    fix: {f.repair}" + ("" if repair else " (run `git kavi doctor --repair`)"))
+            elif f.repair and f.repaired:
+                lines.append(f"    done: {f.repair}")
         if all(f.warning for f in report.findings):
             lines.append("no problems found (" + ", ".join(report.checked) + ")")
         output.emit(
-            {"ok": report.ok, "findings": [f.as_dict() for f in report.findings], "checked": report.checked},
+            {
+                "ok": report.ok,
+                "findings": [f.as_dict() for f in report.findings],
+                "checked": report.checked,
+                "notes": report.notes,
+            },
             "\n".join(lines),
         )
         if not report.ok:

@@ -1,5 +1,7 @@
 """Commands: init, propose-skill, build-skill, status, show, list-proposals."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -34,6 +36,28 @@ HintOpt = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option("--hint", help="Guidance from you, recorded and quoted in the next build packet."),
 ]
+WaitOpt = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        metavar="SECONDS",
+        min=0,
+        help="If another Kavi command holds the forge, wait up to SECONDS for it (default: refuse at once).",
+    ),
+]
+
+
+@contextmanager
+def holding(forge: "Forge", command: str, wait: float) -> Iterator[None]:
+    """Hold the forge lock while changing the forge; close the ledger before letting go, so
+    SQLite's closing checkpoint is not left to run after another command took over."""
+    from kavi.forge.lock import forge_lock
+
+    with forge_lock(forge.kavi_dir, command, wait=wait):
+        try:
+            yield
+        finally:
+            forge.close()
 
 
 def open_forge() -> "Forge":
@@ -99,6 +123,7 @@ def register(app: typer.Typer) -> None:
             Optional[str],  # noqa: UP045
             typer.Option("--target-branch", help="Branch promotions merge into (default: current)."),
         ] = None,
+        wait: WaitOpt = 0.0,
         fmt: FormatOpt = Format.text,
     ) -> None:
         """Make this git repository a Kavi forge (idempotent).
@@ -108,7 +133,7 @@ def register(app: typer.Typer) -> None:
         output.use(fmt)
         from kavi.forge.init import init_forge
 
-        res = init_forge(target_branch=target_branch)
+        res = init_forge(target_branch=target_branch, wait=wait)
         lines = [f"Kavi forge ready in {res.workdir} (target branch: {res.target_branch})"]
         if res.created:
             lines.append("  wrote: " + ", ".join(res.created))
@@ -232,6 +257,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
         hint_text: HintOpt = None,
+        wait: WaitOpt = 0.0,
         fmt: FormatOpt = Format.text,
     ) -> None:
         """Build a proposal in a sandboxed worktree and run the diff-allowlist gate.
@@ -259,16 +285,17 @@ def register(app: typer.Typer) -> None:
                 from_dir = from_dir if from_dir is not None else last.from_dir
             timeout = timeout if timeout is not None else last.timeout
         chosen = backend or ("files" if from_dir is not None else forge.committed_config.backends.default)
-        outcome = build_skill(
-            forge,
-            proposal,
-            backend_name=chosen,
-            from_dir=from_dir,
-            timeout=timeout,
-            hint=hint_text,
-            progress=output.progress,
-            live=output.live,
-        )
+        with holding(forge, f"build-skill {proposal}", wait):
+            outcome = build_skill(
+                forge,
+                proposal,
+                backend_name=chosen,
+                from_dir=from_dir,
+                timeout=timeout,
+                hint=hint_text,
+                progress=output.progress,
+                live=output.live,
+            )
         from kavi.forge.budget import describe, spent
 
         b = outcome.build
@@ -396,7 +423,7 @@ def register(app: typer.Typer) -> None:
                   git kavi show write_note
         """
         output.use(fmt)
-        from kavi.errors import NotFoundError
+        from kavi.errors import NotFoundError, UsageError
         from kavi.forge.status import proposal_details, render_details, render_run, run_details
 
         forge = open_forge()
@@ -405,7 +432,7 @@ def register(app: typer.Typer) -> None:
         except NotFoundError as exc:
             try:
                 run = run_details(forge, ref)
-            except NotFoundError:
+            except (NotFoundError, UsageError):  # neither a proposal nor a run: say the first
                 raise exc from None
             output.emit(run, render_run(run))
             return

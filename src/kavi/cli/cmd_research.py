@@ -5,7 +5,16 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from kavi.cli import output
-from kavi.cli.cmd_forge import BackendOpt, FormatOpt, FromOpt, HintOpt, TimeoutOpt, open_forge
+from kavi.cli.cmd_forge import (
+    BackendOpt,
+    FormatOpt,
+    FromOpt,
+    HintOpt,
+    TimeoutOpt,
+    WaitOpt,
+    holding,
+    open_forge,
+)
 from kavi.cli.hints import kavi as hint
 from kavi.cli.output import Format
 
@@ -130,6 +139,7 @@ def register(app: typer.Typer) -> None:
         reviewed: Annotated[
             bool, typer.Option("--reviewed", help="You reviewed the last run's escalation: go on.")
         ] = False,
+        wait: WaitOpt = 0.0,
         fmt: FormatOpt = Format.text,
     ) -> None:
         """Build → verify → research → rebuild until VERIFIED, an escalation, or the budget.
@@ -145,19 +155,20 @@ def register(app: typer.Typer) -> None:
         from kavi.forge.loop import run_forge
 
         forge = open_forge()
-        outcome = run_forge(
-            forge,
-            proposal,
-            backend=backend,
-            from_dir=from_dir,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            budget_usd=budget_usd,
-            hint=hint_text,
-            advise=not no_advise,
-            reviewed=reviewed,
-            progress=output.progress,
-        )
+        with holding(forge, f"forge {proposal}", wait):
+            outcome = run_forge(
+                forge,
+                proposal,
+                backend=backend,
+                from_dir=from_dir,
+                timeout=timeout,
+                max_attempts=max_attempts,
+                budget_usd=budget_usd,
+                hint=hint_text,
+                advise=not no_advise,
+                reviewed=reviewed,
+                progress=output.progress,
+            )
         payload: dict[str, Any] = outcome.run.model_dump(mode="json")
         payload.update(
             {
@@ -213,6 +224,7 @@ def register(app: typer.Typer) -> None:
             typer.Argument(help="Only this proposal (default: all)."),
         ] = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Show what would be pruned.")] = False,
+        wait: WaitOpt = 0.0,
         fmt: FormatOpt = Format.text,
     ) -> None:
         """Remove build branches of failed and superseded attempts (their commits are kept).
@@ -224,9 +236,13 @@ def register(app: typer.Typer) -> None:
         Example: git kavi prune --dry-run
         """
         output.use(fmt)
+        from contextlib import nullcontext
+
         from kavi.forge.hygiene import prune
 
-        pruned, skipped = prune(open_forge(), proposal, dry_run=dry_run)
+        forge = open_forge()
+        with nullcontext() if dry_run else holding(forge, "prune", wait):
+            pruned, skipped = prune(forge, proposal, dry_run=dry_run)
         verb = "would move" if dry_run else "moved"
         lines = [f"{verb} {b.build.branch_name} → {b.kept_ref}  ({b.why})" for b in pruned]
         lines += [f"left {s.build.branch_name}: {s.why}" for s in skipped]

@@ -5,9 +5,8 @@ from typing import Annotated, Optional
 import typer
 
 from kavi.cli import output
+from kavi.cli.cmd_forge import FormatOpt, WaitOpt, holding
 from kavi.cli.output import Format
-
-FormatOpt = Annotated[Format, typer.Option("--format", help="Output format: text or json (one JSON object).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -37,6 +36,7 @@ def register(app: typer.Typer) -> None:
         root: Annotated[
             str, typer.Argument(help="allowed_signers FILE of the forge's root, or a key fingerprint.")
         ],
+        wait: WaitOpt = 0.0,
         fmt: FormatOpt = Format.text,
     ) -> None:
         """Pin this clone's trust root before it is used (instead of trusting it on first use).
@@ -48,15 +48,17 @@ def register(app: typer.Typer) -> None:
         from kavi.forge.context import Forge
         from kavi.forge.trust_cmds import pin
 
-        data = pin(Forge.open(), root)
+        forge = Forge.open()
+        with holding(forge, "trust pin", wait):
+            data = pin(forge, root)
         status = (
             "every commit sanctioned"
             if data["sanctioned"]
             else "history NOT sanctioned (git kavi trust show)"
         )
-        forge = (data["forge_id"] or "(no root in this history yet)")[:12]
+        forge_id = (data["forge_id"] or "(no root in this history yet)")[:12]
         verb = "pinned" if data["changed"] else "already pinned"
-        output.emit(data, f"{verb}: forge {forge}; {status}")
+        output.emit(data, f"{verb}: forge {forge_id}; {status}")
 
     @trust_app.command("add")
     def add_cmd(
@@ -70,6 +72,7 @@ def register(app: typer.Typer) -> None:
                 "--principal", help="Who the key belongs to (default: your user.email for your own key)."
             ),
         ] = None,
+        wait: WaitOpt = 0.0,
         fmt: FormatOpt = Format.text,
     ) -> None:
         """Trust a key: a signed commit adding it to .kavi/allowed_signers on the target branch.
@@ -83,7 +86,9 @@ def register(app: typer.Typer) -> None:
         from kavi.cli.cmd_forge import open_forge
         from kavi.forge.trust_cmds import add
 
-        data = add(open_forge(), key, principal)
+        forge = open_forge()
+        with holding(forge, "trust add", wait):
+            data = add(forge, key, principal)
         text = (
             f"trusted {data['principal']} ({data['added']}) "
             f"in commit {data['commit'][:12]} on {data['branch']}"
@@ -96,6 +101,7 @@ def register(app: typer.Typer) -> None:
     @trust_app.command("remove")
     def remove_cmd(
         key: Annotated[str, typer.Argument(help="Fingerprint (SHA256:…) or public key of the key to drop.")],
+        wait: WaitOpt = 0.0,
         fmt: FormatOpt = Format.text,
     ) -> None:
         """Stop trusting a key: a signed commit removing it from .kavi/allowed_signers.
@@ -106,7 +112,9 @@ def register(app: typer.Typer) -> None:
         from kavi.cli.cmd_forge import open_forge
         from kavi.forge.trust_cmds import remove
 
-        data = remove(open_forge(), key)
+        forge = open_forge()
+        with holding(forge, "trust remove", wait):
+            data = remove(forge, key)
         output.emit(
             data,
             f"stopped trusting {data['removed']} in commit {data['commit'][:12]} on {data['branch']}\n"

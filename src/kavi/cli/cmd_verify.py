@@ -6,7 +6,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from kavi.cli import output
-from kavi.cli.cmd_forge import FormatOpt, open_forge
+from kavi.cli.cmd_forge import FormatOpt, WaitOpt, holding, open_forge
 from kavi.cli.output import Format
 
 BuildOpt = Annotated[
@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
     def verify_cmd(
         proposal: Annotated[str, typer.Argument(help="Proposal id, unique prefix, or skill name.")],
         build: BuildOpt = None,
+        wait: WaitOpt = 0.0,
         fmt: FormatOpt = Format.text,
     ) -> None:
         """Run every verify gate on the exact build commit.
@@ -33,7 +34,8 @@ def register(app: typer.Typer) -> None:
         from kavi.forge.verify import verify_skill
 
         forge = open_forge()
-        outcome = verify_skill(forge, proposal, build_ref=build, progress=output.progress)
+        with holding(forge, f"verify-skill {proposal}", wait):
+            outcome = verify_skill(forge, proposal, build_ref=build, progress=output.progress)
         v = outcome.verification
         lines = [f"Verification {v.id[:8]} of {outcome.proposal.name} @ {v.commit_id[:12]}: {v.status.value}"]
         for name, gate in v.gates.items():

@@ -5,6 +5,10 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kavi.errors import KaviError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -12,6 +16,11 @@ def main(argv: list[str] | None = None) -> None:
 
     args = sys.argv[1:] if argv is None else argv
     try:
+        if _wants_json(args):
+            from kavi.cli import output
+
+            output.use(output.Format.json)
+        _check_arguments(args)
         if args == ["--version"]:  # no need to build the command tree for this
             from kavi import __version__
 
@@ -28,6 +37,8 @@ def main(argv: list[str] | None = None) -> None:
             _run_json(app, args)
         app(args=args, prog_name=_prog_name(), standalone_mode=True)
     except KaviError as err:
+        err = _environment(err) or err
+        _retry_hint(err, args)
         _report(err)
         sys.exit(err.exit_code)
     except KeyboardInterrupt as exc:
@@ -39,6 +50,10 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except Exception as exc:  # a bug: say so plainly, keep the traceback for KAVI_DEBUG
+        fault = _environment(exc)
+        if fault is not None:  # a full disk, a read-only file system, a refused permission
+            _report(fault)
+            sys.exit(fault.exit_code)
         if os.environ.get("KAVI_DEBUG"):
             raise
         from kavi.errors import InternalError
@@ -51,6 +66,93 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
         sys.exit(EXIT_INTERNAL)
+
+
+def _environment(exc: BaseException) -> KaviError | None:
+    """The one place the environment's faults are named: a full disk, a read-only file system,
+    a refused permission (:func:`kavi.errors.environment_fault`), a ledger another process
+    keeps locked (:func:`kavi.errors.busy_fault`). Refusals and usage errors stay as they are."""
+    from kavi.errors import EXIT_INTERNAL, KaviError, busy_fault, environment_fault
+
+    if isinstance(exc, KaviError) and exc.exit_code != EXIT_INTERNAL:
+        return None
+    found = environment_fault(exc) or busy_fault(exc)
+    if found is None and _storage_failure(exc):
+        from kavi.fsprobe import write_failure
+
+        probe = write_failure()  # libgit2 and SQLite do not always say why a write failed
+        found = environment_fault(probe) if probe is not None else None
+        if found is None and _io_error(exc):
+            from kavi.errors import IOFault
+
+            found = IOFault(
+                f"the file system failed a write: {exc}",
+                why="SQLite reported an I/O error (the disk, or a full file system)",
+                remedy="check the disk (`df -h`, `dmesg`), then `git kavi doctor --repair` and the "
+                "command again",
+            )
+    return found
+
+
+def _io_error(exc: BaseException) -> bool:
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    return name.startswith("SQLITE_IOERR") or "disk I/O error" in str(exc)
+
+
+def _storage_failure(exc: BaseException) -> bool:
+    """An error from the layers that write files (SQLite, libgit2, the OS), which may hide the
+    environment's reason."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        module = type(current).__module__
+        if isinstance(current, OSError) or module.startswith(("sqlite3", "_pygit2", "pygit2")):
+            return True
+        if type(current).__name__ in ("GitError", "LedgerError") and module.startswith("kavi"):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _retry_hint(err: object, args: list[str]) -> None:
+    """A busy forge: the exact command to run again, waiting for the holder."""
+    from kavi.errors import BusyError
+
+    if not isinstance(err, BusyError) or not err.details.get("holder"):
+        return
+    import shlex
+
+    again: list[str] = []
+    skip = False
+    for arg in args:  # drop an earlier --wait, whichever way it was written
+        if skip:
+            skip = False
+        elif arg == "--wait":
+            skip = True
+        elif not arg.startswith("--wait="):
+            again.append(arg)
+    command = shlex.join([*again, "--wait", "60"])
+    err.remedy = (
+        f"wait for it to finish, or run this again waiting up to a minute: `{_prog_name()} {command}`"
+    )
+
+
+def _check_arguments(args: list[str]) -> None:
+    """Arguments must be text: bytes that are not UTF-8 reach Python as lone surrogates,
+    which nothing downstream can store, sign or print."""
+    for i, arg in enumerate(args, start=1):
+        bad = next((c for c in arg if "\ud800" <= c <= "\udfff"), None)
+        if bad is not None:
+            from kavi.errors import UsageError
+
+            raw = bad.encode("utf-8", "surrogateescape") if "\udc80" <= bad <= "\udcff" else None
+            where = f"byte 0x{raw.hex()}" if raw else f"the lone surrogate U+{ord(bad):04X}"
+            raise UsageError(
+                f"argument {i} is not valid UTF-8 ({where})",
+                why="Kavi records and signs its input as UTF-8 text",
+                remedy="pass the argument encoded as UTF-8",
+            )
 
 
 def _wants_json(args: list[str]) -> bool:

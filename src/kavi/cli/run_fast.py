@@ -12,6 +12,8 @@ from pathlib import Path
 from kavi.cli import output
 from kavi.cli.output import Format
 
+MAX_TEXT = (1 << 20) + 1  # a text-only stdin (tests): read at most this many characters
+
 
 def run_skill_command(
     name: str, json_input: str | None, input_file: Path | None, approve: bool, fmt: Format
@@ -35,9 +37,21 @@ def run_skill_command(
         if json_input is not None:
             payload = parse_input(json_input, source="--json")
         else:
+            from kavi.inputs import decode_utf8, read_bounded_stream, read_input_file
+
             source = input_file or Path("-")
-            text = sys.stdin.read() if str(source) == "-" else _read_text(source)
-            payload = parse_input(text, source=str(source))
+            if str(source) == "-":
+                stream = getattr(sys.stdin, "buffer", None)
+                data = (
+                    read_bounded_stream(stream, source="stdin")
+                    if stream is not None
+                    else sys.stdin.read(MAX_TEXT).encode("utf-8", "surrogatepass")
+                )
+                where = "stdin"
+            else:
+                data = read_input_file(source)
+                where = f"--input-file {source}"
+            payload = parse_input(decode_utf8(data, source=where), source=where)
         forge = Forge.open()
         ensure_ledger(forge)
         if approve:
@@ -69,15 +83,6 @@ def run_skill_command(
         json.dumps(outcome.output, indent=2)
         + f"\n(run {run.id[:8]} of {run.skill_name}: {run.status.value} in {run.duration_s:.3f}s)",
     )
-
-
-def _read_text(path: Path) -> str:
-    from kavi.errors import UsageError
-
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read --input-file {path}: {exc.strerror}") from None
 
 
 def fast_main(argv: list[str]) -> bool:

@@ -318,6 +318,22 @@ def audit(forge: Forge, skill: str | None) -> dict[str, Any]:
     from kavi.forge.checks import unmirrored_warning
 
     ledger = forge.ledger
+    # the file itself first: page corruption can hide below an intact-looking hash chain,
+    # and nothing read from a damaged file can be trusted (or read at all)
+    damaged = [f"SQLite integrity_check: {p}" for p in ledger.integrity()] if skill is None else []
+    if damaged:
+        return {
+            "skills": {},
+            "ledger_chain_ok": False,
+            "ledger_problems": [
+                *damaged,
+                "the skills were not audited: restore the ledger first (`git kavi doctor --repair`)",
+            ],
+            "ledger_chain": "every event",
+            "unmirrored_warning": None,
+            "warnings": [],
+            "ok": False,
+        }
     if skill is not None and not ledger.proposals_named(skill) and not ledger.promotions(skill):
         from kavi.errors import NotFoundError
 
@@ -355,7 +371,7 @@ def audit(forge: Forge, skill: str | None) -> dict[str, Any]:
 
 def render(report: dict[str, Any]) -> str:
     if report["ledger_chain_ok"]:
-        chain = "✓ hash chain intact" + (
+        chain = "✓ file sound, hash chain intact" + (
             "" if report.get("ledger_chain") == "every event" else f" ({report.get('ledger_chain')})"
         )
     else:

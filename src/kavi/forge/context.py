@@ -26,10 +26,16 @@ class Forge:
         self.location = location
         self._ledger: Ledger | None = None
 
+    @property
+    def is_forge(self) -> bool:
+        return (self.workdir / CONFIG_FILE).exists()
+
     @classmethod
-    def open(cls, start: Path | None = None) -> Forge:
+    def open(cls, start: Path | None = None, *, any_repository: bool = False) -> Forge:
+        """The forge containing ``start``; with ``any_repository``, also a git repository that
+        is not (yet) a forge (for ``doctor``, which can still see git's and Kavi's leftovers)."""
         forge = cls(locate(start))
-        if not (forge.workdir / CONFIG_FILE).exists():
+        if not any_repository and not forge.is_forge:
             raise NotAForgeError(
                 f"{forge.workdir} is not a Kavi forge (no {CONFIG_FILE})",
                 remedy="run `git kavi init` here first",
@@ -141,8 +147,13 @@ class Forge:
         if self._ledger is None:
             from kavi.ledger.store import Ledger
 
-            self._ledger = Ledger.open(self.location.ledger_path)
+            self._ledger = Ledger.open(self.location.ledger_path, mark=self.location.ledger_mark)
         return self._ledger
+
+    def use_ledger(self, ledger: Ledger) -> None:
+        """Work on this ledger (a private read-only copy) instead of the one at ``ledger_path``."""
+        self.close()
+        self._ledger = ledger
 
     def vault(self, secrets: list[str] | None = None) -> Vault:
         from kavi.artifacts.vault import Vault

@@ -1,13 +1,23 @@
-"""``git kavi doctor [--repair]``: find (and fix) inconsistencies between ledger, git and vault.
+"""``git kavi doctor [--repair]``: find (and fix) what interrupted commands, crashes and full
+disks leave behind, and any disagreement between ledger, git and vault.
 
-Checks: an interrupted promotion (which steps landed, which did not), builds that never
-finished, leftover sandboxes and worktrees, promotions whose tag or notes are missing,
-a ledger journal whose hash chain is broken, a mirror ref that disagrees with the
-ledger, artifacts missing from or altered in the vault, and a registry.yaml that
-disagrees with the ledger. ``--repair`` completes an interrupted promotion whose merge
-landed (or rolls it back if it did not), closes abandoned builds as FAILED, removes
-leftover sandboxes, recreates missing tags and notes, and restores artifacts from
-``refs/kavi/ledger``. Nothing is deleted from the ledger or from git history.
+Checks, in this order (``--repair`` runs them under the forge lock):
+
+* the forge lock's record (:mod:`kavi.forge.doctor_files`) and git's lock files;
+* the ledger file (:mod:`kavi.forge.doctor_ledger`): missing, empty, foreign,
+  damaged, failing SQLite's integrity check, a stray write-ahead log;
+* an interrupted promotion, revocation or ledger sync (:mod:`kavi.forge.journal`):
+  every step named done or not; ``--repair`` finishes it, or rolls it back if nothing
+  visible happened — signing only with a key the committed ``allowed_signers`` trusts;
+* builds that never finished, leftover sandboxes, worktree metadata and verify
+  sandboxes, temporary files and vault files no record refers to;
+* promotions whose tag or notes are missing;
+* the ledger's hash chain, the ledger against its mirror (either direction), vault
+  artifacts;
+* a ``registry.yaml`` that disagrees with the ledger.
+
+Nothing is deleted from the ledger or from git history; files are set aside, not
+deleted, when they may hold anything of value.
 """
 
 from __future__ import annotations
@@ -18,9 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from kavi.clock import now_iso
 from kavi.forge.context import Forge
-from kavi.ledger.models import BuildStatus
+from kavi.ledger.models import Build, BuildStatus
 from kavi.ledger.reducer import EventKind
-from kavi.sshsig import SshSigner
 
 if TYPE_CHECKING:
     from kavi.gitstore.tripwire import Snapshot
@@ -42,67 +51,63 @@ class Finding:
 class DoctorReport:
     findings: list[Finding] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return all(f.repaired or f.warning for f in self.findings)
 
 
-def _signer(forge: Forge) -> SshSigner | None:
-    from kavi.signing import user_signer_or_none
+def check_journal(forge: Forge, report: DoctorReport, repair: bool) -> None:
+    from kavi.forge import journal
+    from kavi.forge.recovery import trusted_signer
 
-    return user_signer_or_none(forge.repo)
-
-
-def check_pending_promotion(forge: Forge, report: DoctorReport, repair: bool) -> None:
-    from kavi.forge.init import NOTES_REF
-    from kavi.forge.promote import finish, pending_path, read_pending
-    from kavi.gitstore.objects import read_note, read_tag
-
-    report.checked.append("interrupted promotion")
-    pending = read_pending(forge)
-    if pending is None:
-        return
-    repo = forge.repo
-    p = pending.promotion
-    tip = repo.branch_tip(p.target_branch)
-    landed = tip is not None and repo.has_object(p.merge_commit) and repo.is_ancestor(p.merge_commit, tip)
-    tag = repo.ref_target(f"refs/tags/{p.tag_name}")
-    tag_ok = bool(tag and (info := read_tag(repo, tag)) and info.target == p.merge_commit)
-    recorded = any(x.id == p.id for x in forge.ledger.promotions(p.skill_name))
-    note = read_note(repo, repo.ref_target(NOTES_REF), p.merge_commit)
-    noted = bool(note and f"Kavi-Promotion: {p.id}" in note)
-    unmirrored = len(forge.ledger.unmirrored_events())
-    done = {"merge": landed, "tag": tag_ok, "ledger": recorded, "notes": noted}
-    missing = [k for k, v in done.items() if not v]
-    if unmirrored:
-        missing.append(f"mirror ({unmirrored} event(s))")
-    state = (
-        f"merge commit {p.merge_commit[:12]} is on {p.target_branch}"
-        if landed
-        else f"merge commit {p.merge_commit[:12]} never reached {p.target_branch}"
-    )
-    finding = Finding(
-        "interrupted promotion",
-        f"promotion of {p.skill_name} v{p.version} ({p.id[:8]}) stopped: {state}; "
-        f"missing: {', '.join(missing) or 'nothing'}",
-    )
-    report.findings.append(finding)
-    if not landed:
-        finding.repair = "roll back: nothing visible happened; remove the journal and promote again"
+    report.checked.append("interrupted promotion, revocation or ledger sync")
+    try:
+        found = journal.load(forge)
+    except journal.UnreadableJournal as exc:
+        finding = Finding(
+            "interrupted change",
+            f"{journal.journal_path(forge)} cannot be read ({exc})",
+            "set it aside; the ledger, its mirror and the refs are checked against each other below",
+        )
+        report.findings.append(finding)
         if repair:
-            pending_path(forge).unlink(missing_ok=True)
+            aside = journal.set_aside(forge)
+            finding.repair += f" (kept as {aside.name})"
             finding.repaired = True
         return
-    finding.repair = "complete the promotion: " + ", ".join(missing or ["clean up"])
-    if repair:
-        signer = _signer(forge)
-        if signer is None:
-            finding.repair += " (needs your signing key: configure it and run doctor --repair again)"
-            return
-        pending.steps = [s for s in ("merge", "tag", "ledger", "notes") if done.get(s)]
-        finish(forge, pending, signer)
-        finding.repaired = True
+    if found is None:
+        return
+    states = journal.states(forge, found)
+    done = [s.label for s in states if s.status == "done" and s.visible]
+    left = [s for s in states if s.status != "done"]
+    detail = "; ".join(f"{s.label}: {s.detail}" for s in left if s.detail)
+    finding = Finding(
+        "interrupted change",
+        f"{found.describe()} stopped; done: {', '.join(done) or 'nothing visible'}; "
+        f"missing: {', '.join(s.label for s in left) or 'nothing'}" + (f" ({detail})" if detail else ""),
+    )
+    report.findings.append(finding)
+    blocked = [s for s in states if s.status == "blocked"]
+    if not any(s.visible for s in states):
+        finding.repair = "roll back: nothing visible happened; remove the journal (run the command again)"
+    elif blocked:
+        finding.repair = "cannot finish it automatically: " + blocked[0].detail
+    else:
+        finding.repair = "finish it: " + ", ".join(s.label for s in left)
+        if any(s.label == "mirror" for s in left):
+            signer, why = trusted_signer(forge)
+            if signer is None:
+                finding.repair += f" (the mirror step needs a trusted key: {why}; the rest does not)"
+    if not repair or (blocked and any(s.visible for s in states)):
+        return
+    outcome = journal.recover(forge, found, lambda: trusted_signer(forge)[0])
+    if outcome.action == "blocked":
+        finding.repair += f" — stopped: {outcome.blocked}"
+        return
+    finding.repaired = True
+    finding.repair = outcome.action + "".join(f"; {n}" for n in outcome.notes)
 
 
 def check_builds(forge: Forge, report: DoctorReport, repair: bool) -> None:
@@ -128,18 +133,7 @@ def check_builds(forge: Forge, report: DoctorReport, repair: bool) -> None:
             commit = tip if tip and tip != build.base_commit else None
             if commit is None:
                 repo.delete_ref(f"refs/heads/{build.branch_name}")
-            with ledger.transaction(forge.actor) as txn:
-                txn.record(
-                    EventKind.BUILD_FINISHED,
-                    build.id,
-                    {
-                        "build_id": build.id,
-                        "status": BuildStatus.FAILED.value,
-                        "commit_id": commit,
-                        "summary": "abandoned: the build process was interrupted (closed by git kavi doctor)",
-                        "finished_at": now_iso(),
-                    },
-                )
+            _close_abandoned(forge, build, commit)
             finding.repaired = True
     running = {f"kavi-{b.id[:12]}" for b in ledger.unfinished_builds()}
     worktrees = repo.common_dir / "worktrees"
@@ -153,6 +147,51 @@ def check_builds(forge: Forge, report: DoctorReport, repair: bool) -> None:
                 if repair:
                     prune_worktree(repo, wt.name)
                     finding.repaired = True
+
+
+def _close_abandoned(forge: Forge, build: Build, commit: str | None) -> None:
+    """Record an interrupted build as FAILED, with a BUILD_LOG saying so (every finished
+    build has its log, so the audit trail has no hole where the interruption was)."""
+    from kavi.ledger.models import ArtifactKind
+
+    ledger = forge.ledger
+    proposal = ledger.proposal(build.proposal_id)
+    summary = "abandoned: the build process was interrupted (closed by git kavi doctor)"
+    vault = forge.vault()
+    with vault.pending(), ledger.transaction(forge.actor) as txn:
+        log, _ = vault.write(
+            ArtifactKind.BUILD_LOG,
+            name=proposal.name,
+            related_id=build.id,
+            title=f"BUILD_LOG_{build.attempt_number} {proposal.name} — FAILED",
+            body="\n".join(
+                [
+                    "- status: **FAILED**",
+                    f"- branch: `{build.branch_name}`",
+                    f"- base commit: `{build.base_commit}`",
+                    f"- build commit: `{commit or '(none)'}`",
+                    f"- summary: {summary}",
+                    "",
+                    "The process running this build stopped before it could record the outcome "
+                    "(killed, or the machine went down); `git kavi doctor --repair` closed it.",
+                ]
+            ),
+            meta={"proposal_id": proposal.id, "build_id": build.id, "status": "FAILED", "commit": commit},
+            attempt=build.attempt_number,
+        )
+        txn.put(EventKind.ARTIFACT_RECORDED, log)
+        txn.record(
+            EventKind.BUILD_FINISHED,
+            build.id,
+            {
+                "build_id": build.id,
+                "status": BuildStatus.FAILED.value,
+                "commit_id": commit,
+                "summary": summary,
+                "finished_at": now_iso(),
+                "log_artifact_id": log.id,
+            },
+        )
 
 
 def _check_tripwire(forge: Forge, build_id: str, report: DoctorReport, repair: bool) -> None:
@@ -231,8 +270,11 @@ def _added_config_lines(before: Snapshot, after: Snapshot) -> list[str]:
 
 def check_promotions(forge: Forge, report: DoctorReport, repair: bool) -> None:
     from kavi.forge.checks import note_problem, tag_problem
+    from kavi.forge.identity import record_block
     from kavi.forge.init import NOTES_REF
-    from kavi.forge.promote import _notes, _tag
+    from kavi.forge.promote import promotion_notes, restore_tag
+    from kavi.forge.recovery import trusted_signer
+    from kavi.gitstore.objects import add_notes
 
     report.checked.append("promotion tags and notes")
     repo = forge.repo
@@ -254,9 +296,13 @@ def check_promotions(forge: Forge, report: DoctorReport, repair: bool) -> None:
                 "recreate the signed tag" if tag is None else "investigate: the tag was replaced",
             )
             report.findings.append(finding)
-            if repair and tag is None and (signer := _signer(forge)) is not None:
-                _tag(forge, p, signer)
-                finding.repaired = True
+            if repair and tag is None:
+                signer, why = trusted_signer(forge)
+                if signer is None:
+                    finding.repair += f" (not done: {why})"
+                else:
+                    restore_tag(forge, p, signer)
+                    finding.repaired = True
         if note_problem(repo, repo.ref_target(NOTES_REF), p.merge_commit, f"Kavi-Promotion: {p.id}"):
             finding = Finding(
                 "promotion notes",
@@ -264,53 +310,15 @@ def check_promotions(forge: Forge, report: DoctorReport, repair: bool) -> None:
                 "write the signed notes",
             )
             report.findings.append(finding)
-            if repair and (signer := _signer(forge)) is not None:
-                _notes(forge, p, signer)
-                finding.repaired = True
-
-
-def check_ledger(forge: Forge, report: DoctorReport, repair: bool) -> None:
-    from kavi.artifacts.vault import atomic_write
-    from kavi.forge.checks import SYNC_HINT, artifact_state, unmirrored_warning
-    from kavi.gitstore.mirror import LEDGER_REF, read_artifact
-
-    report.checked.append("ledger journal, mirror and vault")
-    ledger = forge.ledger
-    for problem in ledger.verify_chain():
-        report.findings.append(
-            Finding("ledger journal", problem, "restore the ledger: git kavi ledger import")
-        )
-    mirrors = ledger.mirror_commits()
-    tip = forge.repo.ref_target(LEDGER_REF)
-    if mirrors:
-        last = mirrors[max(mirrors)]
-        if tip != last:
-            report.findings.append(
-                Finding(
-                    "ledger mirror",
-                    f"{LEDGER_REF} is at {(tip or 'nothing')[:12]} but event #{max(mirrors)} "
-                    f"was mirrored as {last[:12]}",
-                    "fetch the mirror or investigate a rewrite",
-                )
-            )
-    pending = unmirrored_warning(ledger)
-    if pending:
-        report.findings.append(Finding("ledger mirror", pending, SYNC_HINT, warning=True))
-    for artifact in ledger.artifacts():
-        state = artifact_state(forge, artifact, tip)
-        if state.ok:
-            continue
-        finding = Finding(
-            "artifact",
-            f"{artifact.path}: {state.detail}",
-            "restore it from refs/kavi/ledger" if state.restorable else "",
-        )
-        report.findings.append(finding)
-        if repair and tip is not None and state.restorable:
-            data = read_artifact(forge.repo, tip, artifact.blake3)
-            if data is not None:
-                atomic_write(forge.workdir / artifact.path, data)
-                finding.repaired = True
+            if repair:
+                signer, why = trusted_signer(forge)
+                if signer is None:
+                    finding.repair += f" (not done: {why})"
+                else:
+                    notes, message = promotion_notes(forge, p)
+                    message += record_block(forge, signer)
+                    add_notes(repo, ref=NOTES_REF, notes=notes, message=message, signer=signer)
+                    finding.repaired = True
 
 
 def check_registry(forge: Forge, report: DoctorReport) -> None:
@@ -356,13 +364,39 @@ def check_sandboxes(forge: Forge, report: DoctorReport, repair: bool, running: s
             finding.repaired = not os.path.lexists(d)
 
 
-def doctor(forge: Forge, *, repair: bool) -> DoctorReport:
+def doctor(forge: Forge, *, repair: bool, wait: float = 0.0) -> DoctorReport:
+    """Run every check; with ``repair``, under the forge lock (waiting ``wait`` seconds for it)."""
+    from contextlib import nullcontext
+
+    from kavi.forge import doctor_files, doctor_ledger
+    from kavi.forge.lock import forge_lock
+
     report = DoctorReport()
-    check_pending_promotion(forge, report, repair)
-    check_builds(forge, report, repair)
-    check_promotions(forge, report, repair)
-    check_ledger(forge, report, repair)
-    check_registry(forge, report)
-    running = {b.id for b in forge.ledger.unfinished_builds()}
-    check_sandboxes(forge, report, repair, running)
+    doctor_files.check_lock_record(forge, report, repair, own=repair)
+    with forge_lock(forge.kavi_dir, "doctor --repair", wait=wait) if repair else nullcontext():
+        doctor_files.check_git_locks(forge, report, repair)
+        if not forge.is_forge:  # e.g. an init that was killed: what git and Kavi left, nothing more
+            doctor_files.check_temp_files(forge, report, repair)
+            report.notes.append(
+                f"{forge.workdir} is not a Kavi forge (yet): only lock and temporary files were checked; "
+                "`git kavi init` makes (or finishes making) it one"
+            )
+            return report
+        if not doctor_ledger.check_ledger_file(forge, report, repair):
+            report.notes.append(
+                "the ledger cannot be used until the problem above is solved: skipped the rest"
+            )
+            return report
+        check_journal(forge, report, repair)
+        check_builds(forge, report, repair)
+        doctor_files.check_verify_boxes(forge, report, repair)
+        doctor_files.check_temp_files(forge, report, repair)
+        check_promotions(forge, report, repair)
+        doctor_ledger.check_ledger(forge, report, repair)  # may import events: before the vault sweep
+        doctor_files.check_vault_leftovers(forge, report, repair)
+        check_registry(forge, report)
+        running = {b.id for b in forge.ledger.unfinished_builds()}
+        check_sandboxes(forge, report, repair, running)
+        if repair:
+            forge.close()  # SQLite's closing checkpoint still under the forge lock
     return report

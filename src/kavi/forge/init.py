@@ -82,11 +82,11 @@ def _default_files(target_branch: str, signer_line: str | None) -> dict[str, str
     }
 
 
-def init_forge(start: Path | None = None, *, target_branch: str | None = None) -> InitResult:
+def init_forge(
+    start: Path | None = None, *, target_branch: str | None = None, wait: float = 0.0
+) -> InitResult:
+    from kavi.forge.lock import forge_lock
     from kavi.gitstore.repo import GitRepo
-    from kavi.ledger.reducer import EventKind
-    from kavi.ledger.store import Ledger
-    from kavi.signing import user_signer_or_none
 
     location = locate(start)
     repo = GitRepo.open(location.workdir)
@@ -96,6 +96,26 @@ def init_forge(start: Path | None = None, *, target_branch: str | None = None) -
             remedy="run init in a clone; protect a bare server repository with "
             "`git kavi hooks install --server <bare-repo>`",
         )
+    fresh = not location.kavi_dir.exists()
+    try:
+        with forge_lock(location.kavi_dir, "init", wait=wait):
+            return _init(location, repo, target_branch)
+    except BaseException:
+        if fresh:  # leave nothing behind: the lock file was all this init wrote there
+            from kavi.forge.lock import LOCK_FILE
+
+            if [p.name for p in location.kavi_dir.iterdir()] == [LOCK_FILE]:
+                (location.kavi_dir / LOCK_FILE).unlink()
+                location.kavi_dir.rmdir()
+        raise
+
+
+def _init(location: RepoLocation, repo: GitRepo, target_branch: str | None) -> InitResult:
+    from kavi.artifacts.vault import atomic_write
+    from kavi.ledger.reducer import EventKind
+    from kavi.ledger.store import Ledger
+    from kavi.signing import user_signer_or_none
+
     workdir = location.workdir
     existing_config = workdir / CONFIG_FILE
     if existing_config.exists():
@@ -170,26 +190,34 @@ def init_forge(start: Path | None = None, *, target_branch: str | None = None) -
         repo.set_ref(f"refs/heads/{branch}", commit, message="kavi: init", old=tip or ZERO)
         for rel, data in contents.items():
             path = workdir / rel
-            if not path.exists() or path.read_bytes() != data:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
-        repo.stage_paths(commit, list(changes))
+            if path.exists() and path.read_bytes() != data:
+                atomic_write(path, data)
         result.commit = commit
-    _trust_facts(location, repo, branch, signer, result)
+    _settle_checkout(repo, workdir, branch, list(contents))
+    _trust_facts(location, repo, branch, signer, result)  # reads the checked-out configuration
 
     result.configured = _configure_git(repo)
 
     ledger_path = location.ledger_path
     result.ledger_created = not ledger_path.exists()
     result.ledger_path = ledger_path
-    if result.ledger_created and repo.ref_target(LEDGER_REF) is not None:
-        # a clone of an existing forge: its ledger comes from the mirror, every signature checked
+    if result.ledger_created:
         from kavi.forge.context import Forge
-        from kavi.ledger.autoimport import ensure_ledger
+        from kavi.forge.ledger_rescue import move_stray_wal
+        from kavi.ledger.mark import read_mark
 
-        ensure_ledger(Forge(location))
-        return result
-    with Ledger.open(ledger_path, create=True) as ledger:
+        if repo.ref_target(LEDGER_REF) is not None:
+            # a clone of an existing forge: its ledger comes from the mirror, every signature checked
+            from kavi.ledger.autoimport import ensure_ledger
+
+            ensure_ledger(Forge(location))
+            return result
+        if read_mark(location.ledger_mark) is not None:
+            from kavi.forge.importer import import_ledger
+
+            import_ledger(Forge(location))  # a deleted ledger: rebuilt only if nothing is lost
+        move_stray_wal(ledger_path)
+    with Ledger.open(ledger_path, create=True, mark=location.ledger_mark) as ledger:
         if ledger.meta("forge.target_branch") is None:
             with ledger.transaction(actor=_actor(repo)) as txn:
                 txn.record(
@@ -227,6 +255,30 @@ def _trust_facts(
         if not had:
             pin_root(forge, TrustRoot(committed, result.commit), "init")
     result.root = trust_state(forge).forge_id
+
+
+def _settle_checkout(repo: GitRepo, workdir: Path, branch: str, paths: list[str]) -> None:
+    """The checkout follows the committed governance files, last: missing files are written
+    and files holding the committed bytes are staged — also when an earlier init was killed
+    after moving the branch (a re-run then finishes it). Local edits are left alone."""
+    from kavi.artifacts.vault import atomic_write
+
+    tip = repo.branch_tip(branch)
+    if tip is None or repo.head_branch() != branch:
+        return
+    settled = []
+    for rel in paths:
+        data = repo.file_bytes(tip, rel)
+        if data is None:
+            continue
+        path = workdir / rel
+        if not path.exists():
+            atomic_write(path, data)  # a killed init leaves the whole file or none
+        if path.read_bytes() == data:
+            settled.append(rel)
+    lagging = repo.staged_paths(settled)
+    if lagging:
+        repo.stage_paths(tip, lagging)
 
 
 def _actor(repo: GitRepo) -> str:

@@ -1,35 +1,33 @@
 """``promote-skill``: a signed merge by the user, with its provenance mirrored into git.
 
-:func:`plan_promotion` checks everything and writes nothing: a PASSED verification of
-the build branch's *current* tip, a trusted signing key, a conflict-free merge, a
-working tree that can take the result, a free tag name. :func:`promote` then needs an
-:class:`~kavi.cli.approval.Approval` for exactly that plan and performs, in order:
+:func:`plan_promotion` checks everything and writes nothing (not even ``.git/index``):
+a PASSED verification of the build branch's *current* tip, a trusted signing key, a
+conflict-free merge, a working tree that can take the result, a free tag name.
+:func:`promote` then needs an :class:`~kavi.cli.approval.Approval` for exactly that
+plan. It first makes every signed object — the merge commit (whose tree also updates
+``registry.yaml``), the annotated tag ``kavi/<name>/v<N>`` and the notes commit (build +
+verification on the build commit, promotion on the merge) — then writes the journal
+(:mod:`kavi.forge.journal`) and applies, in order:
 
-1. ``merge``  — signed merge commit ``[target, build]`` whose tree also updates
-   ``registry.yaml``; checkout (SAFE, never overwriting local or ignored files), then
-   the branch ref moves;
-2. ``tag``    — signed annotated tag ``kavi/<name>/v<N>`` on the merge;
-3. ``ledger`` — PROMOTION_RECORD artifact, promotion row, status TRUSTED (older
-   versions SUPERSEDED);
-4. ``notes``  — signed notes: build + verification on the build commit, promotion on
-   the merge;
-5. ``mirror`` — every not-yet-mirrored ledger event onto ``refs/kavi/ledger``.
+1. ``merge``    — the target branch moves to the merge (compare-and-swap);
+2. ``tag``      — the tag ref is created;
+3. ``ledger``   — PROMOTION_RECORD artifact, promotion row, TRUSTED (older version
+   SUPERSEDED), one transaction;
+4. ``notes``    — ``refs/notes/kavi`` moves to the notes commit;
+5. ``mirror``   — every not-yet-mirrored ledger event onto ``refs/kavi/ledger``;
+6. ``checkout`` — the working tree and index follow the branch (last; never
+   overwriting local or ignored files).
 
-A journal (``<git-common-dir>/kavi/promotion-pending.json``) records the plan and each
-finished step, so ``git kavi doctor`` can name the exact inconsistency after a crash and
-``git kavi doctor --repair`` can finish the promotion (or roll it back if the merge
-never landed).
+Every prefix is recognisable from the refs, the ledger and the files, so ``git kavi
+doctor --repair`` (or the next promote, revoke or sync) finishes an interrupted
+promotion, or rolls it back if its branch never moved.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-
-from pydantic import BaseModel, ConfigDict
 
 from kavi.clock import now_iso
 from kavi.errors import ConflictError, StateError, TrustError
@@ -37,29 +35,17 @@ from kavi.forge.context import Forge
 from kavi.forge.spec import skill_paths
 from kavi.hashing import blake3_hex, canonical_json, sha256_hex
 from kavi.ledger.models import (
-    ArtifactKind,
     Build,
     Promotion,
     Proposal,
     Verification,
     VerificationStatus,
 )
-from kavi.ledger.reducer import EventKind
 from kavi.ledger.states import ProposalStatus
 from kavi.sshsig import SshSigner
 
 if TYPE_CHECKING:
     from kavi.cli.approval import Approval
-
-PENDING_FILE = "promotion-pending.json"
-STEPS = ("merge", "tag", "ledger", "notes", "mirror")
-FAILPOINT_ENV = "KAVI_FAILPOINT"  # testing only: "after-<step>" kills the process there
-
-
-def failpoint(name: str) -> None:
-    """Simulate a crash (``kill -9``) at a named point; used by the crash-safety tests."""
-    if os.environ.get(FAILPOINT_ENV) == name:
-        os._exit(137)
 
 
 @dataclass(frozen=True)
@@ -96,44 +82,19 @@ class PromotionPlan:
         )
 
 
-class PendingPromotion(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-    promotion: Promotion
-    old_target: str
-    checkout: bool
-    steps: list[str] = []
-
-
-def pending_path(forge: Forge) -> Path:
-    return forge.kavi_dir / PENDING_FILE
-
-
-def read_pending(forge: Forge) -> PendingPromotion | None:
-    path = pending_path(forge)
-    if not path.exists():
-        return None
-    return PendingPromotion.model_validate_json(path.read_text())
-
-
-def write_pending(forge: Forge, pending: PendingPromotion) -> None:
-    from kavi.artifacts.vault import atomic_write
-
-    atomic_write(pending_path(forge), pending.model_dump_json(indent=2).encode())
-
-
 def _latest_passed(forge: Forge, proposal: Proposal) -> Verification | None:
     passed = [v for v in forge.ledger.verifications_for(proposal.id) if v.status is VerificationStatus.PASSED]
     return passed[-1] if passed else None
 
 
 def plan_promotion(forge: Forge, proposal_ref: str, signer: SshSigner) -> PromotionPlan:
+    from kavi.forge import journal
     from kavi.signing import trusted_principal
 
     ledger = forge.ledger
-    if read_pending(forge) is not None:
+    if journal.journal_path(forge).exists():
         raise StateError(
-            "an earlier promotion did not finish",
+            "an earlier promotion, revocation or ledger sync did not finish",
             remedy="run `git kavi doctor` to see where it stopped, then `git kavi doctor --repair`",
         )
     proposal = ledger.find_proposal(proposal_ref)
@@ -168,27 +129,25 @@ def plan_promotion(forge: Forge, proposal_ref: str, signer: SshSigner) -> Promot
     while repo.ref_target(f"refs/tags/{tag_name}") is not None:
         version += 1
         tag_name = f"kavi/{proposal.name}/v{version}"
-    merged, conflicts = repo.merge_commits(target_tip, tip)
+    merged, conflicting = repo.merge_commits(target_tip, tip)
     if merged is None:
         raise ConflictError(
             f"merging {build.branch_name} into {target} conflicts",
-            why="conflicting paths: " + ", ".join(conflicts),
+            why="conflicting paths: " + ", ".join(conflicting),
             remedy="rebuild the skill on the current target branch",
         )
     diffstat = repo.diff_stat(repo.commit_tree(target_tip), merged)
     files = sorted({d.path for d in repo.diff_raw(repo.commit_tree(target_tip), merged)})
     files = sorted({*files, f"{config.skills_dir}/registry.yaml"})
-    checkout = repo.head_branch() == target
+    checkout = repo.head_branch() == target and not repo.is_bare
     if checkout:
-        dirty = repo.staged_paths(files) + [p for p in repo.dirty_paths() if p in files]
-        in_way = sorted(set(dirty) | set(repo.checkout_safely(merged, dry_run=True)))
-        registry_path = f"{config.skills_dir}/registry.yaml"
-        if (forge.workdir / registry_path).exists() and repo.entry(target_tip, registry_path) is None:
-            in_way.append(registry_path)
+        from kavi.gitstore import checkout as co
+
+        in_way = co.conflicts(repo, repo.commit_tree(target_tip), files, new_tree=merged)
         if in_way:
             raise ConflictError(
-                "local changes are in the way of the promotion: " + ", ".join(sorted(set(in_way))),
-                why="the merge would overwrite these files in your working tree",
+                "local changes are in the way of the promotion: " + ", ".join(in_way),
+                why="the merge would overwrite these files in your working tree (or index)",
                 remedy="commit, stash or move them away, then promote again",
             )
     return PromotionPlan(
@@ -213,15 +172,32 @@ def plan_promotion(forge: Forge, proposal_ref: str, signer: SshSigner) -> Promot
 class PromotionOutcome:
     promotion: Promotion
     mirrored: int
+    notes: list[str] = field(default_factory=list)
+    already: bool = False
+
+
+def already_promoted(forge: Forge, proposal_ref: str) -> Promotion | None:
+    """The promotion of a proposal that is already TRUSTED (re-running promote is then a no-op)."""
+    proposal = forge.ledger.find_proposal(proposal_ref)
+    if proposal.status is not ProposalStatus.TRUSTED:
+        return None
+    found = forge.ledger.promotions_for(proposal.id)
+    return found[-1] if found else None
 
 
 def promote(forge: Forge, plan: PromotionPlan, approval: Approval) -> PromotionOutcome:
+    """Make the signed objects, then apply the journalled steps (see the module docstring)."""
     from kavi.cli.approval import require
+    from kavi.forge import journal
+    from kavi.forge.records import promotion_trailers
     from kavi.forge.registry import derive, render_registry
+    from kavi.forge.trust import forge_identity
+    from kavi.gitstore.objects import format_trailers, write_signed_tag
     from kavi.policy.invariants import model_names
 
     require(approval, plan.digest, "promotion")
     repo = forge.repo
+    ledger = forge.ledger
     config = forge.committed_config
     paths = skill_paths(config, plan.proposal.name)
     skill_bytes = repo.file_bytes(plan.build_commit, paths.skill_file) or b""
@@ -257,7 +233,7 @@ def promote(forge: Forge, plan: PromotionPlan, approval: Approval) -> PromotionO
         registry_blob="",
         created_at=now_iso(),
     )
-    registry_text = render_registry(derive(forge.ledger, extra=(promotion, plan.proposal)))
+    registry_text = render_registry(derive(ledger, extra=(promotion, plan.proposal)))
     registry_blob = repo.write_blob(registry_text.encode("utf-8"))
     registry_path = f"{config.skills_dir}/registry.yaml"
     tree = repo.update_tree(plan.merge_tree, {registry_path: (0o100644, registry_blob)})
@@ -267,71 +243,43 @@ def promote(forge: Forge, plan: PromotionPlan, approval: Approval) -> PromotionO
         f"Merge {plan.build.branch_name} (build {plan.build.id[:8]}, verified "
         f"{plan.verification.id[:8]}) into {plan.target_branch}, approved by {plan.principal} "
         f"({approval.method}).\n\n"
-    )
-    from kavi.forge.records import promotion_trailers
-    from kavi.gitstore.objects import format_trailers
-
-    message += format_trailers(promotion_trailers(promotion))
+    ) + format_trailers(promotion_trailers(promotion))
     merge = repo.write_commit(
         tree=tree, parents=[plan.target_tip, plan.build_commit], message=message, signer=plan.signer
     )
-    promotion = promotion.model_copy(update={"merge_commit": merge})
-    pending = PendingPromotion(promotion=promotion, old_target=plan.target_tip, checkout=plan.checkout)
-    write_pending(forge, pending)
-    try:
-        land_merge(forge, pending)
-    except BaseException:
-        pending_path(forge).unlink(missing_ok=True)
-        raise
-    failpoint("after-merge")
-    return finish(forge, pending, plan.signer)
-
-
-def land_merge(forge: Forge, pending: PendingPromotion) -> None:
-    """Step 1: update the checkout safely, then move the target branch."""
-    repo = forge.repo
-    p = pending.promotion
-    if pending.checkout and repo.head_branch() == p.target_branch:
-        conflicts = repo.checkout_safely(p.merge_commit)
-        if conflicts:
-            raise ConflictError(
-                "local changes are in the way of the promotion: " + ", ".join(conflicts),
-                why="nothing was changed: the checkout would overwrite these files",
-                remedy="commit, stash or move them away, then promote again",
-            )
-    repo.set_ref(
-        f"refs/heads/{p.target_branch}",
-        p.merge_commit,
-        message=f"kavi: promote {p.skill_name} v{p.version}",
-        old=pending.old_target,
+    p = promotion.model_copy(update={"merge_commit": merge})
+    tag = write_signed_tag(
+        repo,
+        name=p.tag_name,
+        target=merge,
+        message=tag_message(p, tree, forge_identity(forge)),
+        tagger=repo.committer(),
+        signer=plan.signer,
     )
-    pending.steps.append("merge")
-    write_pending(forge, pending)
-
-
-def finish(forge: Forge, pending: PendingPromotion, signer: SshSigner) -> PromotionOutcome:
-    """Steps 2–5, each skipped if already done (used by promote and doctor --repair)."""
-    from kavi.forge.sync import mirror_pending
-
-    p = pending.promotion
-    if "tag" not in pending.steps:
-        _tag(forge, p, signer)
-        pending.steps.append("tag")
-        write_pending(forge, pending)
-        failpoint("after-tag")
-    if "ledger" not in pending.steps:
-        _record(forge, p)
-        pending.steps.append("ledger")
-        write_pending(forge, pending)
-        failpoint("after-ledger")
-    if "notes" not in pending.steps:
-        _notes(forge, p, signer)
-        pending.steps.append("notes")
-        write_pending(forge, pending)
-        failpoint("after-notes")
-    mirrored = mirror_pending(forge, signer)
-    pending_path(forge).unlink(missing_ok=True)
-    return PromotionOutcome(promotion=forge.ledger.promotions(p.skill_name)[-1], mirrored=mirrored)
+    notes, notes_message = promotion_notes(forge, p)
+    change = journal.SignedChange(
+        label="merge",
+        branch=p.target_branch,
+        old=plan.target_tip,
+        new=merge,
+        tag_ref=f"refs/tags/{p.tag_name}",
+        tag=tag,
+        record="promotion",
+        payload=p.model_dump(mode="json"),
+        notes=notes,
+        notes_message=notes_message,
+        checkout=plan.checkout,
+    )
+    outcome = journal.perform_change(
+        forge,
+        change,
+        op="promote",
+        subject=f"{p.skill_name} v{p.version}",
+        signer=plan.signer,
+        principal=plan.principal,
+    )
+    recorded = next(x for x in ledger.promotions(p.skill_name) if x.id == p.id)
+    return PromotionOutcome(promotion=recorded, mirrored=outcome.mirrored, notes=outcome.notes)
 
 
 def tag_message(p: Promotion, tree: str, forge_id: str) -> str:
@@ -343,18 +291,33 @@ def tag_message(p: Promotion, tree: str, forge_id: str) -> str:
     )
 
 
-def _tag(forge: Forge, p: Promotion, signer: SshSigner) -> None:
+def promotion_notes(forge: Forge, p: Promotion) -> tuple[dict[str, str], str]:
+    """The notes a promotion writes (build + verification on the build commit, the promotion
+    on the merge) and their commit message."""
+    from kavi.forge.records import build_note, promotion_note, verification_note
+
+    ledger = forge.ledger
+    build = ledger.build(p.build_id)
+    proposal = ledger.proposal(p.proposal_id)
+    verification = ledger.verification(p.verification_id)
+    packet = ledger.artifact(build.packet_artifact_id or "")
+    report = ledger.artifact(verification.report_artifact_id or "")
+    notes = {
+        build.commit_id or "": build_note(proposal, build, packet)
+        + "\n"
+        + verification_note(verification, report),
+        p.merge_commit: promotion_note(p),
+    }
+    return notes, f"kavi: notes for {p.tag_name}\n\nKavi-Promotion: {p.id}\n"
+
+
+def restore_tag(forge: Forge, p: Promotion, signer: SshSigner) -> None:
+    """Re-create a promotion's missing tag (``doctor --repair``, with a trusted key)."""
     from kavi.forge.trust import forge_identity
-    from kavi.gitstore.objects import read_tag, write_signed_tag
+    from kavi.gitstore.objects import write_signed_tag
+    from kavi.gitstore.repo import ZERO_OID
 
     repo = forge.repo
-    ref = f"refs/tags/{p.tag_name}"
-    existing = repo.ref_target(ref)
-    if existing is not None:
-        info = read_tag(repo, existing)
-        if info is not None and info.target == p.merge_commit:
-            return
-        raise TrustError(f"tag {p.tag_name} exists and points elsewhere", remedy="investigate with git show")
     tag = write_signed_tag(
         repo,
         name=p.tag_name,
@@ -363,103 +326,7 @@ def _tag(forge: Forge, p: Promotion, signer: SshSigner) -> None:
         tagger=repo.committer(),
         signer=signer,
     )
-    repo.set_ref(ref, tag, message="kavi: promotion tag", old="0" * 40)
-
-
-def _record(forge: Forge, p: Promotion) -> None:
-    ledger = forge.ledger
-    if any(x.id == p.id for x in ledger.promotions(p.skill_name)):
-        return
-    proposal = ledger.proposal(p.proposal_id)
-    vault = forge.vault()
-    body = "\n".join(
-        [
-            f"- skill: `{p.skill_name}` v{p.version} — {proposal.description}",
-            f"- approved by: {p.approved_by} (key `{p.signing_key_fingerprint}`)",
-            f"- merge commit: `{p.merge_commit}` on `{p.target_branch}`",
-            f"- tag: `{p.tag_name}`",
-            f"- skill file: `{p.skill_path}` sha256 `{p.skill_sha256}` blob `{p.skill_blob}`",
-            f"- test file: `{p.test_path}` blob `{p.test_blob}`",
-            f"- build: `{p.build_id}`, verification: `{p.verification_id}`",
-        ]
-    )
-    links = _related_stems(forge, p)
-    with vault.pending(), ledger.transaction(forge.actor) as txn:
-        artifact, _ = vault.write(
-            ArtifactKind.PROMOTION_RECORD,
-            name=p.skill_name,
-            related_id=p.id,
-            title=f"PROMOTION_RECORD {p.skill_name} v{p.version}",
-            body=body,
-            meta={"promotion_id": p.id, "merge_commit": p.merge_commit, "tag": p.tag_name},
-            links=links,
-        )
-        txn.put(EventKind.ARTIFACT_RECORDED, artifact)
-        txn.put(EventKind.PROMOTION_RECORDED, p.model_copy(update={"record_artifact_id": artifact.id}))
-        for older in ledger.promotions(p.skill_name):
-            old = ledger.proposal(older.proposal_id)
-            if old.id != proposal.id and old.status is ProposalStatus.TRUSTED:
-                txn.record(
-                    EventKind.STATUS_CHANGED,
-                    old.id,
-                    {
-                        "proposal_id": old.id,
-                        "from": "TRUSTED",
-                        "to": "SUPERSEDED",
-                        "reason": f"superseded by {p.tag_name}",
-                    },
-                )
-        txn.record(
-            EventKind.STATUS_CHANGED,
-            proposal.id,
-            {
-                "proposal_id": proposal.id,
-                "from": proposal.status.value,
-                "to": "TRUSTED",
-                "reason": f"promoted as {p.tag_name}",
-            },
-        )
-
-
-def _related_stems(forge: Forge, p: Promotion) -> list[str]:
-    from kavi.artifacts.vault import artifact_stem
-
-    ledger = forge.ledger
-    related = [p.proposal_id, p.build_id, p.verification_id]
-    out = []
-    for a in ledger.artifacts_for(related):
-        out.append(artifact_stem(a.kind, p.skill_name, a.id, _attempt(ledger.build(p.build_id), a.kind)))
-    return out
-
-
-def _attempt(build: Build, kind: ArtifactKind) -> int | None:
-    return build.attempt_number if kind in (ArtifactKind.BUILD_PACKET, ArtifactKind.BUILD_LOG) else None
-
-
-def _notes(forge: Forge, p: Promotion, signer: SshSigner) -> None:
-    from kavi.forge.identity import record_block
-    from kavi.forge.init import NOTES_REF
-    from kavi.forge.records import build_note, promotion_note, verification_note
-    from kavi.gitstore.objects import add_notes, read_note
-
-    repo = forge.repo
-    ledger = forge.ledger
-    existing = read_note(repo, repo.ref_target(NOTES_REF), p.merge_commit)
-    if existing is not None and f"Kavi-Promotion: {p.id}" in existing:
-        return
-    build = ledger.build(p.build_id)
-    proposal = ledger.proposal(p.proposal_id)
-    verification = ledger.verification(p.verification_id)
-    packet = ledger.artifact(build.packet_artifact_id or "")
-    report = ledger.artifact(verification.report_artifact_id or "")
-    build_text = build_note(proposal, build, packet) + "\n" + verification_note(verification, report)
-    add_notes(
-        repo,
-        ref=NOTES_REF,
-        notes={build.commit_id or "": build_text, p.merge_commit: promotion_note(p)},
-        message=f"kavi: notes for {p.tag_name}\n\nKavi-Promotion: {p.id}\n" + record_block(forge, signer),
-        signer=signer,
-    )
+    repo.set_ref(f"refs/tags/{p.tag_name}", tag, message="kavi: promotion tag", old=ZERO_OID)
 
 
 def describe_plan(plan: PromotionPlan) -> str:

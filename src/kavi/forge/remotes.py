@@ -5,7 +5,7 @@ Every remote fetches ``refs/kavi/*``, ``refs/notes/kavi`` and ``refs/tags/kavi/*
 adds these fetch refspecs, and so does every Kavi command that opens the forge, for a
 remote added later — cheaply: only when ``.git/config`` changed since the last look.
 
-Pushing is never configured (D062): a ``remote.<name>.push`` entry would change what a
+Pushing is never configured (D063): a ``remote.<name>.push`` entry would change what a
 plain ``git push`` does on every branch. Kavi's refs are pushed explicitly
 (:func:`push_command`, ``git kavi push``). The push refspecs an earlier ``init`` added
 (``HEAD`` plus Kavi's three, D008) are removed again, only where all four are present.
@@ -27,7 +27,7 @@ FETCH_SPECS = (
     f"{NOTES_REF}:{NOTES_REF}",
     "refs/tags/kavi/*:refs/tags/kavi/*",
 )
-OLD_PUSH_SPECS = ("HEAD", *FETCH_SPECS)  # what `init` used to add (D008, superseded by D062)
+OLD_PUSH_SPECS = ("HEAD", *FETCH_SPECS)  # what `init` used to add (D008, superseded by D063)
 PUSH_REFS = ("refs/tags/kavi/*", NOTES_REF, LEDGER_REF)
 STAMP = "remotes.checked"  # under <git-common-dir>/kavi/cache: the config file last looked at
 

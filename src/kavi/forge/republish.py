@@ -112,13 +112,13 @@ def _fetch(forge: Forge, remote: str, branch: str) -> None:
 
 
 def prepare(forge: Forge, remote: str, signer: SshSigner) -> RepublishPlan:
-    from kavi.forge.promote import read_pending
+    from kavi.forge import journal
     from kavi.forge.trust import forge_identity
     from kavi.gitstore.mirror import walk_chain
 
-    if read_pending(forge) is not None:
+    if journal.journal_path(forge).exists():
         raise StateError(
-            "an earlier promotion did not finish",
+            "an earlier promotion, revocation or ledger sync did not finish",
             remedy="run `git kavi doctor --repair` first, then republish",
         )
     repo = forge.repo
@@ -340,8 +340,11 @@ def _dry_run(forge: Forge, plan: RepublishPlan) -> None:
                 remedy=f"rebuild it on the new tip: git kavi build-skill {p.proposal_id[:8]}",
             )
     plan.versions = _versions(plan)
-    if repo.head_branch() == plan.branch:
-        in_way = repo.checkout_safely(plan.upstream_tip, dry_run=True)
+    if repo.head_branch() == plan.branch and not repo.is_bare:
+        from kavi.gitstore import checkout as co
+
+        old_tree, new_tree = repo.commit_tree(plan.local_tip), repo.commit_tree(plan.upstream_tip)
+        in_way = co.conflicts(repo, old_tree, [d.path for d in repo.diff_raw(old_tree, new_tree)], new_tree)
         if in_way:
             raise ConflictError(
                 "local changes are in the way: " + ", ".join(in_way),
@@ -435,13 +438,22 @@ def reset_to_upstream(forge: Forge, plan: RepublishPlan, approval: Approval) -> 
             repo.delete_ref(ref)
         else:
             repo.set_ref(ref, theirs, message="kavi: republish (the remote's)")
-    if repo.head_branch() == plan.branch:
-        conflicts = repo.checkout_safely(plan.upstream_tip)
-        if conflicts:
-            raise ConflictError("local changes are in the way: " + ", ".join(conflicts))
+    checkout = repo.head_branch() == plan.branch and not repo.is_bare
+    old_tree, new_tree = repo.commit_tree(plan.local_tip), repo.commit_tree(plan.upstream_tip)
+    if checkout:
+        from kavi.gitstore import checkout as co
+
+        in_way = co.conflicts(repo, old_tree, [d.path for d in repo.diff_raw(old_tree, new_tree)], new_tree)
+        if in_way:
+            raise ConflictError(
+                "local changes are in the way: " + ", ".join(in_way),
+                remedy="commit, stash or move them away, then republish again",
+            )
     repo.set_ref(
         f"refs/heads/{plan.branch}", plan.upstream_tip, message="kavi: republish", old=plan.local_tip
     )
+    if checkout:
+        co.advance(repo, old_tree, new_tree)  # last: the working tree follows the branch
     for artifact_event in (e for e in plan.dropped if e.kind == EventKind.ARTIFACT_RECORDED):
         (forge.workdir / str(artifact_event.payload.get("path", ""))).unlink(missing_ok=True)
     for name in ("governing_commit", "committed_config", "policy"):

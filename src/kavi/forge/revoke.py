@@ -4,7 +4,11 @@ The revocation commit (one parent: the target tip) removes the skill file, its t
 and its registry entry; it is signed by the user's key, which must be trusted on the
 target branch. A signed annotated tag ``kavi/<name>/v<N>-revoked`` binds it, notes and
 the ledger mirror record it, and the proposal becomes REVOKED — ``run-skill`` refuses
-it from then on. Like promotion, it needs an Approval from the user-facing command.
+it from then on. Like promotion, it needs an Approval from the user-facing command, and
+it is journalled the same way (:mod:`kavi.forge.journal`): every signed object is made
+first, then the branch moves, the tag is created, the ledger records it, the notes and
+the mirror follow, and the checkout is updated last — so an interrupted revocation is
+finished (or rolled back) by ``git kavi doctor --repair`` or the next revoke.
 """
 
 from __future__ import annotations
@@ -17,8 +21,7 @@ from kavi.clock import now_iso
 from kavi.errors import ConflictError, StateError
 from kavi.forge.context import Forge
 from kavi.hashing import canonical_json, sha256_hex
-from kavi.ledger.models import ArtifactKind, Promotion, Revocation
-from kavi.ledger.reducer import EventKind
+from kavi.ledger.models import Promotion, Revocation
 from kavi.sshsig import SshSigner
 
 if TYPE_CHECKING:
@@ -55,9 +58,15 @@ class RevocationPlan:
 
 
 def plan_revocation(forge: Forge, name: str, reason: str, signer: SshSigner) -> RevocationPlan:
+    from kavi.forge import journal
     from kavi.forge.registry import current_promotions
     from kavi.signing import trusted_principal
 
+    if journal.journal_path(forge).exists():
+        raise StateError(
+            "an earlier promotion, revocation or ledger sync did not finish",
+            remedy="run `git kavi doctor` to see where it stopped, then `git kavi doctor --repair`",
+        )
     promotion = current_promotions(forge.ledger).get(name)
     if promotion is None:
         raise StateError(
@@ -76,9 +85,11 @@ def plan_revocation(forge: Forge, name: str, reason: str, signer: SshSigner) -> 
         raise StateError(f"tag {promotion.tag_name}-revoked already exists")
     registry = f"{config.skills_dir}/registry.yaml"
     files = [promotion.skill_path, promotion.test_path, registry]
-    checkout = repo.head_branch() == config.target_branch
+    checkout = repo.head_branch() == config.target_branch and not repo.is_bare
     if checkout:
-        dirty = sorted(set(repo.staged_paths(files)) | {p for p in repo.dirty_paths() if p in files})
+        from kavi.gitstore.checkout import conflicts
+
+        dirty = conflicts(repo, repo.commit_tree(tip), files)
         if dirty:
             raise ConflictError(
                 "local changes are in the way of the revocation: " + ", ".join(dirty),
@@ -96,15 +107,27 @@ def plan_revocation(forge: Forge, name: str, reason: str, signer: SshSigner) -> 
     )
 
 
+def already_revoked(forge: Forge, name: str) -> Revocation | None:
+    """The revocation of ``name`` if its last promotion is revoked (re-running revoke is a no-op)."""
+    from kavi.forge.registry import current_promotions
+
+    ledger = forge.ledger
+    if name in current_promotions(ledger):
+        return None
+    promotions = ledger.promotions(name)
+    revocations = ledger.revocations(name)
+    if promotions and revocations and revocations[-1].promotion_id == promotions[-1].id:
+        return revocations[-1]
+    return None
+
+
 def revoke(forge: Forge, plan: RevocationPlan, approval: Approval) -> Revocation:
     from kavi.cli.approval import require
-    from kavi.forge.identity import record_block
-    from kavi.forge.init import NOTES_REF
+    from kavi.forge import journal
     from kavi.forge.records import revocation_trailers
     from kavi.forge.registry import derive, render_registry
-    from kavi.forge.sync import mirror_pending
     from kavi.forge.trust import forge_identity
-    from kavi.gitstore.objects import add_notes, format_trailers, write_signed_tag
+    from kavi.gitstore.objects import format_trailers, write_signed_tag
 
     require(approval, plan.digest, "revocation")
     repo = forge.repo
@@ -136,20 +159,6 @@ def revoke(forge: Forge, plan: RevocationPlan, approval: Approval) -> Revocation
     )
     commit = repo.write_commit(tree=tree, parents=[plan.target_tip], message=message, signer=plan.signer)
     revocation = revocation.model_copy(update={"commit_id": commit})
-    if plan.checkout and repo.head_branch() == plan.target_branch:
-        conflicts = repo.checkout_safely(commit)
-        if conflicts:
-            raise ConflictError(
-                "local changes are in the way of the revocation: " + ", ".join(conflicts),
-                why="nothing was changed",
-                remedy="commit, stash or move them away, then revoke again",
-            )
-    repo.set_ref(
-        f"refs/heads/{plan.target_branch}",
-        commit,
-        message=f"kavi: revoke {p.skill_name}",
-        old=plan.target_tip,
-    )
     tag = write_signed_tag(
         repo,
         name=plan.tag_name,
@@ -166,32 +175,27 @@ def revoke(forge: Forge, plan: RevocationPlan, approval: Approval) -> Revocation
         tagger=repo.committer(),
         signer=plan.signer,
     )
-    repo.set_ref(f"refs/tags/{plan.tag_name}", tag, message="kavi: revocation tag", old="0" * 40)
-    vault = forge.vault()
-    with vault.pending(), ledger.transaction(forge.actor) as txn:
-        artifact, _ = vault.write(
-            ArtifactKind.REVOCATION_RECORD,
-            name=p.skill_name,
-            related_id=revocation.id,
-            title=f"REVOCATION_RECORD {p.skill_name} v{p.version}",
-            body=f"- revoked by: {plan.principal}\n- reason: {plan.reason}\n- commit: `{commit}`\n"
-            f"- tag: `{plan.tag_name}`\n- promotion revoked: `{p.id}` ({p.tag_name})",
-            meta={"revocation_id": revocation.id, "commit": commit, "promotion_id": p.id},
-        )
-        txn.put(EventKind.ARTIFACT_RECORDED, artifact)
-        txn.put(EventKind.REVOCATION_RECORDED, revocation)
-        txn.record(
-            EventKind.STATUS_CHANGED,
-            p.proposal_id,
-            {"proposal_id": p.proposal_id, "from": "TRUSTED", "to": "REVOKED", "reason": plan.reason},
-        )
-    add_notes(
-        repo,
-        ref=NOTES_REF,
-        notes={commit: "Kavi revocation record\n\n" + format_trailers(revocation_trailers(revocation))},
-        message=f"kavi: notes for revocation of {p.skill_name}\n\nKavi-Revocation: {revocation.id}\n"
-        + record_block(forge, plan.signer),
-        signer=plan.signer,
+    notes = {commit: "Kavi revocation record\n\n" + format_trailers(revocation_trailers(revocation))}
+    notes_message = f"kavi: notes for revocation of {p.skill_name}\n\nKavi-Revocation: {revocation.id}\n"
+    change = journal.SignedChange(
+        label="commit",
+        branch=plan.target_branch,
+        old=plan.target_tip,
+        new=commit,
+        tag_ref=f"refs/tags/{plan.tag_name}",
+        tag=tag,
+        record="revocation",
+        payload=revocation.model_dump(mode="json"),
+        notes=notes,
+        notes_message=notes_message,
+        checkout=plan.checkout,
     )
-    mirror_pending(forge, plan.signer)
+    journal.perform_change(
+        forge,
+        change,
+        op="revoke",
+        subject=f"{p.skill_name} v{p.version}",
+        signer=plan.signer,
+        principal=plan.principal,
+    )
     return revocation

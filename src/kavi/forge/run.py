@@ -57,14 +57,10 @@ class RunOutcome:
 
 
 def parse_input(text: str, *, source: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValidationError(
-            f"{source} is not valid JSON",
-            why=f"{exc.msg} at line {exc.lineno} column {exc.colno}",
-            remedy='pass a JSON object, e.g. --json \'{"title": "Hello"}\'',
-        ) from None
+    """A run's input: a JSON object within Kavi's input bounds (:mod:`kavi.inputs`)."""
+    from kavi.inputs import parse_json
+
+    data = parse_json(text, source=source)
     if not isinstance(data, dict):
         raise ValidationError(f"{source} must be a JSON object, got {type(data).__name__}")
     return data
@@ -168,6 +164,7 @@ def run_skill(
     worker = worker or Worker.start()  # imports while the checks below run
     try:
         skill = find_trusted(forge, name)
+        forge.ledger.require_writable()  # a run that cannot be recorded does not run at all
     except BaseException:
         worker.abort()
         raise

@@ -24,7 +24,6 @@ Aliases accepted on input and normalised: ``string``→``str``, ``integer``→``
 
 from __future__ import annotations
 
-import json
 import keyword
 import re
 from dataclasses import dataclass
@@ -100,12 +99,16 @@ def _normalize_core(text: str, *, where: str) -> str:
 
 def parse_io_schema(text: str) -> dict[str, dict[str, str]]:
     """Parse and normalise ``--io-schema-json``."""
+    from kavi.inputs import parse_json
+
     try:
-        data: Any = json.loads(text)
-    except json.JSONDecodeError as exc:
+        data: Any = parse_json(text, source="--io-schema-json", max_depth=3)
+    except ValidationError as exc:
+        if "not valid JSON" not in exc.message:
+            raise
         raise ValidationError(
             "--io-schema-json is not valid JSON",
-            why=f"{exc.msg} at line {exc.lineno} column {exc.colno}",
+            why=exc.why,
             remedy='quote it for the shell, e.g. \'{"input": {"title": "str"}, "output": {"path": "str"}}\'',
         ) from None
     if not isinstance(data, dict) or set(data) != {"input", "output"}:

@@ -239,7 +239,15 @@ def _verify_branch(
         return TrustState(branch, tip, None, pin, problem)
     if pin is None or pin.forge_id is None:
         how = "first use" if pin is None else "pinned keys, forge id learned"
-        pin_root(forge, found, how)
+        try:
+            pin_root(forge, found, how)
+        except OSError as exc:
+            import errno
+
+            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            # a read-only clone (a mounted snapshot): trusted on first use for this command
+            # only; the first command with a writable repository pins it
         if pin is None:
             _announce(found, (repo.commit(root).message.splitlines() or [""])[0])
         pin = found

@@ -240,7 +240,7 @@ def _commit_signers(
     branch = trust_state(forge).branch
     if not keyless:
         trusted_principal(signer, (repo.file_bytes(tip, SIGNERS_FILE) or b"").decode(), branch=branch)
-    checkout = repo.head_branch() == branch
+    checkout = repo.head_branch() == branch and not repo.is_bare
     if checkout:
         on_disk = forge.workdir / SIGNERS_FILE
         committed = repo.file_bytes(tip, SIGNERS_FILE)
@@ -254,11 +254,9 @@ def _commit_signers(
     blob = repo.write_blob(text.encode("utf-8"))
     tree = repo.update_tree(repo.commit_tree(tip), {SIGNERS_FILE: (0o100644, blob)})
     commit = repo.write_commit(tree=tree, parents=[tip], message=f"{subject}\n\n{trailer}\n", signer=signer)
-    if checkout:
-        conflicts = repo.checkout_safely(commit)
-        if conflicts:
-            raise ConflictError(
-                "local changes are in the way: " + ", ".join(conflicts), why="nothing was changed"
-            )
-    repo.set_ref(f"refs/heads/{branch}", commit, message=subject, old=tip)
+    repo.set_ref(f"refs/heads/{branch}", commit, message=subject, old=tip)  # compare-and-swap
+    if checkout:  # last: the working tree follows the branch (the file was checked unchanged)
+        from kavi.gitstore.checkout import advance
+
+        advance(repo, repo.commit_tree(tip), tree)
     return commit

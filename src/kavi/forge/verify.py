@@ -190,6 +190,10 @@ def verify_skill(
     pool: ThreadPoolExecutor | None = None
     confinement: str | None = None
     try:
+        from kavi.forge.doctor_files import VERIFY_MARK
+
+        # whose sandbox this is: doctor removes it if this process is killed
+        (box / VERIFY_MARK).write_text(str(forge.location.common_dir), encoding="utf-8")
         work, home, tmp = box / "work", box / "home", box / "tmp"
         for d in (work, home, tmp):
             d.mkdir()

@@ -19,7 +19,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from kavi.gitstore.objects import format_trailers, trailers
-from kavi.gitstore.repo import MODE_BLOB, GitRepo, Signer
+from kavi.gitstore.repo import MODE_BLOB, ZERO_OID, GitRepo, Signer
 from kavi.hashing import canonical_json, event_hash
 
 if TYPE_CHECKING:
@@ -103,16 +103,20 @@ def mirror_events(
     signer: Signer,
     forge_id: str,
     governance: str,
-    on_commit: Callable[[Event, str], None],
+    on_commits: Callable[[list[tuple[Event, str]]], None],
 ) -> str | None:
     """Append ``events`` (in order, contiguous with the current tip) to the mirror.
 
-    ``artifact_bytes(event)`` returns (blake3, bytes) for artifact events.
-    ``on_commit(event, commit)`` is called after each commit (the caller records it);
-    the ref is moved after every event, so a crash loses at most one commit object.
+    ``artifact_bytes(event)`` returns (blake3, bytes) for artifact events. Every commit is
+    written and signed first; then the ref moves once, compare-and-swap from the tip they
+    were built on; then ``on_commits`` records them (the caller's one ledger transaction).
+    A crash before the ref moves leaves only unreferenced objects; a crash after it is
+    recognised by the events' hashes (:func:`kavi.forge.sync.mirror_state`).
     """
-    tip = repo.ref_target(LEDGER_REF)
+    start = repo.ref_target(LEDGER_REF)
+    tip = start
     tree = repo.commit_tree(tip) if tip else repo.empty_tree()
+    made: list[tuple[Event, str]] = []
     for event in events:
         changes: dict[str, tuple[int, str] | None] = {}
         blob = artifact_bytes(event)
@@ -121,15 +125,21 @@ def mirror_events(
             changes[artifact_path(digest)] = (MODE_BLOB, repo.write_blob(data))
         if changes:
             tree = repo.update_tree(tree, changes)
-        commit = repo.write_commit(
+        tip = repo.write_commit(
             tree=tree,
             parents=[tip] if tip else [],
             message=event_message(event, forge_id=forge_id, governance=governance, signer=signer.principal),
             signer=signer,
         )
-        repo.set_ref(LEDGER_REF, commit, message=f"kavi: ledger event {event.seq}", old=tip or "0" * 40)
-        on_commit(event, commit)
-        tip = commit
+        made.append((event, tip))
+    if tip is not None and tip != start:
+        repo.set_ref(
+            LEDGER_REF,
+            tip,
+            message=f"kavi: ledger events {events[0].seq}-{events[-1].seq}",
+            old=start or ZERO_OID,
+        )
+        on_commits(made)
     return tip
 
 

@@ -98,16 +98,16 @@ def read_note(repo: GitRepo, notes_commit: str | None, annotated: str) -> str | 
     return None
 
 
-def add_notes(
+def notes_commit(
     repo: GitRepo,
     *,
-    ref: str,
+    parent: str | None,
     notes: Mapping[str, str],
     message: str,
     signer: Signer,
 ) -> str:
-    """Commit ``notes`` (annotated object → text) onto ``ref``, appending to existing notes."""
-    parent = repo.ref_target(ref)
+    """A signed notes commit adding ``notes`` (annotated object → text) on top of ``parent``
+    (appending to notes already there). Only the object is written; no ref moves."""
     base_tree = repo.commit_tree(parent) if parent else None
     changes: dict[str, tuple[int, str] | None] = {}
     for annotated, text in notes.items():
@@ -119,6 +119,28 @@ def add_notes(
         if parent and repo.entry(parent, annotated) is not None:
             changes[annotated] = None  # normalise a flat note into the fan-out layout
     tree = repo.update_tree(base_tree, changes)
-    commit = repo.write_commit(tree=tree, parents=[parent] if parent else [], message=message, signer=signer)
+    return repo.write_commit(tree=tree, parents=[parent] if parent else [], message=message, signer=signer)
+
+
+def add_notes(
+    repo: GitRepo,
+    *,
+    ref: str,
+    notes: Mapping[str, str],
+    message: str,
+    signer: Signer,
+) -> str:
+    """Commit ``notes`` onto ``ref`` (compare-and-swap against the tip it was built on)."""
+    parent = repo.ref_target(ref)
+    commit = notes_commit(repo, parent=parent, notes=notes, message=message, signer=signer)
     repo.set_ref(ref, commit, message="kavi: notes", old=parent or "0" * 40)
     return commit
+
+
+def notes_present(repo: GitRepo, notes_tip: str | None, notes: Mapping[str, str]) -> bool:
+    """Whether every note text is already part of the notes at ``notes_tip``."""
+    for annotated, text in notes.items():
+        found = read_note(repo, notes_tip, annotated)
+        if found is None or text.strip() not in found:
+            return False
+    return True

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import pygit2
 
-from kavi.errors import GitError, NotAForgeError
+from kavi.errors import BusyError, ConflictError, GitError, NotAForgeError, environment_fault
 
 MODE_BLOB = 0o100644
 MODE_EXEC = 0o100755
@@ -228,21 +228,42 @@ class GitRepo:
         return out
 
     def set_ref(self, name: str, oid: str, *, message: str, old: str | None = None) -> None:
-        """Create or move ``name`` to ``oid``; with ``old``, only if it still points there."""
-        current = self.ref_target(name)
-        if old is not None and current != (None if old == ZERO_OID else old):
-            raise GitError(
-                f"ref {name} moved concurrently (expected {old[:12]}, found {current or 'none'})",
-                remedy="re-run the command",
-            )
+        """Create or move ``name`` to ``oid``.
+
+        With ``old`` (the value read before; ``ZERO_OID``: the ref must not exist) this is a
+        compare-and-swap done by libgit2 under git's own ``<ref>.lock``: if another process
+        moved the ref in between, nothing changes and a :class:`ConflictError` says so.
+        Without ``old`` the ref is set whatever it held (only for restoring a snapshot).
+        """
+        target = pygit2.Oid(hex=oid)
         try:
-            self.raw.create_reference_direct(name, pygit2.Oid(hex=oid), True, message=message)
+            if old is None:
+                self.raw.create_reference_direct(name, target, True, message=message)
+            elif old == ZERO_OID:
+                self.raw.create_reference_direct(name, target, False, message=message)
+            else:
+                try:
+                    ref = self.raw.references[name]
+                except KeyError:
+                    ref = None
+                current = None if ref is None else self.ref_target(name)
+                if ref is None or current != old:
+                    raise ConflictError(
+                        f"ref {name} moved concurrently "
+                        f"(expected {old[:12]}, found {(current or 'none')[:12]})",
+                        why="another process changed it after Kavi read it; nothing was changed",
+                        remedy="re-run the command (`git kavi doctor` shows what happened)",
+                    )
+                ref.set_target(target, message)
+        except pygit2.AlreadyExistsError:
+            current = self.ref_target(name)
+            raise ConflictError(
+                f"ref {name} already exists (at {(current or 'none')[:12]})",
+                why="another process created it after Kavi looked; nothing was changed",
+                remedy="re-run the command (`git kavi doctor` shows what happened)",
+            ) from None
         except (OSError, pygit2.GitError) as exc:
-            raise GitError(
-                f"cannot update {name}: {exc}",
-                why="git could not lock or write the ref (another git process, or a stale .lock file)",
-                remedy=f"check that no git command is running, remove a stale {name}.lock, and re-run",
-            ) from exc
+            raise ref_error(name, exc) from exc
 
     def delete_ref(self, name: str) -> None:
         try:
@@ -558,35 +579,6 @@ class GitRepo:
                 )
         index.write()
 
-    def checkout_safely(self, new_commit: str, *, dry_run: bool = False) -> list[str]:
-        """Update working tree and index from HEAD's tree to ``new_commit``'s tree.
-
-        SAFE | DONT_OVERWRITE_IGNORED: local changes and ignored files are never
-        overwritten. libgit2 reports every conflict before touching any file, so
-        on conflict nothing changes and the conflicting paths are returned.
-        Call this *before* moving the branch ref (HEAD is the baseline).
-        """
-        conflicts: list[str] = []
-
-        class Callbacks(pygit2.callbacks.CheckoutCallbacks):
-            def checkout_notify_flags(self) -> Any:
-                return pygit2.enums.CheckoutNotify.CONFLICT
-
-            def checkout_notify(self, why: Any, path: str, *rest: Any) -> None:
-                conflicts.append(path)
-
-        strategy = pygit2.enums.CheckoutStrategy.SAFE | pygit2.enums.CheckoutStrategy.DONT_OVERWRITE_IGNORED
-        if dry_run:
-            strategy |= pygit2.enums.CheckoutStrategy.DRY_RUN
-        try:
-            self.raw.checkout_tree(  # type: ignore[no-untyped-call]
-                self._tree(new_commit), strategy=strategy, callbacks=Callbacks()
-            )
-        except pygit2.GitError:
-            if not conflicts:
-                raise
-        return sorted(set(conflicts))
-
     def staged_paths(self, paths: Iterable[str]) -> list[str]:
         """Which of ``paths`` have changes staged in the index (vs HEAD)."""
         staged = (
@@ -605,11 +597,6 @@ class GitRepo:
             if flags & staged:
                 out.append(path)
         return out
-
-    def dirty_paths(self) -> list[str]:
-        """Paths whose index or working tree differs from HEAD (untracked/ignored excluded)."""
-        skip = pygit2.enums.FileStatus.WT_NEW | pygit2.enums.FileStatus.IGNORED
-        return sorted(p for p, f in self.raw.status().items() if f and not (f & skip))
 
 
 @dataclass(frozen=True)
@@ -640,6 +627,29 @@ _STATUS = {
     9: "UNREADABLE",
     10: "CONFLICTED",
 }
+
+
+def ref_error(name: str, exc: BaseException) -> Exception:
+    """What a failed ref update means: a concurrent change, a lock file in the way, or the
+    environment (full disk, read-only, permissions — mapped by the top-level handler)."""
+    text = str(exc)
+    fault = environment_fault(exc)
+    if fault is not None:
+        return fault
+    if "does not match" in text or "already exists" in text:
+        return ConflictError(
+            f"ref {name} moved concurrently: {text}",
+            why="another process changed it after Kavi read it; nothing was changed",
+            remedy="re-run the command (`git kavi doctor` shows what happened)",
+        )
+    if "lock" in text:
+        return BusyError(
+            f"cannot update {name}: git's lock file is in the way ({text.strip()})",
+            why="another git process is updating it, or one was killed and left its .lock file",
+            remedy="wait for the other git command; if none runs, `git kavi doctor --repair` "
+            "removes stale lock files",
+        )
+    return GitError(f"cannot update {name}: {text}")
 
 
 def _cfg(cfg: pygit2.Config, key: str) -> str | None:

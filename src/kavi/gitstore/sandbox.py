@@ -25,8 +25,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pygit2
-
 from kavi.errors import GitError
 from kavi.gitstore.repo import MODE_BLOB, MODE_EXEC, MODE_LINK, GitRepo
 from kavi.layout import is_agent_config
@@ -218,18 +216,22 @@ def remove_tree(path: Path) -> None:
 
 
 def prune_worktree(repo: GitRepo, name: str) -> None:
+    """Remove a worktree's metadata, also when it is half-removed (files missing, a file
+    where a directory should be, unreadable): libgit2's prune first, then the directory."""
     try:
         wt = repo.raw.lookup_worktree(name)
-    except (KeyError, pygit2.GitError):
+    except Exception:
         wt = None
     if wt is not None:
         try:
             wt.prune(True)
-        except pygit2.GitError:
+        except Exception:
             pass
     meta = repo.common_dir / "worktrees" / name
-    if meta.exists():
-        shutil.rmtree(meta, ignore_errors=True)
+    if meta.is_symlink() or meta.is_file():
+        meta.unlink()
+    elif meta.exists():
+        remove_tree(meta)
 
 
 @dataclass

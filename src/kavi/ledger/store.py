@@ -5,10 +5,15 @@
   transaction per command step, all or nothing.
 * Every write is an :class:`~kavi.ledger.models.Event` appended to the hash-chained
   journal and applied by :func:`~kavi.ledger.reducer.apply_event`.
+* Opening checks the file is a Kavi ledger: an empty file, another kind of file or a
+  malformed database is :class:`~kavi.errors.LedgerDamagedError`, never silently a new
+  empty ledger. On a read-only file system the ledger opens read-only (its
+  write-ahead log, if any, read from a private copy); writing then says so.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -17,7 +22,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kavi.clock import now_iso
-from kavi.errors import AmbiguousIdError, LedgerError, NotFoundError, UsageError
+from kavi.errors import (
+    AmbiguousIdError,
+    LedgerDamagedError,
+    LedgerError,
+    NotFoundError,
+    ReadOnlyError,
+    UsageError,
+    environment_fault,
+)
 from kavi.hashing import canonical_json, event_hash
 from kavi.ledger import rows
 from kavi.ledger.models import (
@@ -40,6 +53,12 @@ from kavi.ledger.schema import migrate
 R = TypeVar("R", bound=Record)
 
 BUSY_TIMEOUT_MS = 30_000
+SQLITE_MAGIC = b"SQLite format 3\x00"
+REBUILD_REMEDY = (
+    "run `git kavi ledger import` (or `git kavi doctor --repair`): it keeps the file as "
+    "ledger.db.damaged-…, rebuilds the ledger from refs/kavi/ledger and recovers what it can "
+    "read of events not yet mirrored"
+)
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -113,7 +132,7 @@ def insert_event(conn: sqlite3.Connection, event: Event, private: dict[str, Any]
         )
 
 
-def _event_from_row(row: sqlite3.Row) -> Event:
+def event_from_row(row: sqlite3.Row) -> Event:
     import json
 
     return Event(
@@ -130,30 +149,42 @@ def _event_from_row(row: sqlite3.Row) -> Event:
 
 
 class Ledger:
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, path: Path, *, mark: Path | None = None, readonly: bool = False
+    ) -> None:
         self.conn = conn
         self.path = path
+        self.mark = mark
+        self.readonly = readonly
 
     # -- lifecycle -------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, *, create: bool = False) -> Ledger:
+    def open(cls, path: Path, *, create: bool = False, mark: Path | None = None) -> Ledger:
         if not path.exists() and not create:
             raise LedgerError(
                 f"no ledger at {path}",
                 why="this clone has no Kavi ledger yet",
                 remedy="run `git kavi init` (new forge) or `git kavi ledger import` (fresh clone)",
             )
+        if path.exists():
+            check_file(path)
+        elif not writable(path.parent if path.parent.exists() else path.parent.parent):
+            raise _cannot_write(
+                path.parent if path.parent.exists() else path.parent.parent, "create the ledger"
+            )
+        if path.exists() and not (writable(path.parent) and os.access(path, os.W_OK)):
+            return cls(connect_readonly(path), path, mark=mark, readonly=True)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            create_empty(path)
         try:
             conn = connect(path)
+            check_schema(conn, path)
             migrate(conn)
         except sqlite3.DatabaseError as exc:
-            raise LedgerError(
-                f"cannot open the ledger at {path}: {exc}",
-                remedy="check the file; `git kavi ledger import` can rebuild it from refs/kavi/ledger",
-            ) from None
-        return cls(conn, path)
+            raise _open_error(path, exc) from None
+        return cls(conn, path, mark=mark)
 
     def close(self) -> None:
         self.conn.close()
@@ -164,17 +195,35 @@ class Ledger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def require_writable(self) -> None:
+        if self.readonly:
+            raise _cannot_write(self.path.parent, "record this in the ledger")
+
     @contextmanager
     def transaction(self, actor: str) -> Iterator[Txn]:
+        self.require_writable()
         self.conn.execute("BEGIN IMMEDIATE")
         txn = Txn(self.conn, actor)
         try:
             yield txn
+            if txn.events and self.mark is not None:
+                from kavi.ledger.mark import write_mark
+
+                last = txn.events[-1]
+                write_mark(self.mark, last.seq, last.hash)  # before COMMIT: never behind the ledger
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
         else:
             self.conn.execute("COMMIT")
+
+    def integrity(self) -> list[str]:
+        """SQLite's ``PRAGMA integrity_check``: [] when the file is sound."""
+        try:
+            found = [str(r[0]) for r in self.conn.execute("PRAGMA integrity_check(20)")]
+        except sqlite3.DatabaseError as exc:
+            return [str(exc)]
+        return [] if found == ["ok"] else found
 
     # -- generic lookups -------------------------------------------------------
 
@@ -392,7 +441,7 @@ class Ledger:
         cur = self.conn.execute(
             f"SELECT * FROM events WHERE subject_id IN ({marks}) ORDER BY seq", tuple(subject_ids)
         )
-        return [(_event_from_row(r), r["mirror_commit"]) for r in cur]
+        return [(event_from_row(r), r["mirror_commit"]) for r in cur]
 
     def mark_elsewhere(self, artifact_id: str) -> None:
         """This clone knows the artifact only by its digest (its bytes did not travel)."""
@@ -409,15 +458,15 @@ class Ledger:
 
     def events(self, after_seq: int = 0) -> list[Event]:
         cur = self.conn.execute("SELECT * FROM events WHERE seq > ? ORDER BY seq", (after_seq,))
-        return [_event_from_row(r) for r in cur]
+        return [event_from_row(r) for r in cur]
 
     def last_event(self) -> Event | None:
         row = self.conn.execute("SELECT * FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-        return None if row is None else _event_from_row(row)
+        return None if row is None else event_from_row(row)
 
     def unmirrored_events(self) -> list[Event]:
         cur = self.conn.execute("SELECT * FROM events WHERE mirror_commit IS NULL ORDER BY seq")
-        return [_event_from_row(r) for r in cur]
+        return [event_from_row(r) for r in cur]
 
     def mirror_commits(self) -> dict[int, str]:
         cur = self.conn.execute("SELECT seq, mirror_commit FROM events WHERE mirror_commit IS NOT NULL")
@@ -425,6 +474,10 @@ class Ledger:
 
     def set_mirror_commit(self, seq: int, commit_id: str | None) -> None:
         self.conn.execute("UPDATE events SET mirror_commit = ? WHERE seq = ?", (commit_id, seq))
+
+    def forget_mirror_commits(self, *, after_seq: int) -> None:
+        """The mirror commits recorded after ``after_seq`` are gone: mirror those events again."""
+        self.conn.execute("UPDATE events SET mirror_commit = NULL WHERE seq > ?", (after_seq,))
 
     def meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -458,3 +511,175 @@ class Ledger:
             prev = event.hash
             expected_seq = event.seq + 1
         return problems
+
+
+# -- opening a file that may not be what it should ---------------------------------------
+
+
+def create_empty(path: Path) -> None:
+    """A new ledger appears whole or not at all: built in a temporary file, then renamed."""
+    import tempfile
+
+    sweep_temporaries(path.parent)
+    fd, name = tempfile.mkstemp(prefix=".ledger-new-", suffix=".db", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    shareable(tmp)
+    try:
+        conn = connect(tmp)
+        migrate(conn)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        os.replace(tmp, path)
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+
+
+def shareable(path: Path) -> None:
+    """The mode SQLite itself would have given the file (0666 less the umask), not mkstemp's 0600:
+    other users of a shared repository may read (or, by group, write) the ledger."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
+def sweep_temporaries(directory: Path) -> None:
+    """Remove what an earlier, killed creation or import of a ledger left (only ever made
+    under the forge lock, which the caller holds)."""
+    for leftover in directory.glob(".ledger-*"):
+        if leftover.name.startswith((".ledger-new-", ".ledger-import-")):
+            leftover.unlink(missing_ok=True)
+
+
+def writable(directory: Path) -> bool:
+    """Whether files can be created in ``directory`` (a read-only mount says no even to root)."""
+    return os.access(directory, os.W_OK)
+
+
+def _cannot_write(directory: Path, what: str) -> Exception:
+    """Why nothing can be written under ``directory``: a read-only file system, or permissions."""
+    from kavi.errors import PermissionDeniedError
+
+    try:
+        readonly_fs = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        readonly_fs = False
+    if readonly_fs:
+        return ReadOnlyError(
+            f"cannot {what}: {directory} is on a read-only file system",
+            why="this command writes to the repository",
+            remedy="run it in a writable clone (read-only clones can run status, audit, list-skills "
+            "and provenance)",
+        )
+    return PermissionDeniedError(
+        f"cannot {what}: permission denied in {directory}",
+        why="the ledger's directory (or file) is not writable by this user",
+        remedy="run Kavi as the user who owns the repository, or fix the ownership and modes of "
+        f"{directory} and the files in it",
+    )
+
+
+def check_file(path: Path) -> None:
+    """Refuse a ledger file that is empty or not a SQLite database at all."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        fault = environment_fault(exc)
+        if fault is not None:
+            raise fault from None
+        raise LedgerError(f"cannot read the ledger {path}: {exc.strerror}") from None
+    if not head:
+        raise LedgerDamagedError(
+            f"the ledger {path} is empty (0 bytes)",
+            why="an empty file is not an empty ledger: the file was truncated (a full disk, a crash "
+            "or another program), and every event in it is gone from this file",
+            remedy=REBUILD_REMEDY,
+        )
+    if head != SQLITE_MAGIC:
+        raise LedgerDamagedError(
+            f"{path} is not a SQLite database",
+            why="the ledger file was overwritten by something else",
+            remedy=REBUILD_REMEDY,
+        )
+
+
+def check_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a SQLite database that is not a Kavi ledger (before migrating anything into it)."""
+    from kavi.ledger.schema import SCHEMA_VERSION
+
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        return  # a newer Kavi's ledger: migrate() says so
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if (version == 0 and tables) or (version > 0 and "events" not in tables):
+        raise LedgerDamagedError(
+            f"{path} is a SQLite database, but not a Kavi ledger",
+            why=f"it holds the tables {', '.join(sorted(tables)) or '(none)'} at schema version {version}",
+            remedy=REBUILD_REMEDY,
+        )
+
+
+def _open_error(path: Path, exc: sqlite3.DatabaseError) -> Exception:
+    from kavi.errors import busy_fault
+
+    fault = environment_fault(exc) or busy_fault(exc)
+    if fault is not None:
+        return fault
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    if (
+        name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+        or "malformed" in str(exc)
+        or "not a database" in str(exc)
+    ):
+        return LedgerDamagedError(f"the ledger {path} is damaged: {exc}", remedy=REBUILD_REMEDY)
+    return LedgerError(
+        f"cannot open the ledger at {path}: {exc}",
+        remedy="check the file; `git kavi ledger import` can rebuild it from refs/kavi/ledger",
+    )
+
+
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """Open a ledger on a read-only file system without writing a byte there.
+
+    Without a write-ahead log the file is opened ``immutable``. With one (a command was
+    killed before SQLite could fold it back), the database and its log are copied to a
+    private temporary directory and opened there, so the last committed transactions are
+    seen too.
+    """
+    import shutil
+    import tempfile
+    from urllib.parse import quote
+
+    wal = Path(f"{path}-wal")
+    target = path
+    flags = "immutable=1"
+    if wal.exists() and wal.stat().st_size > 0:
+        copy_dir = Path(tempfile.mkdtemp(prefix="kavi-ledger-ro-"))
+        target = copy_dir / path.name
+        shutil.copyfile(path, target)
+        shutil.copyfile(wal, Path(f"{target}-wal"))
+        flags = "mode=rw"
+    try:
+        conn = sqlite3.connect(
+            f"file:{quote(str(target))}?{flags}",
+            uri=True,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.row_factory = sqlite3.Row
+        check_schema(conn, path)
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise _open_error(path, exc) from None
+    from kavi.ledger.schema import SCHEMA_VERSION
+
+    if version != SCHEMA_VERSION:
+        raise ReadOnlyError(
+            f"the ledger {path} needs a schema upgrade (v{version} → v{SCHEMA_VERSION}), "
+            "and its file system is read-only",
+            remedy="open it once with this Kavi in a writable clone, or use the Kavi that wrote it",
+        )
+    return conn
