@@ -98,7 +98,9 @@ class Auditor:
 
     # -- sections --------------------------------------------------------------------
 
-    def trust(self) -> Section:
+    def trust(self, skill: str | None = None) -> Section:
+        """The trust root and the branch's history; the notes records of every skill, or
+        (``skill``) of that skill's promotions and revocations only."""
         from kavi.forge.trust import fingerprints
 
         state = self.state
@@ -118,22 +120,31 @@ class Auditor:
                 False,
                 f"{p.rule}: {p.why}",
             )
-        self.notes_records(s)
+        self.notes_records(s, skill)
         return s
 
-    def notes_records(self, s: Section) -> None:
-        """Every commit of refs/notes/kavi is a record of this forge (the hook's rule)."""
+    def notes_records(self, s: Section, skill: str | None = None) -> None:
+        """Every commit of refs/notes/kavi is a record of this forge (the hook's rule) — or,
+        for one skill, every one that names its promotions or revocations (the cost of
+        auditing a skill follows its own records, not the forge's history)."""
         if self.notes_tip is None:
             return
         commits = self.repo.walk_new_commits(self.notes_tip, [])
+        messages = {c: self.repo.commit(c).message for c in commits}
+        what = "signed record(s) of this forge"
+        if skill is not None:
+            needles = [f"Kavi-Promotion: {p.id}" for p in self.ledger.promotions(skill)]
+            needles += [f"Kavi-Revocation: {r.id}" for r in self.ledger.revocations(skill)]
+            commits = [c for c in commits if any(n in messages[c] for n in needles)]
+            what = f"signed record(s) of {skill}, of this forge"
         self.records.last_position = None
-        self.records.prefetch({c: self.repo.commit(c).message for c in commits})
+        self.records.prefetch({c: messages[c] for c in commits})
         for commit in commits:
-            found = self.records.problem(commit, self.repo.commit(commit).message)
+            found = self.records.problem(commit, messages[commit])
             if found is not None:
                 s.add(f"notes commit {commit[:12]} is a record of this forge", False, found[1])
                 return
-        s.add(f"refs/notes/kavi: {len(commits)} signed record(s) of this forge", True)
+        s.add(f"refs/notes/kavi: {len(commits)} {what}", True)
 
     def promotion(self, p: Promotion) -> Section:
         from kavi.forge.checks import tag_problem
@@ -351,7 +362,7 @@ def audit(forge: Forge, skill: str | None) -> dict[str, Any]:
         "ledger_problems": chain_problems,
         "ledger_chain": "every event" if skill is None else f"the events of {skill}",
     }
-    trust = auditor.trust()
+    trust = auditor.trust(skill)
     report["trust"] = {"title": trust.title, "checks": [c.__dict__ for c in trust.checks]}
     ok = not chain_problems and all(c.ok for c in trust.checks)
     warnings = [f"{trust.title}: {c.what} — {c.detail}" for c in trust.checks if c.warning]

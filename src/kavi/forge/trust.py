@@ -175,7 +175,12 @@ def trust_state(forge: Forge) -> TrustState:
     from kavi.gitstore.protected import Layout
 
     repo = forge.repo
-    gov = GovReader(repo, default=Layout(target_branch=forge.config.target_branch))
+    gov = GovReader(
+        repo,
+        default=Layout(target_branch=forge.config.target_branch),
+        cache_dir=forge.kavi_dir / "cache",
+        remember_registries=True,
+    )
     cached = _read_cached(forge)
     branch = forge.config.target_branch
     chain: dict[str, str] = {}

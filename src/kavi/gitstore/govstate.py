@@ -10,6 +10,7 @@ layouts of commits already accepted are written there.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from kavi.gitstore.protected import Layout, PathRule, signer_lines
@@ -22,11 +23,20 @@ REGISTRY_CACHE = "registry-cache"  # registry blob -> the files it names (for th
 
 class GovReader:
     def __init__(
-        self, repo: GitRepo, *, default: Layout | None = None, cache_dir: Path | None = None
+        self,
+        repo: GitRepo,
+        *,
+        default: Layout | None = None,
+        cache_dir: Path | None = None,
+        remember_registries: bool = False,
     ) -> None:
+        """``cache_dir``: where parsed layouts and registries are kept on disk;
+        ``remember_registries``: keep every registry parsed (a clone judging its own
+        branch), not only those of commits the caller says are accepted (the hook)."""
         self.repo = repo
         self.default = default or Layout()
         self.cache_dir = cache_dir
+        self.remember_registries = remember_registries
         self._blobs: dict[str, str] = {}
         self._layouts: dict[str, Layout] = {}
         self._registries: dict[tuple[str, str], dict[str, dict[str, object]] | None] = {}
@@ -146,7 +156,20 @@ class GovReader:
     def trusted_files(self, commit: str | None, layout: Layout, *, remember: bool = False) -> tuple[str, ...]:
         """The skill and test files the registry at ``commit`` names: what the ledger still
         trusts, wherever the layout has moved since. ``remember`` (a commit already on the
-        server) keeps the list on disk for the hook's fast lane."""
+        server, or on a clone's own branch) keeps the list on disk, keyed by the registry's
+        blob id, and a list kept there is read instead of parsing the YAML again (a
+        registry of a thousand skills takes half a second to parse)."""
+        blob = None if commit is None else self.repo.entry(self.tree(commit), layout.registry_path)
+        path = None
+        if blob is not None and self.cache_dir is not None:
+            path = self.cache_dir / REGISTRY_CACHE / f"{blob.oid}.json"
+        if path is not None and blob is not None and (blob.oid, layout.registry_path) not in self._registries:
+            try:
+                kept = json.loads(path.read_text(encoding="utf-8"))
+                if isinstance(kept, list) and all(isinstance(x, str) for x in kept):
+                    return tuple(kept)
+            except (OSError, ValueError):
+                pass
         registry = self.registry(commit, layout) or {}
         out: list[str] = []
         for entry in registry.values():
@@ -154,17 +177,15 @@ class GovReader:
                 value = entry.get(key)
                 if isinstance(value, str) and value:
                     out.append(value)
-        if remember and self.cache_dir is not None and commit is not None:
-            blob = self.repo.entry(self.tree(commit), layout.registry_path)
-            path = self.cache_dir / REGISTRY_CACHE / f"{blob.oid}.json" if blob is not None else None
-            if path is not None and not path.exists():
-                try:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(sorted(out)))
-                    tmp.replace(path)
-                except OSError:
-                    pass
+        remember = remember or self.remember_registries
+        if remember and path is not None and not path.exists() and self.registry(commit, layout) is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(sorted(out)))
+                tmp.replace(path)
+            except OSError:
+                pass
         return tuple(out)
 
     # -- changes -----------------------------------------------------------------------------

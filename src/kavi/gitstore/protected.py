@@ -109,7 +109,12 @@ class PathRule:
             if not any(layout.same_dirs(u) for u in unique):
                 unique.append(layout)
         self.layouts = tuple(unique)
-        self.extra = tuple(_parts(f) for f in extra_files)
+        # files registry entries name, by their number of components, folded when first
+        # needed: a registry of a thousand skills costs nothing to a commit of other paths
+        self._extra_raw: dict[int, list[str]] = {}
+        for f in extra_files:
+            self._extra_raw.setdefault(len([c for c in f.split("/") if c]), []).append(f)
+        self._extra: dict[int, tuple[list[str], ...]] = {}
         self._dirs: list[tuple[str, str | None, str | None, list[list[str]]]] = [
             (fold(KAVI_DIR), fold(lay.skills_dir), fold(lay.tests_dir), _dir_parts(lay))
             for lay in self.layouts
@@ -144,9 +149,17 @@ class PathRule:
                     return True
         if parts and same_component(parts[-1], ".gitattributes"):
             where = parts[:-1]
-            if any(_under(extra[:-1][: len(where)], where, exact=True) for extra in self.extra):
-                return True
-        return any(_under(parts, extra, exact=True) for extra in self.extra)
+            for n in [n for n in self._extra_raw if n > len(where)]:
+                if any(_under(extra[:-1][: len(where)], where, exact=True) for extra in self._extras(n)):
+                    return True
+        return any(_under(parts, extra, exact=True) for extra in self._extras(len(parts)))
+
+    def _extras(self, components: int) -> tuple[list[str], ...]:
+        """The registry's files of ``components`` components, folded."""
+        found = self._extra.get(components)
+        if found is None:
+            found = self._extra[components] = tuple(_parts(f) for f in self._extra_raw.get(components, ()))
+        return found
 
 
 def _dir_parts(layout: Layout) -> list[list[str]]:

@@ -90,16 +90,14 @@ def _registry_is_the_last_written(forge: Forge, path: Path) -> bool:
     """Is ``path`` exactly the registry the ledger's latest registry-writing event wrote?"""
     from kavi.hashing import git_blob_id
 
-    ledger = forge.ledger
-    writes = [(p.created_at, p.registry_blob) for p in ledger.promotions()]
-    writes += [(r.created_at, r.registry_blob or "") for r in ledger.revocations()]
-    if not writes:
+    last = forge.ledger.last_registry_blob()
+    if last is None:
         return False
     try:
         data = path.read_bytes()
     except OSError:
         return False
-    return git_blob_id(data) == max(writes)[1]
+    return git_blob_id(data) == last
 
 
 def read_verified_source(skill: TrustedSkill) -> TrustedSkill:
