@@ -275,29 +275,34 @@ def register(app: typer.Typer) -> None:
         Example: git kavi ledger sync && git push origin refs/kavi/ledger
         """
         output.use(fmt)
+        forge = open_forge()
+        with holding(forge, "ledger sync", wait):
+            count = _sync(forge)
+        output.emit({"mirrored": count}, f"mirrored {count} event(s) onto refs/kavi/ledger")
+
+    def _sync(forge: "Forge") -> int:
+        """Finish an interrupted change, then mirror every unmirrored event as a journalled
+        step, signed with the user's trusted key. The caller holds the forge lock."""
         from kavi.forge import journal
         from kavi.forge.sync import mirror_state, reconcile
         from kavi.gitstore.mirror import LEDGER_REF
         from kavi.signing import trusted_principal, user_signer
 
-        forge = open_forge()
         signer = user_signer(forge.repo)
         principal = trusted_principal(
             signer, forge.allowed_signers(), branch=forge.committed_config.target_branch
         )
-        count = 0
-        with holding(forge, "ledger sync", wait):
-            finish_interrupted(forge)
-            state = mirror_state(forge)
-            if state.problem or state.foreign:
-                reconcile(forge, state)  # refuses, saying what to do (import, or which side to trust)
-            if state.unmirrored or not state.in_sync:
-                step = journal.MirrorStep(label="mirror", old=state.tip)
-                entry = journal.Journal.new(
-                    op="sync", subject=LEDGER_REF, signer=signer, principal=principal, steps=[step]
-                )
-                count = journal.run(forge, entry, signer).mirrored
-        output.emit({"mirrored": count}, f"mirrored {count} event(s) onto refs/kavi/ledger")
+        finish_interrupted(forge)
+        state = mirror_state(forge)
+        if state.problem or state.foreign:
+            reconcile(forge, state)  # refuses, saying what to do (import, or which side to trust)
+        if not (state.unmirrored or not state.in_sync):
+            return 0
+        step = journal.MirrorStep(label="mirror", old=state.tip)
+        entry = journal.Journal.new(
+            op="sync", subject=LEDGER_REF, signer=signer, principal=principal, steps=[step]
+        )
+        return journal.run(forge, entry, signer).mirrored
 
     @app.command("push")
     def push_cmd(
@@ -305,6 +310,7 @@ def register(app: typer.Typer) -> None:
         no_sync: Annotated[
             bool, typer.Option("--no-sync", help="Do not mirror unmirrored ledger events first.")
         ] = False,
+        wait: WaitOpt = 0.0,
         fmt: FormatOpt = Format.text,
     ) -> None:
         """Mirror the ledger, then push the target branch and Kavi's refs (tags, notes, ledger).
@@ -328,13 +334,9 @@ def register(app: typer.Typer) -> None:
         mirrored = 0
         unmirrored = len(forge.ledger.unmirrored_events())
         if unmirrored and not no_sync:
-            from kavi.forge.sync import mirror_pending
-            from kavi.signing import trusted_principal, user_signer
-
-            signer = user_signer(forge.repo)
-            trusted_principal(signer, forge.allowed_signers(), branch=forge.committed_config.target_branch)
-            mirrored = mirror_pending(forge, signer)
-            unmirrored -= mirrored
+            with holding(forge, f"push {remote}", wait):
+                mirrored = _sync(forge)
+            unmirrored = len(forge.ledger.unmirrored_events())
         refs = push_refs(forge.workdir, remote, forge.config.target_branch)
         done = subprocess.run(
             ["git", "push", remote, *refs], cwd=forge.workdir, capture_output=True, text=True, check=False
