@@ -72,3 +72,72 @@ def test_audit_of_one_skill_judges_its_own_notes_records(promoted: Path) -> None
     trust = kavi_json("audit", "write_note", cwd=repo)["trust"]["checks"]
     (notes,) = [c for c in trust if "refs/notes/kavi" in c["what"]]
     assert notes["ok"] and notes["what"].startswith("refs/notes/kavi: 1 signed record(s) of write_note")
+
+
+def _entry_yaml(name: str, description: str = "d") -> str:
+    fields = {
+        "name": name,
+        "version": "1",
+        "description": description,
+        "module": f"skills.{name}",
+        "class_name": "X",
+        "file": f"skills/{name}.py",
+        "test_file": f"tests/test_skill_{name}.py",
+        "input_model": "m.I",
+        "output_model": "m.O",
+        "side_effect_class": "READ_ONLY",
+        "required_secrets": "[]",
+        "io_schema": "{input: {a: str}, output: {b: str}}",
+        "sha256": "0" * 64,
+        "blake3": "0" * 64,
+        "blob": "0" * 40,
+        "test_blob": "0" * 40,
+        "tag": f"kavi/{name}/v1",
+        "proposal_id": "p",
+        "promotion_id": "q",
+    }
+    return f"  {name}:\n" + "".join(f"    {k}: {v}\n" for k, v in fields.items())
+
+
+def _both(text: str) -> tuple[object, object]:
+    """(block by block, whole) — each an entries dict or the error's message."""
+    from kavi.errors import TrustError
+    from kavi.forge.registry import parse_registry, registry_entries
+
+    out: list[object] = []
+    for way in ("blocks", "whole"):
+        try:
+            if way == "blocks":
+                out.append(registry_entries(text, source="r", blocks={}))
+            else:
+                out.append({n: e.model_dump() for n, e in parse_registry(text, source="r").skills.items()})
+        except TrustError as exc:
+            out.append(exc.message)
+    return out[0], out[1]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Kavi's own layout
+        "# header\nversion: 1\nskills:\n" + _entry_yaml("a") + _entry_yaml("b"),
+        # an alias to an anchor in another block: cannot stand alone, parsed whole
+        "version: 1\nskills:\n"
+        + _entry_yaml("a").replace("description: d", "description: &x shared")
+        + _entry_yaml("b").replace("description: d", "description: *x"),
+        # a name listed twice: parsed whole (YAML keeps the last)
+        "version: 1\nskills:\n" + _entry_yaml("a") + _entry_yaml("a", "second"),
+        # another layout: a blank line, a comment at the skills' level, a flow entry
+        "version: 1\nskills:\n" + _entry_yaml("a") + "\n" + _entry_yaml("b"),
+        "version: 1\nskills:\n  # note\n" + _entry_yaml("a"),
+        "version: 1\nskills: {}\n",
+        # an invalid entry and a value that is not a mapping: refused either way
+        "version: 1\nskills:\n" + _entry_yaml("a").replace("    version: 1\n", ""),
+        "version: 1\nskills:\n  a:\n",
+        # a block whose name line says one thing and whose mapping another
+        "version: 1\nskills:\n" + _entry_yaml("a").replace("    name: a", "    name: b"),
+    ],
+)
+def test_reading_the_registry_block_by_block_gives_what_parsing_it_whole_gives(text: str) -> None:
+    blocks, whole = _both(text)
+    assert blocks == whole

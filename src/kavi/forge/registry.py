@@ -105,3 +105,87 @@ def parse_registry(text: str, *, source: str) -> Registry:
     from kavi.yamlio import load_yaml_model
 
     return load_yaml_model(Registry, text, source=source, error=TrustError)
+
+
+_PREAMBLE = "version: 1\nskills:\n"
+
+
+def registry_entries(
+    text: str, *, source: str, blocks: dict[str, tuple[str, dict[str, object]] | None]
+) -> dict[str, dict[str, object]]:
+    """The registry's entries (name → validated entry as a dict), as :func:`parse_registry`
+    gives them; raises :class:`TrustError` for an invalid registry.
+
+    Judging a history reads one registry per promotion, each a little longer than the
+    last: parsed whole, a thousand promotions cost minutes of YAML. A registry in the
+    layout Kavi writes (header comments, ``version: 1``, ``skills:``, then one block per
+    skill: a ``  name:`` line and lines indented deeper) is read block by block instead,
+    each distinct block parsed once (``blocks``: the caller's cache, by block text). A
+    block must parse alone to a mapping of exactly its own name — an alias to an anchor in
+    another block cannot — and names must be unique; anything else (another layout,
+    duplicate names, a block that does not stand alone) is parsed whole, as before.
+    """
+    found = _by_blocks(text, source=source, blocks=blocks)
+    if found is not None:
+        return found
+    return {n: e.model_dump() for n, e in parse_registry(text, source=source).skills.items()}
+
+
+def _by_blocks(
+    text: str, *, source: str, blocks: dict[str, tuple[str, dict[str, object]] | None]
+) -> dict[str, dict[str, object]] | None:
+    """The entries read block by block; None: not in Kavi's layout (parse it whole)."""
+    import re
+
+    body = text
+    while body.startswith("#"):
+        end = body.find("\n")
+        if end < 0:
+            return None
+        body = body[end + 1 :]
+    if not body.startswith(_PREAMBLE) or "\r" in body or "\t" in body:
+        return None
+    lines = body[len(_PREAMBLE) :].split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    starts = [i for i, line in enumerate(lines) if not line.startswith("    ")]
+    if not starts or starts[0] != 0:
+        return None
+    out: dict[str, dict[str, object]] = {}
+    for k, start in enumerate(starts):
+        head = re.fullmatch(r"  ([A-Za-z0-9_]+):", lines[start])
+        if head is None or head.group(1) in out:
+            return None
+        block = "\n".join(lines[start : starts[k + 1] if k + 1 < len(starts) else len(lines)]) + "\n"
+        if block not in blocks:
+            blocks[block] = _parse_block(block, head.group(1), source=source)
+        parsed = blocks[block]
+        if parsed is None:
+            return None
+        out[parsed[0]] = parsed[1]
+    return out
+
+
+def _parse_block(block: str, name: str, *, source: str) -> tuple[str, dict[str, object]] | None:
+    from pydantic import ValidationError
+
+    from kavi.errors import KaviError
+    from kavi.yamlio import load_yaml
+
+    try:
+        data = load_yaml(block, source=source, error=TrustError)
+    except KaviError:
+        return None  # e.g. an alias whose anchor is in another block: parse the whole file
+    if not isinstance(data, dict) or list(data) != [name]:
+        return None
+    try:
+        entry = RegistryEntry.model_validate(data[name])
+    except ValidationError as exc:
+        from kavi.yamlio import format_validation
+
+        raise TrustError(
+            f"{source} does not match the expected schema",
+            why=f"skills.{name}: {format_validation(exc)}",
+            remedy=f"correct {source} as the message says and commit it",
+        ) from None
+    return name, entry.model_dump()

@@ -40,6 +40,7 @@ class GovReader:
         self._blobs: dict[str, str] = {}
         self._layouts: dict[str, Layout] = {}
         self._registries: dict[tuple[str, str], dict[str, dict[str, object]] | None] = {}
+        self._registry_blocks: dict[str, tuple[str, dict[str, object]] | None] = {}  # by block text
         self._meta: dict[str, tuple[str, tuple[str, ...]]] = {}
 
     # -- commits -------------------------------------------------------------------
@@ -143,12 +144,13 @@ class GovReader:
         key = (entry.oid, layout.registry_path)
         if key not in self._registries:
             from kavi.errors import KaviError
-            from kavi.forge.registry import parse_registry
+            from kavi.forge.registry import registry_entries
 
             try:
                 data = self.repo.read_blob(entry.oid).decode("utf-8", "replace")
-                parsed = parse_registry(data, source=layout.registry_path)
-                self._registries[key] = {n: e.model_dump() for n, e in parsed.skills.items()}
+                self._registries[key] = registry_entries(
+                    data, source=layout.registry_path, blocks=self._registry_blocks
+                )
             except (KaviError, ValueError):
                 self._registries[key] = None
         return self._registries[key]
