@@ -53,7 +53,8 @@ def test_a_clone_keeps_the_registrys_trusted_files_by_blob_and_reads_them_back(p
     assert not fresh._registries  # answered from the kept list: the YAML was not parsed
     kept.write_text("not json")  # a damaged entry is recomputed, never trusted
     again = GovReader(forge.repo, default=Layout(), cache_dir=kept.parent.parent)
-    assert set(again.trusted_files(tip, Layout())) == {"skills/write_note.py", "tests/test_skill_write_note.py"}
+    files = {"skills/write_note.py", "tests/test_skill_write_note.py"}
+    assert set(again.trusted_files(tip, Layout())) == files
 
 
 def test_a_registry_that_is_not_the_last_written_is_still_compared_entry_by_entry(promoted: Path) -> None:
