@@ -49,7 +49,11 @@ SYS_KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219, "ppc64le": 280, "s3
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217, "i686": 217}
 KEYCTL_JOIN_SESSION_KEYRING = 1
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
-STAGE = "/tmp"  # where the fresh root is assembled (in this private mount namespace)
+# Where the fresh root is assembled, in this private mount namespace: the first of these
+# that holds nothing the view binds. A prestarted program may still be starting (exec,
+# imports) while the root is built, and covering the directory its interpreter lives in —
+# a virtual environment under /tmp — would take its files away mid-start.
+STAGES = ("/tmp", "/dev/shm", "/run", "/mnt", "/media", "/srv")
 BUSY_RETRIES = 200  # a mount made read-only while a write to it is in flight: EBUSY
 BUSY_PAUSE = 0.002
 
@@ -180,6 +184,14 @@ def _depth(path: str) -> int:
     return path.rstrip("/").count("/")
 
 
+def _stage(bound: list[str]) -> str:
+    """A directory to assemble the root in that covers none of ``bound``."""
+    for stage in STAGES:
+        if os.path.isdir(stage) and not os.path.islink(stage) and not any(_under(p, stage) for p in bound):
+            return stage
+    raise OSError(0, "no directory to assemble the root in: " + ", ".join(STAGES) + " all hold bound paths")
+
+
 def build_allowlist(spec: dict[str, Any]) -> None:
     ops: list[dict[str, Any]] = sorted(spec["mounts"], key=lambda op: _depth(op["path"]))
     sources = {
@@ -188,9 +200,10 @@ def build_allowlist(spec: dict[str, Any]) -> None:
         if op["kind"] in ("ro", "rw") and os.path.lexists(op["path"])
     }
     devices = _devices()
-    _mount("kavi-stage", STAGE, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700,size=1m")
-    root = STAGE + "/root"
-    empty = STAGE + "/empty"
+    stage = _stage(list(sources))
+    _mount("kavi-stage", stage, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700,size=1m")
+    root = stage + "/root"
+    empty = stage + "/empty"
     os.mkdir(root)
     with open(empty, "wb"):
         pass
