@@ -175,3 +175,15 @@ def test_the_plan_writes_nothing_not_even_the_index(verified: Verified) -> None:
     res = kavi("promote-skill", verified.proposal_id, "--format", "json", cwd=repo)  # no terminal, no --yes
     assert res.code == 1 and res.json["code"] == "KAVI-APPROVAL"
     assert (index.stat().st_ino, index.stat().st_mtime_ns, index.read_bytes()) == before
+
+
+def test_sqlites_locking_protocol_error_is_a_busy_ledger_not_a_bug() -> None:
+    """SQLITE_PROTOCOL: another process stopped while holding the write-ahead log's index
+    (seen when a command is stopped at its very end): a clean KAVI-BUSY refusal."""
+    import sqlite3
+
+    from kavi.errors import BusyError, busy_fault
+
+    found = busy_fault(sqlite3.OperationalError("locking protocol"))
+    assert isinstance(found, BusyError) and found.code == "KAVI-BUSY"
+    assert busy_fault(sqlite3.OperationalError("no such table: x")) is None

@@ -279,7 +279,13 @@ def busy_fault(exc: BaseException) -> BusyError | None:
         seen.add(id(current))
         name = str(getattr(current, "sqlite_errorname", "") or "")
         text = current.message if isinstance(current, KaviError) else str(current)
-        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in text:
+        # SQLITE_PROTOCOL ("locking protocol"): the write-ahead log's index stayed locked
+        # through SQLite's retries — another process stopped while it held it
+        if (
+            name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_PROTOCOL"))
+            or "database is locked" in text
+            or "locking protocol" in text
+        ):
             return BusyError(
                 "the ledger is locked by another process",
                 why="another command has been inside a ledger transaction for longer than Kavi waits "
