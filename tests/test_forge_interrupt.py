@@ -25,6 +25,12 @@ from support.forge import git, kavi_json, make_forge, propose_write_note, use_ad
 pytestmark = pytest.mark.slow
 
 
+def _default_sigint() -> None:
+    # A suite started in the background by a non-interactive shell inherits SIGINT ignored
+    # (and Python then installs no KeyboardInterrupt handler): give the command Ctrl-C back.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(repo: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "kavi", "forge", *args],
@@ -33,6 +39,7 @@ def _start(repo: Path, *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
     )
 
 
