@@ -336,7 +336,7 @@ def register(app: typer.Typer) -> None:
         if unmirrored and not no_sync:
             with holding(forge, f"push {remote}", wait):
                 mirrored = _sync(forge)
-            unmirrored = len(forge.ledger.unmirrored_events())
+                unmirrored = len(forge.ledger.unmirrored_events())
         refs = push_refs(forge.workdir, remote, forge.config.target_branch)
         done = subprocess.run(
             ["git", "push", remote, *refs], cwd=forge.workdir, capture_output=True, text=True, check=False

@@ -86,13 +86,12 @@ def registry_problems(forge: Forge) -> tuple[str, dict[str, str]]:
     """``<skills_dir>/registry.yaml`` on the target branch against the ledger: its path and
     ``{skill: what disagrees}`` (``"*"``: the file itself)."""
     from kavi.forge.registry import derive, parse_registry
-    from kavi.hashing import git_blob_id
 
     config = forge.committed_config
     rel = f"{config.skills_dir}/registry.yaml"
     tip = forge.repo.branch_tip(config.target_branch)
     data = forge.repo.file_bytes(tip, rel) if tip else None
-    if data is not None and git_blob_id(data) == forge.ledger.last_registry_blob():
+    if data is not None and forge.ledger.wrote_registry(data):
         return rel, {}  # byte for byte what the latest promotion or revocation derived
     expected = derive(forge.ledger)
     if data is None:

@@ -16,9 +16,11 @@ from kavi.sshsig import SshSigner
 
 
 def trusted_signer(forge: Forge) -> tuple[SshSigner | None, str]:
-    """The user's signing key if the target branch trusts it, else None and why not."""
-    from kavi.signing import user_signer_or_none
-    from kavi.sshsig import principals_for_key
+    """The user's signing key (under the principal the forge gives it) if the target
+    branch trusts it, else None and why not — the same rule as every signing command
+    (:func:`kavi.signing.trusted_principal`), as a reason instead of an error."""
+    from kavi.errors import SigningError
+    from kavi.signing import trusted_principal, user_signer_or_none, with_principal
 
     signer = user_signer_or_none(forge.repo)
     branch = forge.committed_config.target_branch
@@ -27,16 +29,11 @@ def trusted_signer(forge: Forge) -> tuple[SshSigner | None, str]:
             "no SSH signing key is configured; set one listed in .kavi/allowed_signers "
             "(`git config user.signingkey ~/.ssh/<key>.pub`, gpg.format ssh)"
         )
-    principals = principals_for_key(forge.allowed_signers(), signer.public_key)
-    if not principals:
-        return None, (
-            f"your signing key {signer.fingerprint} is not in .kavi/allowed_signers on {branch}; "
-            "configure a key listed there (`git config user.signingkey …`) — Kavi never signs "
-            "with a key the forge does not trust"
-        )
-    from kavi.signing import with_principal
-
-    return with_principal(signer, principals[0]), ""
+    try:
+        principal = trusted_principal(signer, forge.allowed_signers(), branch=branch)
+    except SigningError as exc:
+        return None, f"{exc.message} — Kavi never signs with a key the forge does not trust"
+    return with_principal(signer, principal), ""
 
 
 def finish_interrupted(

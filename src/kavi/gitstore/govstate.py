@@ -165,30 +165,20 @@ class GovReader:
         path = None
         if blob is not None and self.cache_dir is not None:
             path = self.cache_dir / REGISTRY_CACHE / f"{blob.oid}.json"
-        if path is not None and blob is not None and (blob.oid, layout.registry_path) not in self._registries:
-            try:
-                kept = json.loads(path.read_text(encoding="utf-8"))
-                if isinstance(kept, list) and all(isinstance(x, str) for x in kept):
-                    return tuple(kept)
-            except (OSError, ValueError):
-                pass
-        registry = self.registry(commit, layout) or {}
-        out: list[str] = []
-        for entry in registry.values():
-            for key in ("file", "test_file"):
-                value = entry.get(key)
-                if isinstance(value, str) and value:
-                    out.append(value)
-        remember = remember or self.remember_registries
-        if remember and path is not None and not path.exists() and self.registry(commit, layout) is not None:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(sorted(out)))
-                tmp.replace(path)
-            except OSError:
-                pass
-        return tuple(out)
+            if (blob.oid, layout.registry_path) not in self._registries:
+                kept = _read_list(path)
+                if kept is not None:
+                    return kept
+        registry = self.registry(commit, layout)
+        out = tuple(
+            value
+            for entry in (registry or {}).values()
+            for value in (entry.get("file"), entry.get("test_file"))
+            if isinstance(value, str) and value
+        )
+        if (remember or self.remember_registries) and path is not None and registry is not None:
+            _write_list(path, sorted(out))
+        return out
 
     # -- changes -----------------------------------------------------------------------------
 
@@ -201,3 +191,27 @@ class GovReader:
         if parent_tree == tree:
             return []
         return [d for d in self.repo.diff_raw(parent_tree, tree) if rule(d.old_path) or rule(d.new_path)]
+
+
+def _read_list(path: Path) -> tuple[str, ...] | None:
+    """A list of strings kept as JSON (None: absent or unreadable — recompute it)."""
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(kept, list) and all(isinstance(x, str) for x in kept):
+        return tuple(kept)
+    return None
+
+
+def _write_list(path: Path, items: list[str]) -> None:
+    """Keep ``items`` at ``path`` (once; a cache that cannot be written only costs speed)."""
+    if path.exists():
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(items))
+        tmp.replace(path)
+    except OSError:
+        pass

@@ -380,14 +380,17 @@ class Ledger:
             return self._many(Revocation, "1", (), "created_at, id")
         return self._many(Revocation, "skill_name = ?", (skill_name,), "created_at, id")
 
-    def last_registry_blob(self) -> str | None:
-        """The ``registry.yaml`` blob the latest promotion or revocation wrote (None: none yet)."""
+    def wrote_registry(self, data: bytes) -> bool:
+        """Is ``data`` byte for byte the ``registry.yaml`` the latest promotion or revocation
+        wrote (so it agrees with this ledger without deriving it)? One query."""
+        from kavi.hashing import git_blob_id
+
         row = self.conn.execute(
             "SELECT blob FROM (SELECT created_at, registry_blob AS blob FROM promotions UNION ALL "
             "SELECT created_at, COALESCE(registry_blob, '') FROM revocations) "
             "ORDER BY created_at DESC, blob DESC LIMIT 1"
         ).fetchone()
-        return None if row is None else str(row[0])
+        return row is not None and git_blob_id(data) == str(row[0])
 
     def current_promotion(self, skill_name: str) -> Promotion | None:
         """The promotion in force for ``skill_name`` (its latest, if its proposal is TRUSTED)."""

@@ -88,16 +88,11 @@ def check_registry(forge: Forge, skill: TrustedSkill) -> None:
 
 def _registry_is_the_last_written(forge: Forge, path: Path) -> bool:
     """Is ``path`` exactly the registry the ledger's latest registry-writing event wrote?"""
-    from kavi.hashing import git_blob_id
-
-    last = forge.ledger.last_registry_blob()
-    if last is None:
-        return False
     try:
         data = path.read_bytes()
     except OSError:
         return False
-    return git_blob_id(data) == last
+    return forge.ledger.wrote_registry(data)
 
 
 def read_verified_source(skill: TrustedSkill) -> TrustedSkill:
