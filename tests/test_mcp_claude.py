@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,6 +55,41 @@ def test_claude_code_calls_a_skill_through_kavi_and_the_record_names_it(mcp_forg
     repo = mcp_forge
     config = repo.parent / "mcp.json"
     config.write_text(json.dumps(mcp_config(repo)))
+    # Claude Code may send its first request while the server is still starting (the init
+    # event then says "pending") and offer no Kavi tool at all; under load that happens, so
+    # such a run (nothing reaches Kavi) is repeated, at most twice
+    for _attempt in range(3):
+        proc, offered, results = _ask_claude(claude, config, repo)
+        if any(t["name"] == "mcp__kavi__write_note" for t in offered):
+            break
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    init = next(e for e in events if e.get("type") == "system" and e.get("subtype") == "init")
+    assert init["mcp_servers"][0]["name"] == "kavi"  # (its status then: pending or connected)
+    tool = next(t for t in offered if t["name"] == "mcp__kavi__write_note")
+    assert "side-effect class FILE_WRITE" in tool["description"]
+    assert sorted(tool["input_schema"]["required"]) == ["body", "path", "title"]
+    [result] = results
+    assert result.tool == "mcp__kavi__write_note" and not result.is_error, result.text
+    assert "Inbox/AI/claude.md" in result.text
+    assert (repo / "vault_out/Inbox/AI/claude.md").read_text() == "# From Claude\n\nvia MCP\n"
+    import sqlite3
+
+    con = sqlite3.connect(repo / ".git/kavi/ledger.db")
+    [(status, caller, confinement)] = con.execute("SELECT status, caller, confinement FROM runs").fetchall()
+    con.close()
+    assert status == "SUCCEEDED"
+    assert caller == f"mcp (stdio) client claude-code {PINNED}"
+    if jail.available():
+        assert confinement.startswith("namespaces (user, PID, mount, IPC)"), confinement
+        assert "no network" in confinement
+
+
+def _ask_claude(
+    claude: Path, config: Path, repo: Path
+) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]], list[Any]]:
+    """One real Claude Code run against a scripted model: (the process, the tools its first
+    request offered, the tool results it sent back)."""
     with FakeAnthropicServer() as model:
         model.script(
             Turn([ToolUse("mcp__kavi__write_note", NOTE)]),
@@ -90,24 +126,4 @@ def test_claude_code_calls_a_skill_through_kavi_and_the_record_names_it(mcp_forg
         )
         offered = model.agent_requests[0].json()["tools"]
         results = model.tool_results()
-    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    init = next(e for e in events if e.get("type") == "system" and e.get("subtype") == "init")
-    assert init["mcp_servers"][0]["name"] == "kavi"  # (its status then: pending or connected)
-    tool = next(t for t in offered if t["name"] == "mcp__kavi__write_note")
-    assert "side-effect class FILE_WRITE" in tool["description"]
-    assert sorted(tool["input_schema"]["required"]) == ["body", "path", "title"]
-    [result] = results
-    assert result.tool == "mcp__kavi__write_note" and not result.is_error, result.text
-    assert "Inbox/AI/claude.md" in result.text
-    assert (repo / "vault_out/Inbox/AI/claude.md").read_text() == "# From Claude\n\nvia MCP\n"
-    import sqlite3
-
-    con = sqlite3.connect(repo / ".git/kavi/ledger.db")
-    [(status, caller, confinement)] = con.execute("SELECT status, caller, confinement FROM runs").fetchall()
-    con.close()
-    assert status == "SUCCEEDED"
-    assert caller == f"mcp (stdio) client claude-code {PINNED}"
-    if jail.available():
-        assert confinement.startswith("namespaces (user, PID, mount, IPC)"), confinement
-        assert "no network" in confinement
+    return proc, offered, results
