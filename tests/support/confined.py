@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kavi.confine.session import Worker, WorkerResult, skill_request
+from kavi.confine.result import WorkerResult
+from kavi.confine.session import Worker, skill_request
 from kavi.confine.views import allowlist_view
 from kavi.policy.guard import GuardPolicy
 

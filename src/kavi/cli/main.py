@@ -5,16 +5,36 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from kavi.confine.session import Worker
     from kavi.errors import KaviError
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The ``kavi``/``git-kavi`` command. ``argv``: the arguments when called from Python
+    (tests); None when this process *is* the command, which lets ``run-skill`` end the
+    process itself once everything is written (see :func:`_done`)."""
+    args = sys.argv[1:] if argv is None else argv
+    from kavi.cli.run_fast import prestart
+
+    worker = prestart(args)  # run-skill: its confined worker imports while the rest loads
+    whole_process = argv is None and worker is not None
+    if whole_process:
+        import gc
+
+        gc.disable()  # one bounded run, then os._exit: no cycles worth collecting meanwhile
+    try:
+        _main(args, worker, whole_process)
+    finally:
+        if worker is not None:
+            worker.abort()  # (a no-op once the run has ended it)
+
+
+def _main(args: list[str], worker: Worker | None, whole_process: bool) -> None:
     from kavi.errors import EXIT_INTERNAL, KaviError
 
-    args = sys.argv[1:] if argv is None else argv
     try:
         if _wants_json(args):
             from kavi.cli import output
@@ -28,7 +48,9 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(0)
         from kavi.cli.run_fast import fast_main
 
-        if fast_main(args):
+        if fast_main(args, worker):
+            if whole_process:
+                _done()
             sys.exit(0)
         from kavi.cli.app import build_app
 
@@ -49,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(stop.exit_code)
     except SystemExit:
         raise
+    except BrokenPipeError:
+        _closed_stdout()
     except Exception as exc:  # a bug: say so plainly, keep the traceback for KAVI_DEBUG
         fault = _environment(exc)
         if fault is not None:  # a full disk, a read-only file system, a refused permission
@@ -66,6 +90,41 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
         sys.exit(EXIT_INTERNAL)
+
+
+def _done() -> None:
+    """The fast path's end: everything is written, flushed and closed (the ledger, the run
+    record, the worker's process tree), so the interpreter's teardown — tens of
+    milliseconds of freeing pydantic's schemas — is skipped."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        os._exit(120)  # what Python's own exit returns when it cannot flush stdout
+    os._exit(0)
+
+
+def _closed_stdout() -> None:
+    """Whoever read the output went away (``| head``, a closed pipe): not a bug. Say so on
+    stderr (stdout is gone: the JSON form cannot be written either) and exit as a process
+    killed by SIGPIPE would."""
+    from kavi.errors import IOFault
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # nothing more can reach the reader; no second error
+    os.close(devnull)
+    err = IOFault(
+        "the output could not be written: its reader closed the pipe",
+        why="stdout is a pipe and the program reading it exited before the command finished writing",
+        remedy="read the whole output (or write it to a file); what the command recorded before "
+        "this is kept: see `git kavi status`",
+    )
+    try:
+        sys.stderr.write(err.render() + "\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
+    sys.exit(141)
 
 
 def _environment(exc: BaseException) -> KaviError | None:

@@ -30,14 +30,15 @@ the program never ran confined). Any failure before the program may run exits 97
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import resource
 import select
 import signal
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # (typing, json and the rest load after the program has started)
+if TYPE_CHECKING:
+    from typing import Any
 
 if __package__:
     from kavi.confine import mounts
@@ -87,7 +88,7 @@ def _per_namespace_pid_max() -> bool:
     """Linux 6.14 made ``kernel.pid_max`` a property of each PID namespace; before, the
     file is global (and writable by host root), so it is never touched there."""
     try:
-        major, minor = (int(x) for x in platform.release().split(".")[:2])
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
     except ValueError:
         return False
     return (major, minor) >= (6, 14)
@@ -162,6 +163,8 @@ def _reap(child: int, limits: dict[str, Any] | None, wakeup: int) -> dict[str, A
 
 def _report(fd: int | None, status: dict[str, Any]) -> int:
     if fd is not None:
+        import json
+
         try:
             os.write(fd, (json.dumps(status) + "\n").encode())
         except OSError:
@@ -172,6 +175,8 @@ def _report(fd: int | None, status: dict[str, Any]) -> int:
 
 
 def _read_spec_line() -> dict[str, Any] | None:
+    import json
+
     chunks: list[bytes] = []
     size = 0
     while size <= MAX_SPEC_BYTES:
@@ -230,6 +235,8 @@ def main(argv: list[str]) -> int:
                 os.kill(child, signal.SIGKILL)
                 return _report(status_fd, {"exit": 0, "aborted": True})
         else:
+            import json
+
             with open(opts["spec"], encoding="utf-8") as fh:
                 spec = json.load(fh)
         mounts.build(spec)

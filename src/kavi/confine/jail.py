@@ -47,23 +47,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-_UNSHARE = (
-    "--user",
-    "--map-root-user",
-    "--pid",
-    "--fork",
-    "--kill-child",
-    "--mount",
-    "--mount-proc",
-    "--propagation",
-    "private",
-    "--ipc",
+from kavi.confine.launch import (
+    FORCE_UNAVAILABLE_ENV,
+    forced_unavailable,
+    init_argv,
+    not_dumpable,
+    tools,
+    unshare_argv,
 )
-# Set to 1 (in Kavi's own environment) to behave as on a kernel without user namespaces:
-# for tests of that mode only. It can only take confinement away where the policy allows
-# running without it, and every record says so; confined programs never see it.
-FORCE_UNAVAILABLE_ENV = "KAVI_TEST_NO_NAMESPACES"
-INIT = Path(__file__).with_name("init.py")  # stdlib only: run isolated, no site
 
 
 @dataclass(frozen=True)
@@ -85,18 +76,6 @@ class Confinement:
 class Jail:
     argv: list[str]
     confined: bool
-
-
-def tools() -> tuple[str, str] | None:
-    """``unshare`` and ``setpriv`` (util-linux), if this machine has both."""
-    unshare, setpriv = shutil.which("unshare"), shutil.which("setpriv")
-    if unshare is None or setpriv is None:
-        return None
-    return unshare, setpriv
-
-
-def forced_unavailable() -> bool:
-    return os.environ.get(FORCE_UNAVAILABLE_ENV) == "1"
 
 
 def available() -> bool:
@@ -146,17 +125,6 @@ def _probe_view() -> dict[str, Any]:
     return {"view": "allowlist", "mounts": runtime_mounts(), "cwd": "/"}
 
 
-def unshare_argv(*, own_network: bool) -> list[str]:
-    found = tools()
-    if found is None:
-        raise OSError("unshare/setpriv not found")
-    return [found[0], *_UNSHARE, *(["--net"] if own_network else []), "--"]
-
-
-def init_argv(*args: str) -> list[str]:
-    return [sys.executable, "-I", "-S", str(INIT), *args]
-
-
 def spec_command(
     spec: dict[str, Any], spec_file: Path, *, own_network: bool, status_fd: int | None = None
 ) -> list[str]:
@@ -167,16 +135,6 @@ def spec_command(
     spec_file.write_text(json.dumps({**spec, "setpriv": found[1]}))
     status = ["--status-fd", str(status_fd)] if status_fd is not None else []
     return [*unshare_argv(own_network=own_network), *init_argv(*status, "--spec", str(spec_file))]
-
-
-def prestart_command(argv: Sequence[str], *, own_network: bool, status_fd: int) -> list[str]:
-    """The command that starts ``argv`` at once in fresh namespaces, its view to follow on
-    stdin (see :mod:`kavi.confine.init`)."""
-    found = tools()
-    if found is None:
-        raise OSError("unshare/setpriv not found")
-    init = init_argv("--status-fd", str(status_fd), "--setpriv", found[1], "--prestart", "--")
-    return [*unshare_argv(own_network=own_network), *init, *argv]
 
 
 def confine(argv: Sequence[str], plan: Confinement, *, cwd: Path, path_env: str | None = None) -> Jail:
@@ -314,16 +272,3 @@ def runtime_dirs(env: Mapping[str, str]) -> tuple[Path, ...]:
     """Per-user runtime directories to hide: ``$XDG_RUNTIME_DIR`` (keyrings, gpg-agent, D-Bus)."""
     found: Iterable[str] = filter(None, [env.get("XDG_RUNTIME_DIR")])
     return tuple(Path(p) for p in found if os.path.isdir(p) and p != "/")
-
-
-def not_dumpable() -> None:
-    """PR_SET_DUMPABLE=0: same-user processes can no longer read our /proc entries."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
-    except (OSError, AttributeError):
-        pass

@@ -29,9 +29,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import time
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -152,9 +154,9 @@ def _no_more_namespaces() -> None:
 
 
 def _fresh_session_keyring() -> None:
-    number = SYS_KEYCTL.get(platform.machine())
+    number = SYS_KEYCTL.get(os.uname().machine)
     if number is None:
-        raise OSError(0, f"no keyctl syscall number known for {platform.machine()}")
+        raise OSError(0, f"no keyctl syscall number known for {os.uname().machine}")
     if _libc.syscall(number, KEYCTL_JOIN_SESSION_KEYRING, None) < 0:
         raise _fail("keyctl(JOIN_SESSION_KEYRING)")
 
@@ -253,9 +255,9 @@ def _pivot(root: str) -> None:
     """Make ``root`` the root of this mount namespace and detach the old one. Every
     process of the namespace whose root or working directory was the old root (the
     waiting program, started from ``/``) is moved along by the kernel."""
-    number = SYS_PIVOT_ROOT.get(platform.machine())
+    number = SYS_PIVOT_ROOT.get(os.uname().machine)
     if number is None:
-        raise OSError(0, f"no pivot_root syscall number known for {platform.machine()}")
+        raise OSError(0, f"no pivot_root syscall number known for {os.uname().machine}")
     os.chdir(root)
     if _libc.syscall(number, b".", b".") != 0:
         raise _fail("pivot_root")

@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from kavi.confine.launch import die_with_parent, prctl
 
 MAX_CAPTURE = 1_000_000
 
@@ -96,23 +97,6 @@ def kill_tree(pid: int) -> None:
         doomed |= found
 
 
-def _prctl(option: int, value: int) -> int:
-    """``prctl(option, value)`` on Linux; -1 elsewhere or on failure."""
-    if not sys.platform.startswith("linux"):
-        return -1
-    try:
-        import ctypes
-
-        return int(ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0))
-    except (OSError, AttributeError):
-        return -1
-
-
-def die_with_parent() -> None:
-    """In the child, before exec: SIGKILL it when Kavi dies, however Kavi dies."""
-    _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def _child_setup(limits: Mapping[str, object] | None) -> Callable[[], None]:
     """What a child does before exec: die with Kavi; with ``limits``, take them on (the
     unconfined fallback: without a PID namespace the process count is not limited)."""
@@ -142,7 +126,7 @@ class _Subreaper:
         # concurrently from worker threads and never ask for this)
         self.enabled = wanted and threading.current_thread() is threading.main_thread()
         self.before = set(_children().get(self.me, [])) if self.enabled else set()
-        self.enabled = self.enabled and _prctl(36, 1) == 0  # PR_SET_CHILD_SUBREAPER
+        self.enabled = self.enabled and prctl(36, 1) == 0  # PR_SET_CHILD_SUBREAPER
 
     def finish(self) -> None:
         if not self.enabled:
@@ -155,7 +139,7 @@ class _Subreaper:
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
-        _prctl(36, 0)
+        prctl(36, 0)
 
 
 class _Terminated(KeyboardInterrupt):

@@ -11,63 +11,23 @@ the reply with how the process ended (and which limit, if one ended it).
 
 from __future__ import annotations
 
-import base64
-import json
 import os
-import select
-import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import IO, Any
 
-from kavi.confine import jail
-from kavi.confine.proc import die_with_parent, kill_tree
+from kavi.confine import launch
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import IO, Any
+
+    from kavi.confine.result import WorkerResult
 
 MAX_REPLY = 16 * 1024 * 1024
 MAX_STDERR = 64 * 1024
-LOCALE = ("LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "LC_NUMERIC", "LC_TIME", "TZ")
 _NAMESPACES_FAILED: list[str] = []  # why the jail could not start in this process, once it failed
-
-
-@dataclass
-class WorkerResult:
-    reply: dict[str, Any] | None
-    stderr: str
-    confined: bool
-    timed_out: bool = False
-    status: dict[str, Any] = field(default_factory=dict)
-    duration_s: float = 0.0
-
-    @property
-    def limit(self) -> str | None:
-        """Which limit ended the run, if one did."""
-        if self.timed_out:
-            return "wall_seconds"
-        if self.reply is not None and self.reply.get("kind") == "limit":
-            return str(self.reply.get("limit") or "memory_mb")
-        found = self.status.get("limit")
-        return str(found) if found else None
-
-    @property
-    def cannot_confine(self) -> str | None:
-        """Why the jail could not be built (nothing ran), or None. Its PID 1 reports every
-        end but one Kavi caused; with no report and no reply, ``unshare`` itself failed
-        (a kernel or security module that refuses user namespaces)."""
-        if not self.confined:
-            return None
-        if self.status.get("exit") == 97:
-            return str(self.status.get("error") or "cannot confine")
-        if self.status.get("unreported") and self.reply is None and not self.timed_out:
-            code = self.status.get("exit")
-            if isinstance(code, int) and code < 0:
-                return None  # killed by a signal from outside: it ran, it did not fail to start
-            detail = self.stderr.strip().splitlines()[-1:] or ["no report"]
-            return f"the namespaces could not be created ({detail[0][:200]})"
-        return None
 
 
 def skill_request(
@@ -87,8 +47,10 @@ def skill_request(
     arguments of :class:`kavi.policy.guard.GuardPolicy`, paths as strings: Kavi's process
     need not import the guard), where to start, the secrets (as ``ctx.secrets`` and as
     ``KAVI_SECRET_<NAME>`` in its environment)."""
+    import binascii
+
     return {
-        "source": base64.b64encode(source).decode(),
+        "source": binascii.b2a_base64(source, newline=False).decode(),
         "filename": filename,
         "module": module,
         "class_name": class_name,
@@ -100,23 +62,12 @@ def skill_request(
     }
 
 
-def child_env(source: Mapping[str, str], *, tmp: str) -> dict[str, str]:
-    """A confined child's whole environment: locale and time zone, a private ``HOME`` and
-    ``TMPDIR``, a plain ``PATH``. Nothing else of Kavi's (secrets come with the request)."""
-    env = {k: source[k] for k in LOCALE if k in source}
-    env.setdefault("LANG", "C.UTF-8")
-    env.update(
-        {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": tmp, "TMPDIR": tmp, "PYTHONDONTWRITEBYTECODE": "1"}
-    )
-    return env
-
-
 def namespaces_usable() -> bool:
     """Worth trying the jail (util-linux present, Linux, not switched off, not failed here)."""
     return (
         sys.platform.startswith("linux")
-        and not jail.forced_unavailable()
-        and jail.tools() is not None
+        and not launch.forced_unavailable()
+        and launch.tools() is not None
         and not _NAMESPACES_FAILED
     )
 
@@ -128,6 +79,8 @@ def retry_namespaces() -> None:
 
 
 def unavailable_reason() -> str:
+    from kavi.confine import jail
+
     return _NAMESPACES_FAILED[0] if _NAMESPACES_FAILED else jail.unavailable_reason()
 
 
@@ -139,7 +92,7 @@ class Worker:
         self.own_network = own_network
         self.started = time.monotonic()
         self._status_r: int | None = None
-        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in run()/_finish()
+        self._stderr: IO[bytes] = launch.scratch_file()  # closed in abort()/collect()
         self.tmp: str | None = None
         self._done = False
         self._deadline = 0.0
@@ -147,13 +100,15 @@ class Worker:
         pass_fds: tuple[int, ...] = ()
         if confined:
             self._status_r, status_w = os.pipe()
-            argv = jail.prestart_command(worker, own_network=own_network, status_fd=status_w)
+            argv = launch.prestart_command(worker, own_network=own_network, status_fd=status_w)
             pass_fds = (status_w,)
-            env = child_env(os.environ, tmp="/tmp")
+            env = launch.child_env(os.environ, tmp="/tmp")
         else:
-            jail.not_dumpable()  # a same-user child cannot read or trace this process's memory
+            import tempfile
+
+            launch.not_dumpable()  # a same-user child cannot read or trace this process's memory
             self.tmp = tempfile.mkdtemp(prefix="kavi-run-")
-            argv, env = worker, child_env(os.environ, tmp=self.tmp)
+            argv, env = worker, launch.child_env(os.environ, tmp=self.tmp)
         try:
             self.proc = subprocess.Popen(
                 argv,
@@ -164,7 +119,7 @@ class Worker:
                 env=env,
                 start_new_session=True,
                 pass_fds=pass_fds,
-                preexec_fn=die_with_parent,
+                preexec_fn=launch.die_with_parent,
             )
         finally:
             for fd in pass_fds:
@@ -207,6 +162,8 @@ class Worker:
     ) -> None:
         """Hand the worker its view (confined), limits and request; the wall time starts.
         Call :meth:`collect` next (Kavi may prepare its record in between)."""
+        import json
+
         if self.confined:
             line = json.dumps({**(view or {}), "limits": dict(limits), "payload": json.dumps(request)})
         else:
@@ -223,6 +180,10 @@ class Worker:
 
     def collect(self) -> WorkerResult:
         """Wait for the reply (at most until the wall time is up), then kill the whole tree."""
+        import json
+
+        from kavi.confine.result import WorkerResult
+
         stdout = self.proc.stdout
         if stdout is None:  # pragma: no cover - a pipe
             raise OSError("worker pipe missing")
@@ -252,6 +213,8 @@ class Worker:
         return result
 
     def _finish(self) -> None:
+        import signal
+
         if self._done:
             return  # (its pid may belong to another process by now)
         self._done = True
@@ -265,6 +228,8 @@ class Worker:
                 except (ProcessLookupError, PermissionError):
                     pass
         else:
+            from kavi.confine.proc import kill_tree
+
             kill_tree(self.proc.pid)
         self.proc.wait()
         for pipe in (self.proc.stdin, self.proc.stdout):
@@ -275,6 +240,9 @@ class Worker:
             self.tmp = None
 
     def _status(self) -> dict[str, Any]:
+        import json
+        import signal
+
         code = self.proc.returncode
         if self._status_r is None:
             if code is not None and code < 0:
@@ -305,6 +273,8 @@ def _read_until(pipe: IO[bytes], deadline: float) -> tuple[bytes, bool]:
     """The reply: what ``pipe`` yields up to its first newline (the worker writes one line
     and exits; waiting for EOF would wait for its interpreter to shut down), EOF, or
     ``MAX_REPLY`` + 1 bytes — or, if the deadline comes first, what arrived by then."""
+    import select
+
     fd = pipe.fileno()
     chunks: list[bytes] = []
     size = 0

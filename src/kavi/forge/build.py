@@ -354,7 +354,7 @@ def build_skill(
             forbidden=[f"KAVI_SECRET_{s}" for s in proposal.required_secrets],
             ceiling=box.root,
         )
-        from kavi.confine import jail
+        from kavi.confine import jail, launch
 
         # only the claude backend runs someone else's program; files and openai answers are
         # written by Kavi itself, so there is nothing to confine or to watch
@@ -362,7 +362,7 @@ def build_skill(
         confining = runs_agent and policy.sandbox.confine != "off" and jail.available()
         before = tripwire.take(repo) if runs_agent and not confining else None
         if before is not None:
-            jail.not_dumpable()  # at least our own /proc/<pid>/environ stays unreadable to it
+            launch.not_dumpable()  # at least our own /proc/<pid>/environ stays unreadable to it
         if before is not None:
             tripwire.save(before, tripwire.saved_path(repo, build_id))
         home = Path(os.path.expanduser("~")).resolve()

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from kavi.clock import now_iso
-from kavi.confine.session import Worker, WorkerResult, skill_request
+from kavi.confine.result import WorkerResult
+from kavi.confine.session import Worker, skill_request
 from kavi.errors import (
     ApprovalError,
     GovernanceError,
@@ -510,10 +511,17 @@ def _account_home() -> list[Path]:
 
 
 def _prepare_record(forge: Forge) -> None:
-    """What recording a run needs and costs time on first use: the actor (a ``git var``
-    subprocess) and the vault writer's modules."""
-    import kavi.artifacts.vault  # noqa: F401
+    """What recording a run needs and costs time on first use, done while the skill runs:
+    the actor (a ``git var`` subprocess), the modules that seal, redact and write the
+    record, and the validators of the models it is made of."""
+    import kavi.artifacts.vault
+    import kavi.ledger.privacy
+    import kavi.secrets
+    import kavi.textsafe  # noqa: F401
+    from kavi.ledger.models import Artifact, Event
 
+    for model in (Run, Artifact, Event):
+        model.model_rebuild()  # built on first use otherwise: after the skill has answered
     _ = forge.actor
 
 

@@ -1,0 +1,104 @@
+"""``run-skill`` as its own process: the worker starts first, the process ends itself.
+
+The command starts its confined worker before it imports anything else and, once the
+run is recorded and its output written, ends without the interpreter's teardown. These
+tests run the real command in a child process and check that nothing is lost on the way:
+the output, the ledger's record (readable by a later command), the RUN_RECORD file, a
+refused run's worker, a stdout nobody reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import Verified
+from support.forge import kavi_json
+
+GOOD = {"path": "Inbox/p.md", "title": "P", "body": "process"}
+
+
+@pytest.fixture
+def trusted(verified: Verified) -> Path:
+    kavi_json("promote-skill", verified.proposal_id, "--yes", cwd=verified.repo)
+    return verified.repo
+
+
+def _kavi(repo: Path, *args: str, stdout: int | None = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kavi", *args],
+        cwd=repo,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def _runs(repo: Path) -> list[tuple[str, str]]:
+    db = repo / ".git" / "kavi" / "ledger.db"
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return [(r[0], r[1]) for r in conn.execute("SELECT id, status FROM runs ORDER BY started_at")]
+
+
+def _jail_processes(marker: str) -> list[str]:
+    """Command lines of live processes that mention ``marker`` (a worker left behind)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if marker in cmd:
+            found.append(cmd)
+    return found
+
+
+def test_a_run_in_its_own_process_is_complete(trusted: Path) -> None:
+    proc = _kavi(trusted, "run-skill", "write_note", "--json", json.dumps(GOOD), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["status"] == "SUCCEEDED" and out["output"]["written_path"] == "Inbox/p.md"
+    # the ledger has it, committed: another process reads it (the connection was closed first)
+    assert (out["run_id"], "SUCCEEDED") in _runs(trusted)
+    assert (trusted / out["record"]).read_text().count(out["run_id"]) >= 1
+    assert (trusted / "vault_out" / "Inbox" / "p.md").read_text().startswith("# P")
+    # a later command sees the same run
+    shown = kavi_json("show", out["run_id"], cwd=trusted)
+    assert out["run_id"] in json.dumps(shown) and "SUCCEEDED" in json.dumps(shown)
+    assert not _jail_processes("kavi.confine.worker")
+
+
+def test_a_refused_run_leaves_no_worker_behind(trusted: Path) -> None:
+    before = _runs(trusted)
+    bad = _kavi(trusted, "run-skill", "write_note", "--json", '{"path": 1}', "--format", "json")
+    assert bad.returncode != 0 and json.loads(bad.stdout)["code"] == "KAVI-INVALID"
+    missing = _kavi(trusted, "run-skill", "no_such_skill", "--json", "{}", "--format", "json")
+    assert missing.returncode != 0 and "no_such_skill" in json.loads(missing.stdout)["message"]
+    usage = _kavi(trusted, "run-skill", "write_note", "--format", "json")
+    assert usage.returncode == 2 and "exactly one of --json or --input-file" in usage.stdout
+    assert not _jail_processes("kavi.confine.worker")
+    assert len(_runs(trusted)) == len(before) + 1  # the invalid input is recorded as refused
+
+
+def test_a_closed_stdout_is_an_error_not_a_silent_success(trusted: Path) -> None:
+    read, write = os.pipe()
+    os.close(read)  # nobody will read what the command prints
+    try:
+        proc = _kavi(trusted, "run-skill", "write_note", "--json", json.dumps(GOOD), stdout=write)
+    finally:
+        os.close(write)
+    assert proc.returncode == 141, proc.stderr  # as if killed by SIGPIPE, and said on stderr
+    assert "KAVI-IO-ERROR" in proc.stderr and "reader closed the pipe" in proc.stderr
+    assert "internal error" not in proc.stderr
+    assert _runs(trusted)[-1][1] == "SUCCEEDED"  # the run itself happened and was recorded
