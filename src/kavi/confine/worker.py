@@ -23,25 +23,26 @@ from __future__ import annotations
 
 import gc
 
-gc.disable()  # while the modules every skill needs load (no cycles to find); on for the skill
+if __name__ == "__main__":
+    gc.disable()  # while the modules every skill needs load (no cycles to find); on for the skill
 
-import binascii  # noqa: E402 - after the line above
-import json  # noqa: E402
-import os  # noqa: E402
-import signal  # noqa: E402
-import sys  # noqa: E402
-from importlib.machinery import ModuleSpec  # noqa: E402
-from pathlib import Path  # noqa: E402
-from types import CodeType, ModuleType  # noqa: E402
-from typing import TYPE_CHECKING, Any, cast  # noqa: E402
+import binascii
+import json
+import os
+import signal
+import sys
+from importlib.machinery import ModuleSpec
+from pathlib import Path
+from types import CodeType, ModuleType
+from typing import TYPE_CHECKING, Any, cast
 
-from pydantic import BaseModel  # noqa: E402
-from pydantic import ValidationError as PydanticError  # noqa: E402
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticError
 
-from kavi.errors import GuardViolation, KaviError  # noqa: E402
-from kavi.policy.guard import GuardPolicy, install_process_guard, read_violations  # noqa: E402
-from kavi.skills.base import BaseSkill, SkillContext  # noqa: E402
-from kavi.yamlio import format_validation  # noqa: E402
+from kavi.errors import GuardViolation, KaviError
+from kavi.policy.guard import GuardPolicy, install_process_guard, read_violations
+from kavi.skills.base import BaseSkill, SkillContext
+from kavi.yamlio import format_validation
 
 if TYPE_CHECKING:
     from importlib.abc import Loader
