@@ -155,8 +155,12 @@ def main() -> None:
     home = root / "home"
     home.mkdir()
     (home / ".gitconfig").write_text("[user]\n\tname = Bench\n\temail = bench@example.com\n")
+    # a user's normal setup: bytecode caching on (this sandbox sets PYTHONDONTWRITEBYTECODE,
+    # which would make the hook compile its modules from source on every push)
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
+        **{
+            k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k != "PYTHONDONTWRITEBYTECODE"
+        },
         "HOME": str(home),
     }
     try:

@@ -41,6 +41,11 @@ class Rejection:
         return dict(self.__dict__)
 
 
+def push_refused(count: int | str) -> str:
+    """The last line of a refused push (``count`` blocks above it)."""
+    return f"kavi: push rejected ({count} problem(s)); nothing was changed"
+
+
 def branch_name(ref: str) -> str:
     return ref[len("refs/heads/") :] if ref.startswith("refs/heads/") else ref
 

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,21 +32,30 @@ SHIM = """#!/bin/sh
 # before is kept as {kind}.chained and runs first. Set KAVI_PYTHON to the Python that
 # has Kavi installed if it is not the one below.
 KAVI_PYTHON="${{KAVI_PYTHON:-{python}}}"
-hook_dir=$(dirname "$0")
+case $0 in */*) hook_dir=${{0%/*}} ;; *) hook_dir=. ;; esac
 input=$(cat)
 if [ -x "$hook_dir/{kind}.chained" ]; then
   printf '%s\\n' "$input" | "$hook_dir/{kind}.chained" "$@" || exit $?
 fi
-printf '%s\\n' "$input" | exec "$KAVI_PYTHON" -m {module} "$@"
+{refusals}printf '%s\\n' "$input" | exec "$KAVI_PYTHON" -m {module} "$@"
 """
 
 
-def shim(kind: str, python: str) -> str:
+def shim(kind: str, python: str, protected: Sequence[str] = ()) -> str:
+    """The hook script; for ``pre-receive``, ``protected``: the branches pinned as protected
+    (their deletion or rewind is refused by the script itself, see
+    :func:`kavi.hooks.quick.shell_refusals`)."""
+    refusals = ""
     if kind == "pre-receive":
+        from kavi.hooks.quick import shell_refusals
+
         what, module, flag = "server-side enforcement", "kavi.hooks.pre_receive", " --server <repo>"
+        refusals = shell_refusals(protected)
     else:
         what, module, flag = "client-side check before pushing", "kavi.hooks.pre_push", ""
-    return SHIM.format(marker=MARKER, kind=kind, what=what, python=python, module=module, flag=flag)
+    return SHIM.format(
+        marker=MARKER, kind=kind, what=what, python=python, module=module, flag=flag, refusals=refusals
+    )
 
 
 @dataclass
@@ -56,7 +66,7 @@ class Installed:
     notes: list[str] = field(default_factory=list)
 
 
-def _write_hook(hooks_dir: Path, kind: str) -> Installed:
+def _write_hook(hooks_dir: Path, kind: str, protected: Sequence[str] = ()) -> Installed:
     hooks_dir.mkdir(parents=True, exist_ok=True)
     path = hooks_dir / kind
     chained = None
@@ -68,7 +78,7 @@ def _write_hook(hooks_dir: Path, kind: str) -> Installed:
                 remedy=f"merge the two hooks by hand, or remove {chained}",
             )
         os.replace(path, chained)
-    path.write_text(shim(kind, sys.executable))
+    path.write_text(shim(kind, sys.executable, protected))
     path.chmod(0o755)
     return Installed(hook=path, chained=chained)
 
@@ -199,7 +209,7 @@ def install_server(
     server.config_set("receive.fsckObjects", "true")
     server.config_set("core.useReplaceRefs", "false")
     head_note = _point_unborn_head(git_dir, config.protected[0] if config.protected else None)
-    result = _write_hook(git_dir / "hooks", "pre-receive")
+    result = _write_hook(git_dir / "hooks", "pre-receive", config.protected)
     result.pinned_trust = state / TRUST_FILE
     if head_note:
         result.notes.append(head_note)

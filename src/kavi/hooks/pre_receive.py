@@ -65,7 +65,9 @@ def main() -> int:
 def _refuse(rejections: Sequence[Rejection], subject: Callable[[str], str | None] | None) -> int:
     for r in rejections:
         sys.stderr.write(r.render(subject) + "\n")
-    sys.stderr.write(f"kavi: push rejected ({len(rejections)} problem(s)); nothing was changed\n")
+    from kavi.gitstore.rejection import push_refused
+
+    sys.stderr.write(push_refused(len(rejections)) + "\n")
     return 1
 
 

@@ -33,7 +33,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from kavi.gitstore.rejection import Rejection, non_fast_forward, protected_delete
+from kavi.gitstore.rejection import Rejection, non_fast_forward, protected_delete, push_refused
 from kavi.gitstore.symref import alias_target
 from kavi.textsafe import fold
 
@@ -100,6 +100,100 @@ def refusals(updates: Sequence[tuple[str, str, str]], pinned: dict[str, object])
         elif _is_ancestor(old, new) is False:
             out.append(non_fast_forward(ref, old, new))
     return out
+
+
+# Stand-ins for the two object ids in the refusals' words, made of characters no ref name
+# or message holds, so the shell form can put the pushed ids where they stand.
+_OLD, _NEW = "~" * 40, "^" * 40
+
+
+def _printf_format(text: str, fields: Sequence[tuple[str, str]]) -> str:
+    """``text`` and a newline as a ``printf`` format: literal but for ``fields`` (stand-in,
+    conversion), each of which must occur exactly once when its turn comes."""
+    out = text.replace("\\", "\\\\").replace("%", "%%")
+    for stand_in, conversion in fields:
+        if out.count(stand_in) != 1:
+            raise ValueError(f"cannot make a printf format of {text!r}")
+        out = out.replace(stand_in, conversion)
+    if "~" in out or "^" in out or "@@" in out:
+        raise ValueError(f"cannot make a printf format of {text!r}")
+    return out + "\n"
+
+
+def shell_refusals(protected: Sequence[str]) -> str:
+    """:func:`refusals` as POSIX shell, for the server hook's shim (``protected``: the
+    branches pinned as protected when the hook was installed, as in ``hook.json``).
+
+    A rewind or deletion of a pinned protected branch is refused before Python starts, in
+    exactly the words :func:`refusals` prints (rendered here, from the same rejections),
+    and only where :func:`refusals` would refuse: a new branch, an alias or a symlinked ref
+    (see :func:`kavi.gitstore.symref.alias_target`), an unconfigured hook or an answer git
+    cannot give are left to Python. It only ever refuses; everything it lets through is
+    judged in full by Python. Reads the updates from ``$input``; exits 1 if it refused.
+    """
+    import shlex
+
+    refs = sorted({f"refs/heads/{b}" for b in protected})
+    if not refs:
+        return ""
+    cases = "|".join(shlex.quote(r) for r in refs)
+    blocks = []
+    for ref in refs:
+        rewind = _printf_format(
+            non_fast_forward(ref, _OLD, _NEW).render(None),
+            [(_NEW, "%s"), (_OLD[:12], "%.12s"), (_NEW[:12], "%.12s")],
+        )
+        delete = _printf_format(protected_delete(ref).render(None), [])
+        blocks.append(
+            f"      {shlex.quote(ref)})\n"
+            f"        kavi_rewind={shlex.quote(rewind)}\n"
+            f"        kavi_delete={shlex.quote(delete)} ;;\n"
+        )
+    summary = _printf_format(push_refused("@@"), [("@@", "%d")])
+    return (
+        "# Deleting or rewinding a branch pinned as protected is refused here, before Python\n"
+        "# starts, in the words of Kavi's own check (kavi.hooks.quick.refusals, rendered by\n"
+        "# `git kavi hooks install`); all else goes on to that check.\n"
+        "kavi_git_dir=${GIT_DIR:-.}\n"
+        "kavi_base=\n"
+        "kavi_here=$PWD\n"
+        "kavi_refused=0\n"
+        'if [ -r "$kavi_git_dir/kavi/hook.json" ] && [ -e "$kavi_git_dir/kavi/trusted_signers" ]; then\n'
+        "  while read -r old new ref; do\n"
+        f"    case $ref in {cases}) ;; *) continue ;; esac\n"
+        "    case $old in *[!0]*) ;; *) continue ;; esac  # a new branch\n"
+        "    # physical paths by `cd -P` in this shell (no subshell), back where it was after\n"
+        '    if [ -z "$kavi_base" ]; then cd -P "$kavi_git_dir" && kavi_base=$PWD; cd "$kavi_here"; fi\n'
+        '    [ -n "$kavi_base" ] || break\n'
+        '    kavi_ref="$kavi_base/$ref"\n'
+        "    # an alias (a symbolic or symlinked ref, a symlinked directory): Kavi's check decides\n"
+        '    [ -L "$kavi_ref" ] && continue\n'
+        '    if [ -e "${kavi_ref%/*}" ] || [ -L "${kavi_ref%/*}" ]; then\n'
+        '      kavi_dir=; cd -P "${kavi_ref%/*}" 2>/dev/null && kavi_dir=$PWD; cd "$kavi_here"\n'
+        '      [ "$kavi_dir" = "${kavi_ref%/*}" ] || continue\n'
+        "    fi\n"
+        '    if [ -f "$kavi_ref" ]; then\n'
+        '      kavi_first=; read -r kavi_first < "$kavi_ref"\n'
+        "      case $kavi_first in ref:*) continue ;; esac\n"
+        "    fi\n"
+        "    case $ref in\n" + "".join(blocks) + "    esac\n"
+        "    case $new in\n"
+        "      *[!0]*)\n"
+        '        GIT_NO_REPLACE_OBJECTS=1 git merge-base --is-ancestor "$old" "$new" >/dev/null 2>&1\n'
+        "        [ $? -eq 1 ] || continue  # an ancestor, or git cannot tell: Kavi's check decides\n"
+        '        printf "$kavi_rewind" "$new" "$old" "$new" >&2 ;;\n'
+        '      *) printf "$kavi_delete" >&2 ;;\n'
+        "    esac\n"
+        "    kavi_refused=$((kavi_refused + 1))\n"
+        "  done <<KAVI_UPDATES\n"
+        "$input\n"
+        "KAVI_UPDATES\n"
+        "fi\n"
+        'if [ "$kavi_refused" -gt 0 ]; then\n'
+        f'  printf {shlex.quote(summary)} "$kavi_refused" >&2\n'
+        "  exit 1\n"
+        "fi\n"
+    )
 
 
 def _trusted_tops(tip: str, layout: dict[str, object], cache_dir: Path) -> set[str] | None:
