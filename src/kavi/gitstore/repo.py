@@ -26,6 +26,13 @@ MODE_COMMIT = 0o160000
 
 ZERO_OID = "0" * 40
 
+# libgit2 keeps a parsed tree in its object cache only if the tree is under 4 KiB, so a
+# wide root tree (20,000 files: ~600 KiB) was parsed again for every path looked up in
+# it — the hook and the audit ask a commit's root for several files. Trees up to 16 MiB
+# are kept now (within libgit2's overall cache limit, 256 MiB by default).
+TREE_CACHE_LIMIT = 16 * 1024 * 1024
+pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.TREE, TREE_CACHE_LIMIT)
+
 # libgit2 keeps only objects under 4 kB in its cache: a root tree of 20,000 entries was
 # re-read and re-parsed (~15 ms) at every lookup of a path in it. Trees and commits up to
 # 16 MB stay cached (the cache as a whole stays bounded by libgit2's total limit).

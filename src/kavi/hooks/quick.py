@@ -26,11 +26,12 @@ deleting, or rewinding, a branch pinned as protected (asked with ``git merge-bas
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 
 from kavi.gitstore.rejection import Rejection, non_fast_forward, protected_delete, push_refused
@@ -56,6 +57,59 @@ def _git(*args: str, stdin: bytes | None = None) -> bytes | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.stdout if proc.returncode == 0 else None
+
+
+class _GitFailed(Exception):
+    """git could not answer (it failed, or took too long): the full check decides."""
+
+
+def _streamed(*args: str, stdin: bytes, timeout: float = 120.0) -> Generator[bytes, None, None]:
+    """The NUL-terminated names a ``git`` command prints, as it prints them. If the reader
+    stops early, git is killed; if git fails or outlasts ``timeout``, :class:`_GitFailed`.
+    (``stdin`` is handed over as a file: no pipe to fill up while git's output waits.)"""
+    import select
+    import tempfile
+    import time
+
+    with tempfile.TemporaryFile() as feed:
+        feed.write(stdin)
+        feed.seek(0)
+        try:
+            proc = subprocess.Popen(
+                ["git", "-c", "core.quotePath=false", *args],
+                stdin=feed,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=_ENV,
+            )
+        except OSError:
+            raise _GitFailed from None
+    out = proc.stdout
+    if out is None:  # pragma: no cover - a pipe was asked for
+        raise _GitFailed
+    deadline = time.monotonic() + timeout
+    try:
+        tail = b""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([out], [], [], left)[0]:
+                raise _GitFailed
+            chunk = os.read(out.fileno(), 1 << 16)
+            if not chunk:
+                break
+            *done, tail = (tail + chunk).split(b"\0")
+            yield from (name for name in done if name)
+        if tail:
+            yield tail
+        if proc.wait(timeout=max(deadline - time.monotonic(), 0.1)) != 0:
+            raise _GitFailed
+    except subprocess.TimeoutExpired:
+        raise _GitFailed from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        out.close()
 
 
 def _layout(tip: str, cache_dir: Path, pinned: dict[str, object]) -> dict[str, object] | None:
@@ -245,25 +299,33 @@ def _ordinary(
 ) -> bool:
     skills, tests = str(layout.get("skills_dir", "skills")), str(layout.get("tests_dir", "tests"))
     kavi_top, skills_top, tests_top = (fold(p.split("/", 1)[0]) for p in (".kavi", skills, tests))
-    # top-level names each commit changes against its first parent (no recursion: cheap)
-    tops = _git(
+    # top-level names each commit changes against its first parent (no recursion: cheap),
+    # oldest commit first, judged as git prints them: the first that needs the full check
+    # stops git (on a wide tree each commit's diff reads two big root trees)
+    names = _streamed(
         "diff-tree", "--stdin", "--no-commit-id", "--name-only", "-m", "--first-parent", "-z",
-        stdin="".join(f"{c}\n" for c in commits).encode(),
+        stdin="".join(f"{c}\n" for c in reversed(commits)).encode(),
     )  # fmt: skip
-    if tops is None:
-        return False
     deeper = False
-    for raw in {t for t in tops.split(b"\0") if t}:
-        name = raw.decode("utf-8", "replace")
-        folded = fold(name)
-        if _odd(name) or folded in (kavi_top, ".gitattributes") or folded in trusted:
-            return False  # an alias, .kavi itself, .gitattributes, a trusted file's dir: full check
-        if folded == skills_top and "/" not in skills:
-            return False  # the skills dir changed
-        if folded in (skills_top, tests_top):
-            if name not in (skills.split("/", 1)[0], tests.split("/", 1)[0]):
-                return False  # a case variant of a protected directory
-            deeper = True
+    seen: set[bytes] = set()
+    with contextlib.closing(names):
+        try:
+            for raw in names:
+                if raw in seen:
+                    continue
+                seen.add(raw)
+                name = raw.decode("utf-8", "replace")
+                folded = fold(name)
+                if _odd(name) or folded in (kavi_top, ".gitattributes") or folded in trusted:
+                    return False  # an alias, .kavi, .gitattributes, a trusted file's dir: full check
+                if folded == skills_top and "/" not in skills:
+                    return False  # the skills dir changed
+                if folded in (skills_top, tests_top):
+                    if name not in (skills.split("/", 1)[0], tests.split("/", 1)[0]):
+                        return False  # a case variant of a protected directory
+                    deeper = True
+        except _GitFailed:
+            return False
     if not deeper:
         return True
     # a nested skills dir or the tests dir changed: look at the paths (literal pathspecs
