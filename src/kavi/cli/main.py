@@ -99,6 +99,8 @@ def _done() -> None:
     try:
         sys.stdout.flush()
         sys.stderr.flush()
+    except BrokenPipeError:
+        _closed_stdout()
     except (OSError, ValueError):
         os._exit(120)  # what Python's own exit returns when it cannot flush stdout
     os._exit(0)
@@ -110,9 +112,12 @@ def _closed_stdout() -> None:
     killed by SIGPIPE would."""
     from kavi.errors import IOFault
 
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())  # nothing more can reach the reader; no second error
-    os.close(devnull)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing more can reach the reader: no second error
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass  # (a stdout that is not a file: nothing to redirect)
     err = IOFault(
         "the output could not be written: its reader closed the pipe",
         why="stdout is a pipe and the program reading it exited before the command finished writing",
