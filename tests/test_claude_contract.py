@@ -384,17 +384,29 @@ def test_proposal_budget_across_attempts(cc1: Contract) -> None:
 # ---------------------------------------------------------------------------------------
 
 
+def _ledger_content(repo: Path) -> list[str]:
+    """Every row of the ledger (not its file's bytes: SQLite may move what its write-ahead
+    log holds into the file whenever a connection closes, without changing any row)."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{repo / '.git/kavi/ledger.db'}?mode=ro", uri=True)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
 def test_no_credential_is_refused_before_anything_is_written(
     cc1: Contract, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY")
-    before = (git("for-each-ref", cwd=cc1.repo), (cc1.repo / ".git/kavi/ledger.db").read_bytes())
+    before = (git("for-each-ref", cwd=cc1.repo), _ledger_content(cc1.repo))
     code, err, _ = cc1.build()
     assert code == 2 and err["code"] == "KAVI-NO-CREDENTIAL"
     for name in ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"):
         assert name in err["message"] + err["remedy"]
     assert "claude setup-token" in err["remedy"] and "claude login" in err["why"]
-    assert (git("for-each-ref", cwd=cc1.repo), (cc1.repo / ".git/kavi/ledger.db").read_bytes()) == before
+    assert (git("for-each-ref", cwd=cc1.repo), _ledger_content(cc1.repo)) == before
     assert cc1.model.requests == []
     assert not any(p.name.startswith("kavi-build-") for p in (cc1.tmp / "tmp").iterdir())
 

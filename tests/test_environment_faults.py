@@ -181,8 +181,10 @@ def test_a_read_only_clone_can_still_be_read(promoted: Verified, tmp_path: Path,
     repo = promoted.repo
     holder = None
     if wal:  # a ledger whose last transactions are still only in its write-ahead log
-        holder = sqlite3.connect(repo / ".git/kavi/ledger.db")
-        holder.execute("SELECT 1").fetchone()
+        # another reader, in the middle of a read: nobody can checkpoint the log past it
+        holder = sqlite3.connect(repo / ".git/kavi/ledger.db", isolation_level=None)
+        holder.execute("BEGIN")
+        holder.execute("SELECT count(*) FROM sqlite_master").fetchone()
         kavi_json(
             "run-skill", "write_note", "--json", '{"path": "b.md", "title": "B", "body": "C"}', cwd=repo
         )
