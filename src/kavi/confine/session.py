@@ -169,6 +169,11 @@ class Worker:
         else:
             line = json.dumps({**request, "limits": dict(limits)})
         self._deadline = time.monotonic() + timeout
+        if self.proc.poll() is not None:
+            # its launcher is gone (killed from outside before the run was handed over): the
+            # jail's first process may have missed its parent-death signal, so it gets
+            # nothing to act on; collect() kills what is left and reports a lost worker
+            return
         stdin = self.proc.stdin
         if stdin is None:  # pragma: no cover - a pipe
             raise OSError("worker pipe missing")
