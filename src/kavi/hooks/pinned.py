@@ -24,6 +24,8 @@ def load_pinned(git_dir: Path) -> Pinned | None:
         signers = (state / TRUST_FILE).read_text()
     except (OSError, ValueError):
         return None
+    if not isinstance(data, dict) or not isinstance(data.get("config", {}), dict):
+        return None  # not what `hooks install` writes: not configured
     forge_id = data.get("forge_id")
     return Pinned(
         signers=signers,

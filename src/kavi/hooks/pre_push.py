@@ -20,11 +20,14 @@ def main(argv: list[str]) -> int:
     remote = argv[0] if argv else "origin"
     forge = Forge.open()
     repo = forge.repo
-    updates = []
-    for line in sys.stdin.read().splitlines():
-        parts = line.split()
-        if len(parts) == 4:
-            updates.append(Update(parts[3], parts[1], parts[2]))
+    from kavi.hooks.updates import UnreadableUpdate, read_updates
+
+    try:
+        lines = read_updates(sys.stdin.buffer.read(), fields=4, oids=(1, 3))
+    except UnreadableUpdate as exc:
+        sys.stderr.write(f"kavi: the server will reject this push: {exc}\n")
+        return 1
+    updates = [Update(remote_oid, local_oid, remote_ref) for _l, local_oid, remote_ref, remote_oid in lines]
     before = {}
     for name, target in repo.refs(f"refs/remotes/{remote}/").items():
         if target.startswith("ref: "):

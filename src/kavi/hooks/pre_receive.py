@@ -18,17 +18,25 @@ if TYPE_CHECKING:
     from kavi.gitstore.rejection import Rejection
 
 
-def parse_updates(text: str) -> list[tuple[str, str, str]]:
-    out = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 3:
-            out.append((parts[0], parts[1], parts[2]))
-    return out
+def parse_updates(data: bytes) -> list[tuple[str, str, str]]:
+    """``<old> <new> <ref>`` per line (see :mod:`kavi.hooks.updates`)."""
+    from kavi.hooks.updates import read_updates
+
+    return [(o, n, r) for o, n, r in read_updates(data, fields=3, oids=(0, 1))]
 
 
 def main() -> int:
-    raw = parse_updates(sys.stdin.read())
+    from kavi.hooks.updates import UnreadableUpdate
+
+    try:
+        raw = parse_updates(sys.stdin.buffer.read())
+    except UnreadableUpdate as exc:
+        sys.stderr.write(
+            "kavi: REJECTED (an update the hook cannot read)\n"
+            f"  why:     {exc}: git writes `<old> <new> <ref>` with single spaces\n"
+            "  do this: push refs by their plain names; ask the server's admin if this persists\n"
+        )
+        return 1
     git_dir = Path(os.environ.get("GIT_DIR", ".")).resolve()
     quick = _quick(raw, git_dir)
     if quick is True:
@@ -80,10 +88,13 @@ def _quick(raw: list[tuple[str, str, str]], git_dir: Path) -> bool | list[Reject
 
     state = git_dir / "kavi"
     try:
-        pinned = json.loads((state / "hook.json").read_text()).get("config", {})
+        data = json.loads((state / "hook.json").read_text())
         (state / "trusted_signers").stat()
     except (OSError, ValueError):
         return False
+    pinned = data.get("config") if isinstance(data, dict) else None
+    if not isinstance(pinned, dict):
+        return False  # the full check says the hook is not configured
     return refusals(raw, pinned) or accepts(raw, state, pinned)
 
 
