@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from support.forge import git, kavi_json
+from support.forge import git, kavi, kavi_json, ssh_key
 from test_hook import (  # noqa: F401  (fixtures are looked up by name)
     Served,
     _commit_all,
@@ -157,3 +157,34 @@ def test_protected_names_with_shell_characters_are_literal(tmp_path: Path) -> No
     assert "refs/heads/main|" in cases and "refs/heads/rel/v1.0)" in cases
     checked = subprocess.run(["sh", "-n"], input=f"input=x\n{text}", capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
+
+
+def test_any_branch_name_git_allows_can_be_protected(promoted: Served, tmp_path: Path) -> None:
+    python, marker = _stand_in(tmp_path)
+    origin = promoted.origin
+    kavi_json("hooks", "install", "--server", str(origin), "--protect", "main", "--protect", "rel@@1%s",
+              cwd=promoted.repo)  # fmt: skip
+    tip, parent = _tips(origin)
+    git("update-ref", "refs/heads/rel@@1%s", tip, cwd=origin)
+    updates = f"{tip} {parent} refs/heads/rel@@1%s\n"
+    by_shell, by_python = _shim(origin, updates, python), _python(origin, updates)
+    assert by_shell.returncode == by_python.returncode == 1
+    assert by_shell.stderr == by_python.stderr and "protected branch rel@@1%s" in by_shell.stderr
+    assert not marker.exists()
+
+
+def test_a_name_that_is_not_a_branch_changes_nothing(tmp_path: Path) -> None:
+    bare = tmp_path / "srv.git"
+    git("init", "-q", "--bare", str(bare), cwd=tmp_path)
+    admin = bare / "hooks" / "pre-receive"
+    admin.write_text("#!/bin/sh\nexit 1\n")
+    admin.chmod(0o755)
+    signers = tmp_path / "signers"
+    public = ssh_key(tmp_path / "keys").with_suffix(".pub").read_text()
+    signers.write_text(f"ada@example.com {public}")
+    res = kavi("hooks", "install", "--server", str(bare), "--trust", str(signers), "--protect", "a~b",
+               "--format", "json", cwd=tmp_path)  # fmt: skip
+    assert res.code == 2 and "not a branch name git allows" in res.output
+    assert admin.read_text() == "#!/bin/sh\nexit 1\n"
+    assert not (bare / "hooks" / "pre-receive.chained").exists()
+    assert not (bare / "kavi" / "hook.json").exists()

@@ -66,7 +66,10 @@ class Installed:
     notes: list[str] = field(default_factory=list)
 
 
-def _write_hook(hooks_dir: Path, kind: str, protected: Sequence[str] = ()) -> Installed:
+def _write_hook(hooks_dir: Path, kind: str, text: str) -> Installed:
+    """Install ``text`` as the ``kind`` hook. A hook that was there and is not Kavi's is
+    kept as ``<kind>.chained`` (runs first); at no moment is there no hook: the old one is
+    linked to its new name, then the new one replaces it in one rename."""
     hooks_dir.mkdir(parents=True, exist_ok=True)
     path = hooks_dir / kind
     chained = None
@@ -77,10 +80,29 @@ def _write_hook(hooks_dir: Path, kind: str, protected: Sequence[str] = ()) -> In
                 f"{path} is not Kavi's and {chained} already exists",
                 remedy=f"merge the two hooks by hand, or remove {chained}",
             )
-        os.replace(path, chained)
-    path.write_text(shim(kind, sys.executable, protected))
-    path.chmod(0o755)
+    staged = hooks_dir / f".{kind}.kavi-new"
+    staged.write_text(text)
+    staged.chmod(0o755)
+    try:
+        if chained is not None:
+            try:
+                os.link(path, chained)
+            except OSError:
+                shutil.copy2(path, chained)
+        os.replace(staged, path)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
     return Installed(hook=path, chained=chained)
+
+
+def _branch_name_ok(name: str) -> bool:
+    import subprocess
+
+    found = subprocess.run(
+        ["git", "check-ref-format", f"refs/heads/{name}"], capture_output=True, check=False
+    )
+    return found.returncode == 0 and not name.startswith("-")
 
 
 def _git_dir_of(repo_path: Path) -> Path:
@@ -132,6 +154,13 @@ def install_server(
     except (NotAForgeError, ConfigError):
         forge = None
     if protected:
+        for name in protected:
+            if not _branch_name_ok(name):
+                raise ValidationError(
+                    f"--protect {name!r} is not a branch name git allows",
+                    why="`git check-ref-format --branch` refuses it",
+                    remedy="name the branch as git shows it (`git branch --list`)",
+                )
         order = list(dict.fromkeys(protected))
         first = config.protected[0] if forge is not None else None
         if first is not None and first in order:  # trust and layout come from the first: the target
@@ -183,6 +212,9 @@ def install_server(
             why="with an empty trust root no promotion could ever be accepted",
             remedy="pass --trust with an allowed_signers file holding at least one key",
         )
+    # the hook script is rendered before anything is written: a name it cannot hold stops
+    # the installation with nothing changed
+    hook_text = shim("pre-receive", sys.executable, config.protected)
     state = state_dir(git_dir)
     state.mkdir(parents=True, exist_ok=True)
     (state / TRUST_FILE).write_text(signers)
@@ -209,7 +241,7 @@ def install_server(
     server.config_set("receive.fsckObjects", "true")
     server.config_set("core.useReplaceRefs", "false")
     head_note = _point_unborn_head(git_dir, config.protected[0] if config.protected else None)
-    result = _write_hook(git_dir / "hooks", "pre-receive", config.protected)
+    result = _write_hook(git_dir / "hooks", "pre-receive", hook_text)
     result.pinned_trust = state / TRUST_FILE
     if head_note:
         result.notes.append(head_note)
@@ -243,4 +275,4 @@ def install_client(cwd: Path) -> Installed:
     configured = forge.repo.config_get("core.hooksPath")
     if configured:
         hooks_dir = Path(configured) if os.path.isabs(configured) else forge.workdir / configured
-    return _write_hook(hooks_dir, "pre-push")
+    return _write_hook(hooks_dir, "pre-push", shim("pre-push", sys.executable))

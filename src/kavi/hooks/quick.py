@@ -169,7 +169,7 @@ def _printf_format(text: str, fields: Sequence[tuple[str, str]]) -> str:
         if out.count(stand_in) != 1:
             raise ValueError(f"cannot make a printf format of {text!r}")
         out = out.replace(stand_in, conversion)
-    if "~" in out or "^" in out or "@@" in out:
+    if "~" in out or "^" in out:
         raise ValueError(f"cannot make a printf format of {text!r}")
     return out + "\n"
 
@@ -203,7 +203,7 @@ def shell_refusals(protected: Sequence[str]) -> str:
             f"        kavi_rewind={shlex.quote(rewind)}\n"
             f"        kavi_delete={shlex.quote(delete)} ;;\n"
         )
-    summary = _printf_format(push_refused("@@"), [("@@", "%d")])
+    summary = _printf_format(push_refused("~~"), [("~~", "%d")])
     return (
         "# Deleting or rewinding a branch pinned as protected is refused here, before Python\n"
         "# starts, in the words of Kavi's own check (kavi.hooks.quick.refusals, rendered by\n"
