@@ -129,3 +129,32 @@ def test_a_closed_stdout_is_an_error_not_a_silent_success(trusted: Path) -> None
     assert "KAVI-IO-ERROR" in proc.stderr and "reader closed the pipe" in proc.stderr
     assert "internal error" not in proc.stderr
     assert _runs(trusted)[-1][1] == "SUCCEEDED"  # the run itself happened and was recorded
+
+
+def test_a_closed_or_full_stdout_is_reported_on_stderr(trusted: Path) -> None:
+    before = len(_runs(trusted))
+    argv = [
+        sys.executable,
+        "-m",
+        "kavi",
+        "run-skill",
+        "write_note",
+        "--json",
+        json.dumps(GOOD),
+        "--format",
+        "json",
+    ]
+    closed = subprocess.run(
+        argv, cwd=trusted, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120,
+        preexec_fn=lambda: os.close(1),  # the caller closed descriptor 1 (`>&-`)
+    )  # fmt: skip
+    with open("/dev/full", "w") as full:
+        filled = subprocess.run(
+            argv, cwd=trusted, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120
+        )
+    for proc in (closed, filled):
+        assert proc.returncode == 2, proc.stderr
+        assert "KAVI-IO-ERROR" in proc.stderr and "output could not be written" in proc.stderr
+        assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+    assert "stdout is closed" in closed.stderr and "No space left" in filled.stderr
+    assert [status for _id, status in _runs(trusted)[before:]] == ["SUCCEEDED", "SUCCEEDED"]

@@ -185,6 +185,36 @@ class IOFault(EnvironmentFault):
     code = "KAVI-IO-ERROR"
 
 
+class OutputError(IOFault):
+    """The command's output could not be written to stdout (its reader went away, a full
+    device, a closed descriptor). What the command did before is kept; exit 2."""
+
+
+class ReaderGone(OutputError):
+    """The reader of stdout closed the pipe (``| head``): exit 141, as if killed by SIGPIPE."""
+
+    exit_code = 141
+
+
+def output_error(exc: OSError) -> OutputError:
+    """The :class:`OutputError` for a failed write to stdout."""
+    import errno
+
+    if exc.errno == errno.EPIPE:
+        return ReaderGone(
+            "the output could not be written: its reader closed the pipe",
+            why="stdout is a pipe and the program reading it exited before the command finished writing",
+            remedy="read the whole output (or write it to a file); what the command recorded before "
+            "this is kept: see `git kavi status`",
+        )
+    return OutputError(
+        f"the output could not be written: {exc.strerror or exc}",
+        why="stdout refused the write (a closed descriptor, a full device)",
+        remedy="send the output somewhere writable; what the command recorded before this is kept: "
+        "see `git kavi status`",
+    )
+
+
 class LedgerDamagedError(EnvironmentFault):
     """The ledger file is empty, not a Kavi ledger, or fails SQLite's integrity check."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import os
 import sys
@@ -17,19 +19,57 @@ def main(argv: list[str] | None = None) -> None:
     (tests); None when this process *is* the command, which lets ``run-skill`` end the
     process itself once everything is written (see :func:`_done`)."""
     args = sys.argv[1:] if argv is None else argv
-    from kavi.cli.run_fast import prestart
-
-    worker = prestart(args)  # run-skill: its confined worker imports while the rest loads
-    whole_process = argv is None and worker is not None
-    if whole_process:
-        import gc
-
-        gc.disable()  # one bounded run, then os._exit: no cycles worth collecting meanwhile
+    if argv is None:
+        _standard_streams()
+    worker = None
     try:
+        from kavi.cli.run_fast import prestart
+
+        worker = prestart(args)  # run-skill: its confined worker imports while the rest loads
+        whole_process = argv is None and worker is not None
+        if whole_process:
+            import gc
+
+            gc.disable()  # one bounded run, then os._exit: no cycles worth collecting meanwhile
         _main(args, worker, whole_process)
+    except KeyboardInterrupt as exc:  # before the handler below was in place
+        from kavi.errors import interrupted
+
+        stop = interrupted(exc)
+        _report(stop)
+        sys.exit(stop.exit_code)
     finally:
         if worker is not None:
             worker.abort()  # (a no-op once the run has ended it)
+
+
+def _standard_streams() -> None:
+    """Descriptors 0–2 closed by the caller (``>&-``) are opened on /dev/null, so no file
+    Kavi opens (the ledger) can land on them; a closed stdout then fails every write, as
+    it would have, and is reported as such."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: this one
+            if fd == 1:
+                sys.stdout = _ClosedStdout()
+    if sys.stdin is None:
+        sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 - the process's own
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+
+
+class _ClosedStdout(io.TextIOBase):
+    """What ``sys.stdout`` is when the caller closed descriptor 1: every write fails."""
+
+    def write(self, text: str) -> int:
+        import errno
+
+        raise OSError(errno.EBADF, "stdout is closed")
+
+    def fileno(self) -> int:
+        return 1
 
 
 def _main(args: list[str], worker: Worker | None, whole_process: bool) -> None:
@@ -71,9 +111,15 @@ def _main(args: list[str], worker: Worker | None, whole_process: bool) -> None:
         sys.exit(stop.exit_code)
     except SystemExit:
         raise
-    except BrokenPipeError:
-        _closed_stdout()
+    except BrokenPipeError as exc:
+        _output_failed(exc)
     except Exception as exc:  # a bug: say so plainly, keep the traceback for KAVI_DEBUG
+        if _caused_by_interrupt(exc):  # Ctrl-C inside an import turns into an ImportError
+            from kavi.errors import interrupted
+
+            stop = interrupted(KeyboardInterrupt())
+            _report(stop)
+            sys.exit(stop.exit_code)
         fault = _environment(exc)
         if fault is not None:  # a full disk, a read-only file system, a refused permission
             _report(fault)
@@ -98,38 +144,48 @@ def _done() -> None:
     milliseconds of freeing pydantic's schemas — is skipped."""
     try:
         sys.stdout.flush()
-        sys.stderr.flush()
-    except BrokenPipeError:
-        _closed_stdout()
-    except (OSError, ValueError):
+    except OSError as exc:
+        _output_failed(exc)
+    except ValueError:
         os._exit(120)  # what Python's own exit returns when it cannot flush stdout
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
     os._exit(0)
 
 
-def _closed_stdout() -> None:
-    """Whoever read the output went away (``| head``, a closed pipe): not a bug. Say so on
-    stderr (stdout is gone: the JSON form cannot be written either) and exit as a process
-    killed by SIGPIPE would."""
-    from kavi.errors import IOFault
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
+
+def _stdout_to_devnull() -> None:
+    """Nothing more can reach stdout's reader: later writes (the interpreter's own flush at
+    exit included) go to /dev/null instead of failing again."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # nothing more can reach the reader: no second error
+        os.dup2(devnull, 1)
         os.close(devnull)
+        if isinstance(sys.stdout, _ClosedStdout):
+            sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
     except (OSError, ValueError):
-        pass  # (a stdout that is not a file: nothing to redirect)
-    err = IOFault(
-        "the output could not be written: its reader closed the pipe",
-        why="stdout is a pipe and the program reading it exited before the command finished writing",
-        remedy="read the whole output (or write it to a file); what the command recorded before "
-        "this is kept: see `git kavi status`",
-    )
-    try:
-        sys.stderr.write(err.render() + "\n")
-        sys.stderr.flush()
-    except OSError:
         pass
-    sys.exit(141)
+
+
+def _output_failed(exc: OSError) -> None:
+    """stdout refused a write outside :func:`kavi.cli.output.emit` (a flush at the end)."""
+    from kavi.errors import output_error
+
+    err = output_error(exc)
+    _report(err)
+    sys.exit(err.exit_code)
 
 
 def _environment(exc: BaseException) -> KaviError | None:
@@ -266,9 +322,21 @@ def _report(err: object) -> None:
 
     if not isinstance(err, KaviError):
         return
-    if is_json():
-        sys.stdout.write(json.dumps(err.to_dict(), indent=2, default=str) + "\n")
-        sys.stdout.flush()
-    else:
-        end_live()
-        sys.stderr.write(err.render() + "\n")
+    from kavi.errors import OutputError
+
+    if isinstance(err, OutputError):
+        _stdout_to_devnull()  # stdout is gone: the error goes to stderr, in either format
+    try:
+        if is_json() and not isinstance(err, OutputError):
+            sys.stdout.write(json.dumps(err.to_dict(), indent=2, default=str) + "\n")
+            sys.stdout.flush()
+        else:
+            end_live()
+            sys.stderr.write(err.render() + "\n")
+            sys.stderr.flush()
+    except OSError:
+        if not isinstance(err, OutputError):  # stdout refused the JSON: say it on stderr
+            _stdout_to_devnull()
+            with contextlib.suppress(OSError):
+                sys.stderr.write(err.render() + "\n")
+                sys.stderr.flush()

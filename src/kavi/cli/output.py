@@ -35,11 +35,14 @@ def is_json() -> bool:
 def emit(payload: dict[str, Any], text: str) -> None:
     """Print the command's result: ``payload`` as JSON, or ``text``."""
     end_live()
-    if is_json():
-        sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
-    else:
-        sys.stdout.write(text.rstrip("\n") + "\n")
-    sys.stdout.flush()
+    data = json.dumps(payload, indent=2, sort_keys=False, default=str) if is_json() else text.rstrip("\n")
+    try:
+        sys.stdout.write(data + "\n")
+        sys.stdout.flush()
+    except OSError as exc:
+        from kavi.errors import output_error
+
+        raise output_error(exc) from exc
 
 
 def progress(message: str) -> None:
