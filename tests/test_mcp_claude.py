@@ -96,6 +96,10 @@ def _ask_claude(
             Turn([Text("The note is written.")]),
         )
         env = {**os.environ, **QUIET, "ANTHROPIC_API_KEY": CREDENTIAL, "ANTHROPIC_BASE_URL": model.base_url}
+        # Claude Code connects --mcp-config servers in the background by default, and `-p`
+        # may send its only turn before Kavi's server is up (no Kavi tool offered); this
+        # documented switch makes it wait for the connection first
+        env["MCP_CONNECTION_NONBLOCKING"] = "0"
         proc = subprocess.run(
             [
                 str(claude),
