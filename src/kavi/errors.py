@@ -8,6 +8,7 @@ top-level handler turns any :class:`KaviError` into text or one JSON object.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 EXIT_OK = 0
@@ -299,14 +300,22 @@ def _errno_of(exc: BaseException) -> int | None:
     return None
 
 
-def busy_fault(exc: BaseException) -> BusyError | None:
-    """Someone else's lock is in the way: SQLite's "database is locked" (another process sits
-    inside a ledger transaction longer than the busy timeout: stopped with Ctrl-Z, or stuck),
-    or one of git's lock files (another git command runs, or one was killed and left it)."""
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what caused it: its ``__cause__`` (else ``__context__``), and so on, each
+    once (a chain may loop)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def busy_fault(exc: BaseException) -> BusyError | None:
+    """Someone else's lock is in the way: SQLite's "database is locked" (another process sits
+    inside a ledger transaction longer than the busy timeout: stopped with Ctrl-Z, or stuck),
+    or one of git's lock files (another git command runs, or one was killed and left it)."""
+    for current in causes(exc):
         name = str(getattr(current, "sqlite_errorname", "") or "")
         text = current.message if isinstance(current, KaviError) else str(current)
         # SQLITE_PROTOCOL ("locking protocol"): the write-ahead log's index stayed locked
@@ -330,7 +339,6 @@ def busy_fault(exc: BaseException) -> BusyError | None:
                 remedy="wait for the other git command; if none runs, `git kavi doctor --repair` removes "
                 "stale lock files",
             )
-        current = current.__cause__ or current.__context__
     return None
 
 
@@ -342,10 +350,7 @@ def environment_fault(exc: BaseException) -> EnvironmentFault | None:
     environment's doing, not a bug — it gets its own code, a remedy and exit 2.
     Refusals (exit 1) and usage errors (exit 2) are left as they are.
     """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in causes(exc):
         if isinstance(current, EnvironmentFault):
             return current
         if isinstance(current, KaviError) and current.exit_code != EXIT_INTERNAL:
@@ -353,7 +358,6 @@ def environment_fault(exc: BaseException) -> EnvironmentFault | None:
         number = _errno_of(current)
         if number is not None:
             return _fault(number, current)
-        current = current.__cause__ or current.__context__
     return None
 
 

@@ -156,14 +156,9 @@ def _done() -> None:
 
 
 def _caused_by_interrupt(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, KeyboardInterrupt):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    from kavi.errors import causes
+
+    return any(isinstance(cause, KeyboardInterrupt) for cause in causes(exc))
 
 
 def _stdout_to_devnull() -> None:
@@ -222,16 +217,14 @@ def _io_error(exc: BaseException) -> bool:
 def _storage_failure(exc: BaseException) -> bool:
     """An error from the layers that write files (SQLite, libgit2, the OS), which may hide the
     environment's reason."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    from kavi.errors import causes
+
+    for current in causes(exc):
         module = type(current).__module__
         if isinstance(current, OSError) or module.startswith(("sqlite3", "_pygit2", "pygit2")):
             return True
         if type(current).__name__ in ("GitError", "LedgerError") and module.startswith("kavi"):
             return True
-        current = current.__cause__ or current.__context__
     return False
 
 

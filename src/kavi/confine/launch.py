@@ -49,12 +49,16 @@ def which(name: str) -> str | None:
     return None
 
 
+_TOOLS: dict[str, tuple[str, str] | None] = {}  # by PATH: one search per PATH and process
+
+
 def tools() -> tuple[str, str] | None:
     """``unshare`` and ``setpriv`` (util-linux), if this machine has both."""
-    unshare, setpriv = which("unshare"), which("setpriv")
-    if unshare is None or setpriv is None:
-        return None
-    return unshare, setpriv
+    path = os.environ.get("PATH", os.defpath)
+    if path not in _TOOLS:
+        unshare, setpriv = which("unshare"), which("setpriv")
+        _TOOLS[path] = None if unshare is None or setpriv is None else (unshare, setpriv)
+    return _TOOLS[path]
 
 
 def forced_unavailable() -> bool:
